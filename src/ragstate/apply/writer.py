@@ -1,0 +1,60 @@
+"""A writer thread, so the database writes of batch N overlap the model's work on N+1.
+
+The queue is bounded: when writes fall behind, ``submit`` blocks, so memory holds at
+most ``depth`` batches whatever the corpus size. Each submitted job runs in its own
+transaction; a job that fails stops the writer, and the error comes back from the next
+``submit`` or from ``close``. Jobs already committed stay committed.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable
+
+from ragstate.stores.base import Session, Store
+
+Job = Callable[[Session], None]
+_STOP = object()
+
+
+class BatchWriter:
+    def __init__(self, store: Store, *, depth: int = 2):
+        self._store = store
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="ragstate-writer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is _STOP:
+                return
+            if self._error is not None:
+                continue  # drain: nothing more is written after a failure
+            try:
+                with self._store.transaction() as session:
+                    job(session)  # type: ignore[operator]
+            except BaseException as exc:  # re-raised in the caller's thread
+                self._error = exc
+
+    def submit(self, job: Job) -> None:
+        """Queue ``job``; raise the writer's error if an earlier job failed."""
+        self._raise()
+        self._queue.put(job)
+
+    def close(self) -> None:
+        """Wait for every queued job, stop the thread, raise the first error if any."""
+        self._queue.put(_STOP)
+        self._thread.join()
+        self._raise()
+
+    def abandon(self) -> None:
+        """Stop after the queued jobs without raising (used while unwinding an error)."""
+        self._queue.put(_STOP)
+        self._thread.join()
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            raise self._error

@@ -1,0 +1,300 @@
+"""The ``ragstate`` command: parse options, call one library function, render, exit.
+
+Exit codes (for CI):
+
+=========  ============  ========================================================
+command    code          meaning
+=========  ============  ========================================================
+plan,      0 / 2 / 1     in sync / drift found / error
+verify
+apply,     0 / 1 / 3     converged / error (or did not converge) / destructive plan
+reconcile                refused without ``--allow-destructive``
+status     0 / 2 / 1     every pipeline ready / some not ready / error
+=========  ============  ========================================================
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from ragstate import __version__
+from ragstate.errors import RagstateError
+from ragstate.plan.model import Plan
+from ragstate.plan.render import render_plan
+from ragstate.project import Project
+from ragstate.reconcile.render import render_run, render_status, render_verify
+from ragstate.redact import redact
+from ragstate.spec.starter import starter_spec
+
+app = typer.Typer(
+    name="ragstate",
+    help="Keep the data behind retrieval-augmented generation correct: plan, apply, verify.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+ConfigOpt = Annotated[
+    Path,
+    typer.Option("--config", "-c", envvar="RAGSTATE_CONFIG", help="Spec file.", show_default=True),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+ProfileOpt = Annotated[
+    str | None, typer.Option("--profile", envvar="RAGSTATE_PROFILE", help="Profile of the spec to overlay.")
+]
+DestructiveOpt = Annotated[
+    bool, typer.Option("--allow-destructive", help="Carry out deletions beyond reconcile.max_delete_share.")
+]
+DEFAULT_CONFIG = Path("ragstate.yaml")
+
+T = TypeVar("T")
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"ragstate {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def main_options(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    log_level: Annotated[
+        str, typer.Option("--log-level", envvar="RAGSTATE_LOG_LEVEL", help="debug, info, warning.")
+    ] = "warning",
+) -> None:
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.WARNING),
+        stream=sys.stderr,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+# --- plumbing -------------------------------------------------------------------------
+
+
+@contextmanager
+def _handled(as_json: bool) -> Iterator[None]:
+    """Turn ragstate errors into a message and an exit code; nothing else escapes."""
+    try:
+        yield
+    except typer.Exit:
+        raise
+    except RagstateError as exc:
+        _fail(redact(str(exc)), exc.exit_code, type(exc).__name__, as_json)
+    except KeyboardInterrupt:
+        _fail("interrupted; committed batches are kept and the next run resumes", 130, "KeyboardInterrupt", as_json)
+    except Exception as exc:  # a bug: say so plainly, keep the traceback for --log-level debug
+        logging.getLogger("ragstate").debug("internal error", exc_info=True)
+        _fail(
+            f"internal error: {type(exc).__name__}: {redact(str(exc))} (rerun with --log-level debug for details)",
+            1,
+            "InternalError",
+            as_json,
+        )
+
+
+def _fail(message: str, code: int, kind: str, as_json: bool) -> None:
+    if as_json:
+        out.print_json(json.dumps({"error": message, "error_type": kind, "exit_code": code}))
+    else:
+        err.print(f"[bold red]error:[/] {message}", markup=True)
+    raise typer.Exit(code)
+
+
+def _project(config: Path, profile: str | None) -> Project:
+    return Project.from_file(config, profile=profile)
+
+
+def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
+    if as_json:
+        out.print_json(json.dumps(data, default=str))
+    else:
+        out.print(text, markup=False)
+
+
+class _Bar:
+    """rich progress bar on stderr, for the library's Progress protocol."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self._progress: Progress | None = None
+        self._tasks: dict[str, Any] = {}
+
+    def __enter__(self) -> _Bar:
+        if self.enabled:
+            self._progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeElapsedColumn(),
+                TextColumn("ETA"),
+                TimeRemainingColumn(),
+                console=err,
+                transient=False,
+            )
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def start(self, kind: str, total: int) -> None:
+        if self._progress is not None:
+            self._tasks[kind] = self._progress.add_task(kind, total=total, rate="")
+
+    def advance(self, kind: str, done: int) -> None:
+        if self._progress is not None and kind in self._tasks:
+            task_id = self._tasks[kind]
+            self._progress.advance(task_id, done)
+            task = self._progress.tasks[task_id]
+            speed = task.finished_speed or task.speed
+            self._progress.update(task_id, rate=f"{speed:.1f} docs/s" if speed else "")
+
+    def finish(self, kind: str) -> None:
+        pass
+
+    def note(self, message: str) -> None:
+        if self._progress is not None:
+            self._progress.console.print(message, markup=False)
+
+
+def _bar(as_json: bool) -> _Bar:
+    return _Bar(enabled=not as_json and err.is_terminal)
+
+
+# --- commands -------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    source: Annotated[Path, typer.Option("--source", help="Folder (or file) of documents.")],
+    store: Annotated[
+        str, typer.Option("--store", help="sqlite:///path.db or postgresql://user@host/db")
+    ] = "sqlite:///ragstate.db",
+    pipelines: Annotated[str, typer.Option("--pipelines", help="Comma-separated pipelines to enable.")] = "basic",
+    output: Annotated[Path, typer.Option("--output", "-o", help="Spec file to write.")] = DEFAULT_CONFIG,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing spec file.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write a working spec for a source and a store."""
+    with _handled(as_json):
+        if output.exists() and not force:
+            _fail(f"{output} exists; use --force to overwrite it", 1, "FileExists", as_json)
+        names = [p.strip() for p in pipelines.split(",") if p.strip()]
+        text = starter_spec(source=str(source), store=store, pipelines=names, spec_dir=output.resolve().parent)
+        output.write_text(text, encoding="utf-8")
+        _emit(as_json, {"written": str(output)}, f"Wrote {output}. Next: ragstate reconcile -c {output}")
+
+
+@app.command()
+def plan(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+    deep: Annotated[bool, typer.Option("--deep", help="Re-read every document and audit every vector.")] = False,
+    save: Annotated[Path | None, typer.Option("--out", help="Also save the plan as JSON for `apply PLAN`.")] = None,
+) -> None:
+    """Show what drifted and what apply would do (exit 0 in sync, 2 drift, 1 error)."""
+    with _handled(as_json), _project(config, profile) as project:
+        result = project.plan(depth="deep" if deep else "shallow")
+        if save is not None:
+            save.write_text(result.to_json(), encoding="utf-8")
+        _emit(as_json, result.to_dict(), render_plan(result, store=project.store.description))
+        raise typer.Exit(0 if result.in_sync else 2)
+
+
+@app.command()
+def apply(
+    plan_file: Annotated[Path | None, typer.Argument(help="A plan saved by `plan --out`.", show_default=False)] = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+    allow_destructive: DestructiveOpt = False,
+    deep: Annotated[bool, typer.Option("--deep", help="Plan deeply first (as verify does).")] = False,
+) -> None:
+    """Carry out a plan (or a fresh one) in crash-safe batches (exit 0 converged, 3 refused, 1 error)."""
+    with _handled(as_json), _project(config, profile) as project:
+        saved = None
+        if plan_file is not None:
+            try:
+                saved = Plan.from_json(plan_file.read_text(encoding="utf-8"))
+            except OSError as exc:
+                _fail(f"{plan_file}: cannot read plan: {exc.strerror}", 1, "PlanError", as_json)
+        with _bar(as_json) as bar:
+            record = project.apply(
+                saved, allow_destructive=allow_destructive, depth="deep" if deep else "audit", progress=bar
+            )
+        _emit(as_json, record.to_dict(), render_run(record))
+        raise typer.Exit(0 if record.converged else 1)
+
+
+@app.command()
+def reconcile(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+    allow_destructive: DestructiveOpt = False,
+) -> None:
+    """Plan, apply and verify: the main job (exit codes as apply)."""
+    with _handled(as_json), _project(config, profile) as project:
+        with _bar(as_json) as bar:
+            record = project.reconcile(allow_destructive=allow_destructive, progress=bar)
+        text = render_run(record)
+        if record.verify is not None:
+            text += "\n" + ("Verified: in sync." if record.verify["in_sync"] else "Verify still finds drift.")
+        _emit(as_json, record.to_dict(), text)
+        raise typer.Exit(0 if record.converged else 1)
+
+
+@app.command()
+def verify(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
+    """Audit every artifact against the source (exit 0 in sync, 2 drift, 1 error)."""
+    with _handled(as_json), _project(config, profile) as project:
+        report = project.verify()
+        _emit(as_json, report.to_dict(), render_verify(report))
+        raise typer.Exit(0 if report.in_sync else 2)
+
+
+@app.command()
+def status(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
+    """Show each pipeline's readiness, generations and runs (exit 0 all ready, 2 not, 1 error)."""
+    with _handled(as_json), _project(config, profile) as project:
+        report = project.status()
+        _emit(as_json, report.to_dict(), render_status(report))
+        raise typer.Exit(0 if report.ready else 2)
+
+
+def main() -> None:
+    """Entry point of the ``ragstate`` script."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Compute: embedders (and later chunkers, extractors) behind small protocols, and executors."""

@@ -1,0 +1,74 @@
+"""The one place where ragstate hashes anything: document content, recipes, files.
+
+Content hash algorithm (documented in the README, stable across versions):
+
+1. each field (title, abstract, body) is normalised: Unicode NFC; ``\\r\\n`` and ``\\r``
+   become ``\\n``; trailing whitespace is removed from every line; leading and trailing
+   blank lines are removed;
+2. the normalised fields are joined with the record separator U+001E;
+3. the UTF-8 bytes are hashed with BLAKE2b, 16-byte digest, written as 32 hex digits.
+
+So re-saving a file with Windows line endings or trailing spaces is not a change, while
+any change of wording is.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import unicodedata
+from pathlib import Path
+from typing import Any
+
+_TRAILING_WS = re.compile(r"[ \t\f\v]+$", re.MULTILINE)
+_FIELD_SEPARATOR = "\x1e"
+
+
+def normalise_text(text: str) -> str:
+    """Return ``text`` in the canonical form that content hashes are computed over."""
+    text = unicodedata.normalize("NFC", text)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _TRAILING_WS.sub("", text)
+    return text.strip("\n")
+
+
+def content_hash(*fields: str) -> str:
+    """Hash of a document's normalised fields, in order (see the module docstring)."""
+    joined = _FIELD_SEPARATOR.join(normalise_text(f) for f in fields)
+    return hashlib.blake2b(joined.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def text_hash(text: str) -> str:
+    """Hash of an exact text (no normalisation): what was embedded, byte for byte."""
+    return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
+
+
+def fingerprint(recipe: dict[str, Any]) -> str:
+    """Stable hash of a recipe: canonical JSON (sorted keys), BLAKE2b, 16 hex digits.
+
+    Every value in ``recipe`` must be JSON-serialisable; a recipe is data, not objects.
+    """
+    canonical = json.dumps(recipe, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.blake2b(canonical.encode("utf-8"), digest_size=8).hexdigest()
+
+
+_file_digest_cache: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: Path) -> str:
+    """BLAKE2b digest of a file's bytes, cached per (path, size, mtime) for this process.
+
+    Used for model weights, so a recipe names exactly the weights it was built with even
+    when two model folders share a name.
+    """
+    st = os.stat(path)
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _file_digest_cache:
+        h = hashlib.blake2b(digest_size=16)
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        _file_digest_cache[key] = h.hexdigest()
+    return _file_digest_cache[key]

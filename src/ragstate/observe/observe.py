@@ -1,0 +1,217 @@
+"""Observe: read the source, the ledger and the artifact tables into an ``Observed`` value.
+
+Read-only, apart from creating the universal tables of a brand-new store (an empty
+store is not drift) and the plan's temporary staging tables.
+
+Three depths:
+
+* ``shallow`` (``plan``): source vs ledger vs presence of artifact rows and their stamps,
+  all as set operations in SQL; a no-op costs a stat per file and a few joins.
+* ``audit`` (``apply``): also checks every stored vector (dimension, finite, non-zero,
+  unit length) and looks for identical vectors of different texts.
+* ``deep`` (``verify``, ``reconcile``, ``--deep``): also re-reads and re-hashes every
+  source file, trusting no recorded file stat, and re-embeds a sample of documents to
+  compare with what is stored.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ragstate.compute.embedders import make_embedder
+from ragstate.hashing import text_hash
+from ragstate.plan.desired import Desired, DesiredKind
+from ragstate.sources.base import DocRef, FileStat, Snapshot, Source
+from ragstate.spec.model import Spec
+from ragstate.stores import ledger, records, registry
+from ragstate.stores.base import SchemaProblem, Session, Store
+from ragstate.stores.dialect import Col
+from ragstate.stores.ledger import DriftRows, Generation
+from ragstate.stores.migrations import SCHEMA_VERSIONS, migrate, schema_problems
+
+#: cosine similarity below which a re-embedded sample disagrees with its stored vector
+RECHECK_MIN_COSINE = 0.99
+
+
+@dataclass(frozen=True)
+class KindObservation:
+    """One artifact kind as found, relative to its desired recipe."""
+
+    kind: str
+    recipe_fp: str
+    active: Generation | None
+    #: the generation holding the desired recipe (the active one, or one being built)
+    target: Generation | None
+    rows: DriftRows
+    #: problems of the target generation's table (missing, columns, indexes)
+    table_problems: tuple[SchemaProblem, ...] = ()
+    #: True when the target table's shape cannot be repaired in place (a column of
+    #: another type or dimension): a new generation is needed
+    table_incompatible: bool = False
+    corrupt: tuple[tuple[str, str], ...] = ()
+    mock: tuple[str, ...] = ()
+    #: items per second measured by the last run of this recipe, if any
+    rate: float | None = None
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything a plan is computed from."""
+
+    scope_size: int
+    kinds: dict[str, KindObservation]
+    #: problems of the universal tables; when set, artifact drift was not observed
+    schema: tuple[SchemaProblem, ...] = ()
+    #: place and size of every document some kind must build
+    refs: Mapping[str, DocRef] = field(default_factory=dict)
+    snapshot: Snapshot | None = None
+    known: Mapping[str, FileStat] = field(default_factory=dict)
+    depth: str = "shallow"
+
+    @property
+    def registry_changed(self) -> bool:
+        """True when the document registry differs from the source (apply records it)."""
+        if self.snapshot is None:
+            return False
+        return bool(self.snapshot.changed_paths) or set(self.known) != {f.path for f in self.snapshot.files}
+
+
+DEPTHS = ("shallow", "audit", "deep")
+
+
+def observe(spec: Spec, desired: Desired, store: Store, source: Source, *, depth: str = "shallow") -> Observed:
+    """Observe the store and the source against ``desired``, at ``depth`` (see above).
+
+    Raises:
+        SourceError, DocumentError: the source cannot be read; nothing was written.
+        StoreError: the store failed.
+    """
+    with store.session() as s:
+        if store.columns(s, SCHEMA_VERSIONS.name) is None:
+            migrate(store)
+        problems = tuple(schema_problems(store, s))
+        if problems:
+            return Observed(scope_size=0, kinds={}, schema=problems, depth=depth)
+        known = registry.known_files(s)
+        snapshot = source.snapshot(known, rehash=depth == "deep")
+        with s.read_transaction():
+            try:
+                scope_size = registry.stage_scope(store, s, snapshot, known, spec.scope_limit)
+                kinds = {d.name: _observe_kind(store, s, d, audit=depth != "shallow") for d in desired.kinds}
+                need = {doc for k in kinds.values() for doc in _to_build(k)}
+                refs = registry.scope_refs(s, sorted(need)) if need else {}
+                if depth == "deep":
+                    kinds = {
+                        name: _with_recheck(spec, store, s, source, desired.kind(name), k) for name, k in kinds.items()
+                    }
+                    extra = {doc for k in kinds.values() for doc in k.mock} - set(refs)
+                    if extra:
+                        refs = {**refs, **registry.scope_refs(s, sorted(extra))}
+            finally:
+                registry.drop_scope(s)
+    return Observed(scope_size=scope_size, kinds=kinds, refs=refs, snapshot=snapshot, known=known, depth=depth)
+
+
+def _observe_kind(store: Store, s: Session, desired: DesiredKind, *, audit: bool) -> KindObservation:
+    kind, recipe = desired.kind, desired.recipe
+    gens = ledger.generations(store, s, kind.name)
+    active = next((g for g in gens if g.state == "active"), None)
+    if active is not None and active.recipe_fp == recipe.fingerprint:
+        target: Generation | None = active
+    else:
+        target = next((g for g in reversed(gens) if g.recipe_fp == recipe.fingerprint), None)
+    table_problems: list[SchemaProblem] = []
+    incompatible = False
+    table: str | None = None
+    if target is not None:
+        # A generation still being built gets its vector index when it is switched in.
+        table_problems = store.table_problems(
+            s, kind.table(recipe, target.generation), vector_indexes=target.state == "active"
+        )
+        incompatible = any(not p.repairable for p in table_problems)
+        table_ok = not any(p.what in ("missing_table", "missing_column", "wrong_type") for p in table_problems)
+        table = target.table_name if table_ok else None
+    rows = ledger.drift_rows(
+        s,
+        kind.name,
+        target.generation if target is not None else 0,
+        table,
+        recipe.fingerprint,
+        multi_row=kind.multi_row,
+    )
+    corrupt: list[tuple[str, str]] = []
+    mock: list[str] = []
+    if audit and table is not None:
+        for vc in kind.vector_columns(recipe):
+            corrupt.extend(store.vector_quality(s, table, vc.column, vc.dimension, vc.normalized, vc.key))
+            mock.extend(ledger.duplicate_vectors(s, table, vc.column))
+    bad = {d for d, _ in corrupt}
+    return KindObservation(
+        kind=kind.name,
+        recipe_fp=recipe.fingerprint,
+        active=active,
+        target=target,
+        rows=rows,
+        table_problems=tuple(table_problems),
+        table_incompatible=incompatible,
+        corrupt=tuple(sorted(set(corrupt))),
+        mock=tuple(sorted(set(mock) - bad)),
+        rate=records.measured_rate(store, s, kind.name, recipe.fingerprint),
+    )
+
+
+def _to_build(k: KindObservation) -> set[str]:
+    r = k.rows
+    return (
+        set(r.unbuilt)
+        | set(r.rows_absent)
+        | set(r.changed)
+        | set(r.foreign_recipe)
+        | {d for d, _ in k.corrupt}
+        | set(k.mock)
+    )
+
+
+def _with_recheck(
+    spec: Spec, store: Store, s: Session, source: Source, desired: DesiredKind, k: KindObservation
+) -> KindObservation:
+    """Re-embed a sample of stored vectors; disagreeing ones are placeholders (``mock``)."""
+    kind, recipe = desired.kind, desired.recipe
+    n = spec.reconcile.sample_recheck
+    columns = kind.vector_columns(recipe)
+    if n == 0 or k.target is None or k.table_problems or not columns or recipe.model is None:
+        return k
+    skip = _to_build(k)
+    vc = columns[0]
+    rows = s.query(
+        "SELECT {key}, text_hash, {col} FROM {t} WHERE {key} IN (SELECT doc_id FROM {tmp_scope})",
+        key=Col(vc.key),
+        col=Col(vc.column),
+        t=k.target.table_name,
+    )
+    rows = [r for r in rows if r[0] not in skip]
+    sample = random.Random(0x5EED).sample(rows, min(n, len(rows)))
+    if not sample:
+        return k
+    refs = registry.scope_refs(s, [r[0] for r in sample])
+    docs = list(source.load([refs[r[0]] for r in sample if r[0] in refs]))
+    texts = kind.recheck_texts(docs, recipe)
+    keep = [(r, texts[r[0]]) for r in sample if r[0] in texts and text_hash(texts[r[0]]) == r[1]]
+    if not keep:
+        return k
+    embedder = make_embedder(recipe.model, spec.models[recipe.model])
+    fresh = embedder.embed([t for _, t in keep])
+    disagree = []
+    for (row, _), vector in zip(keep, fresh, strict=True):
+        stored = store.decode_vector(row[2])
+        denom = float(np.linalg.norm(stored) * np.linalg.norm(vector))
+        cosine = float(np.dot(stored, vector) / denom) if denom > 0 else 0.0
+        if cosine < RECHECK_MIN_COSINE:
+            disagree.append(row[0])
+    if not disagree:
+        return k
+    return replace(k, mock=tuple(sorted(set(k.mock) | set(disagree))))

@@ -1,0 +1,1 @@
+"""The retrieval pipelines and the artifact kinds each of them reads."""

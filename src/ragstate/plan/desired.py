@@ -1,0 +1,51 @@
+"""The desired state: which artifact kinds the enabled pipelines need, under which recipes.
+
+Pure apart from reading model files for their identity (never loading a model): the
+same spec gives the same desired state on any machine with the same model files.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ragstate.artifacts import ArtifactKind, Recipe, ordered
+from ragstate.pipelines.registry import REQUIREMENTS, kinds_for
+from ragstate.spec.model import Spec
+
+
+@dataclass(frozen=True)
+class DesiredKind:
+    kind: ArtifactKind
+    recipe: Recipe
+
+    @property
+    def name(self) -> str:
+        return self.kind.name
+
+
+@dataclass(frozen=True)
+class Desired:
+    """Kinds in build order (upstream first), and what each pipeline reads."""
+
+    kinds: tuple[DesiredKind, ...]
+    pipelines: dict[str, tuple[str, ...]]
+
+    def kind(self, name: str) -> DesiredKind:
+        for k in self.kinds:
+            if k.name == name:
+                return k
+        raise KeyError(name)
+
+
+def desired_state(spec: Spec) -> Desired:
+    """What the spec asks for.
+
+    Raises:
+        SpecError: a pipeline is not available in this version.
+        ModelError, PluginError: a model or plugin named in the spec cannot be found.
+    """
+    kinds = ordered(kinds_for(spec.pipelines))
+    return Desired(
+        kinds=tuple(DesiredKind(k, k.recipe(spec)) for k in kinds),
+        pipelines={p: REQUIREMENTS[p] for p in spec.pipelines},
+    )

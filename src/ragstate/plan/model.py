@@ -1,0 +1,202 @@
+"""A plan is a value: what drifted, what to do about it, what it will cost.
+
+``apply`` consumes a plan; ``to_dict``/``from_dict`` round-trip it through JSON, so a
+plan saved by ``ragstate plan --out plan.json`` can be reviewed and applied later
+(``apply`` refuses it if the store or source has moved on since: its ``fingerprint``
+no longer matches a fresh plan's).
+
+Drift classes (the *reason*, for display) are separate from actions (what apply does):
+every reason but ``orphaned`` leads to a rebuild of the document's rows, ``orphaned``
+to their deletion, ``schema`` to a repair or a new generation.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ragstate.errors import PlanError
+from ragstate.hashing import fingerprint
+
+#: every drift class, in the order plans list them
+DRIFT_CLASSES = ("missing", "stale", "orphaned", "recipe", "corrupt", "mock", "incomplete", "schema")
+#: the classes whose remedy is to (re)build the document's rows
+BUILD_CLASSES = ("missing", "stale", "recipe", "corrupt", "mock", "incomplete")
+
+PLAN_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Work a plan will do: items built, tokens fed to models, seconds expected."""
+
+    items: int = 0
+    tokens: int = 0
+    seconds: float = 0.0
+
+    def __add__(self, other: Estimate) -> Estimate:
+        return Estimate(self.items + other.items, self.tokens + other.tokens, self.seconds + other.seconds)
+
+
+@dataclass(frozen=True)
+class KindPlan:
+    """Actions for one artifact kind."""
+
+    kind: str
+    recipe_fp: str
+    active_generation: int | None
+    #: generation the work goes into; None means a new one is created first
+    target_generation: int | None
+    #: make the target the active generation once it is complete
+    switch: bool
+    #: drift found, by class (for display and exit codes)
+    drift: dict[str, int]
+    #: documents to (re)build, by the reason they need it
+    build: dict[str, tuple[str, ...]]
+    #: documents out of scope: their rows and ledger rows are deleted
+    delete: tuple[str, ...] = ()
+    #: documents with artifact rows but no ledger row, out of scope: rows deleted
+    purge: tuple[str, ...] = ()
+    #: problems of the target's table that apply repairs (create what is missing)
+    repair: tuple[str, ...] = ()
+    estimate: Estimate = Estimate()
+
+    @property
+    def build_ids(self) -> tuple[str, ...]:
+        return tuple(d for cls in BUILD_CLASSES for d in self.build.get(cls, ()))
+
+    @property
+    def has_work(self) -> bool:
+        return bool(self.build_ids or self.delete or self.purge or self.repair or self.switch)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The difference between the desired and the observed state, as actions."""
+
+    spec_hash: str
+    created_at: float
+    #: how closely the store was observed: shallow, audit or deep
+    depth: str
+    scope_size: int
+    kinds: tuple[KindPlan, ...]
+    #: problems of ragstate's own tables, repaired before anything else
+    schema: tuple[str, ...] = ()
+    estimate: Estimate = Estimate()
+    destructive: bool = False
+    destructive_reasons: tuple[str, ...] = ()
+    fingerprint: str = ""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def in_sync(self) -> bool:
+        """True when nothing needs doing."""
+        return not self.schema and not any(k.has_work for k in self.kinds)
+
+    @property
+    def drift(self) -> dict[str, dict[str, int]]:
+        """``{kind: {class: count}}``, non-zero counts only."""
+        out = {k.kind: {c: n for c, n in k.drift.items() if n} for k in self.kinds}
+        if self.schema:
+            out.setdefault("store", {})["schema"] = len(self.schema)
+        return {k: v for k, v in out.items() if v}
+
+    def kind(self, name: str) -> KindPlan:
+        for k in self.kinds:
+            if k.kind == name:
+                return k
+        raise KeyError(name)
+
+    # --- JSON -------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["format"] = PLAN_FORMAT
+        data["in_sync"] = self.in_sync
+        data["drift"] = self.drift
+        return data
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Plan:
+        """Rebuild a plan from ``to_dict`` output.
+
+        Raises:
+            PlanError: not a plan of this format.
+        """
+        try:
+            if not isinstance(data, dict) or data.get("format") != PLAN_FORMAT:
+                raise PlanError(f"not a ragstate plan of format {PLAN_FORMAT}")
+            kinds = tuple(
+                KindPlan(
+                    kind=str(k["kind"]),
+                    recipe_fp=str(k["recipe_fp"]),
+                    active_generation=_opt_int(k["active_generation"]),
+                    target_generation=_opt_int(k["target_generation"]),
+                    switch=bool(k["switch"]),
+                    drift={str(c): int(n) for c, n in dict(k["drift"]).items()},
+                    build={str(c): tuple(str(d) for d in ids) for c, ids in dict(k["build"]).items()},
+                    delete=tuple(str(d) for d in k["delete"]),
+                    purge=tuple(str(d) for d in k["purge"]),
+                    repair=tuple(str(p) for p in k["repair"]),
+                    estimate=Estimate(**k["estimate"]),
+                )
+                for k in data["kinds"]
+            )
+            plan = cls(
+                spec_hash=str(data["spec_hash"]),
+                created_at=float(data["created_at"]),
+                depth=str(data["depth"]),
+                scope_size=int(data["scope_size"]),
+                kinds=kinds,
+                schema=tuple(str(p) for p in data["schema"]),
+                estimate=Estimate(**data["estimate"]),
+                destructive=bool(data["destructive"]),
+                destructive_reasons=tuple(str(r) for r in data["destructive_reasons"]),
+                fingerprint=str(data["fingerprint"]),
+                notes=tuple(str(n) for n in data.get("notes", ())),
+            )
+        except PlanError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise PlanError(f"malformed plan: {type(exc).__name__}: {exc}") from None
+        if plan.fingerprint != action_fingerprint(plan):
+            raise PlanError("plan was edited after it was computed (its fingerprint does not match its actions)")
+        return plan
+
+    @classmethod
+    def from_json(cls, text: str) -> Plan:
+        try:
+            return cls.from_dict(json.loads(text))
+        except json.JSONDecodeError as exc:
+            raise PlanError(f"plan is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+
+
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+def action_fingerprint(plan: Plan) -> str:
+    """Hash of what the plan would do (and under which spec), not of when it was made."""
+    return fingerprint(
+        {
+            "spec": plan.spec_hash,
+            "schema": list(plan.schema),
+            "kinds": [
+                {
+                    "kind": k.kind,
+                    "recipe": k.recipe_fp,
+                    "target": k.target_generation,
+                    "switch": k.switch,
+                    "build": {c: list(ids) for c, ids in sorted(k.build.items())},
+                    "delete": list(k.delete),
+                    "purge": list(k.purge),
+                    "repair": list(k.repair),
+                }
+                for k in plan.kinds
+            ],
+        }
+    )

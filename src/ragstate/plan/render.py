@@ -1,0 +1,63 @@
+"""Plans as text for people (JSON is ``Plan.to_json``)."""
+
+from __future__ import annotations
+
+from ragstate.plan.model import DRIFT_CLASSES, Plan
+
+#: document ids shown per drift class before "… and N more"
+SHOWN = 5
+
+
+def render_plan(plan: Plan, *, store: str = "") -> str:
+    lines = [f"Plan ({plan.depth}) for {store or 'the store'}: {plan.scope_size} documents in scope"]
+    if plan.schema:
+        lines.append("  ragstate's tables need repair:")
+        lines += [f"    - {p}" for p in plan.schema]
+    for k in plan.kinds:
+        gen = f"generation {k.active_generation}" if k.active_generation is not None else "no active generation"
+        target = (
+            " → new generation"
+            if k.target_generation is None
+            else f" → generation {k.target_generation}"
+            if k.target_generation != k.active_generation
+            else ""
+        )
+        lines.append(f"  {k.kind} ({gen}{target}, recipe {k.recipe_fp})")
+        drift = {c: n for c, n in k.drift.items() if n}
+        if not drift and not k.has_work:
+            lines.append("    in sync")
+            continue
+        for cls in DRIFT_CLASSES:
+            n = k.drift.get(cls, 0)
+            if not n:
+                continue
+            ids = list(k.build.get(cls, ()))
+            if cls == "orphaned":
+                ids = list(k.delete) + list(k.purge)
+            if cls == "schema":
+                ids = list(k.repair)
+            shown = ", ".join(ids[:SHOWN]) + (f" … and {len(ids) - SHOWN} more" if len(ids) > SHOWN else "")
+            lines.append(f"    {cls:<10} {n:>6}  {shown}")
+        if k.switch:
+            lines.append("    then switch queries to the new generation")
+        e = k.estimate
+        if e.items:
+            lines.append(f"    work: build {e.items} documents, ~{e.tokens} tokens, ~{_seconds(e.seconds)}")
+    if plan.in_sync:
+        lines.append("In sync: nothing to do.")
+    else:
+        e = plan.estimate
+        lines.append(f"Estimate: {e.items} documents to build, ~{e.tokens} tokens, ~{_seconds(e.seconds)}.")
+    if plan.destructive:
+        lines.append("DESTRUCTIVE: " + "; ".join(plan.destructive_reasons))
+        lines.append("  apply refuses this without --allow-destructive")
+    lines += [f"Note: {n}" for n in plan.notes]
+    return "\n".join(lines)
+
+
+def _seconds(s: float) -> str:
+    if s < 90:
+        return f"{s:.1f} s"
+    if s < 5400:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.1f} h"

@@ -1,0 +1,1 @@
+"""The loop: observe → plan → apply → verify, and the reports it gives."""

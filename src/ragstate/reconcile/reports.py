@@ -1,0 +1,124 @@
+"""What ``verify`` and ``status`` report, computed from a plan and what was observed."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ragstate.observe.observe import Observed
+from ragstate.plan.desired import Desired
+from ragstate.plan.model import Plan
+
+#: how many document ids a report lists per kind and class (counts are always complete)
+LISTED = 50
+
+
+@dataclass
+class VerifyReport:
+    """The result of a deep audit: remaining drift must be zero."""
+
+    in_sync: bool
+    scope_size: int
+    drift: dict[str, dict[str, int]]
+    #: ``{kind: {class: [doc ids, at most LISTED]}}``
+    documents: dict[str, dict[str, list[str]]]
+    #: ``{kind: [[doc id, reason], ...]}`` for corrupt vectors
+    corrupt: dict[str, list[list[str]]]
+    schema: list[str]
+    checked: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def verify_report(plan: Plan, observed: Observed) -> VerifyReport:
+    documents: dict[str, dict[str, list[str]]] = {}
+    for k in plan.kinds:
+        listed = {cls: list(ids[:LISTED]) for cls, ids in k.build.items() if ids}
+        orphaned = list(k.delete) + list(k.purge)
+        if orphaned:
+            listed["orphaned"] = orphaned[:LISTED]
+        if k.repair:
+            listed["schema"] = list(k.repair[:LISTED])
+        if listed:
+            documents[k.kind] = listed
+    corrupt = {
+        name: [[d, reason] for d, reason in k.corrupt[:LISTED]] for name, k in observed.kinds.items() if k.corrupt
+    }
+    return VerifyReport(
+        in_sync=plan.in_sync,
+        scope_size=plan.scope_size,
+        drift=plan.drift,
+        documents=documents,
+        corrupt=corrupt,
+        schema=list(plan.schema),
+        checked={
+            "depth": observed.depth,
+            "kinds": sorted(observed.kinds),
+            "documents_in_scope": observed.scope_size,
+        },
+    )
+
+
+@dataclass
+class KindStatus:
+    recipe_fp: str
+    active_generation: int | None
+    target_generation: int | None
+    built: int
+    in_scope: int
+    drift: dict[str, int]
+    generations: list[dict[str, Any]]
+
+
+@dataclass
+class PipelineStatus:
+    ready: bool
+    kinds: list[str]
+    reasons: list[str]
+
+
+@dataclass
+class StatusReport:
+    store: str
+    source: str
+    scope_size: int
+    pipelines: dict[str, PipelineStatus]
+    kinds: dict[str, KindStatus]
+    schema: list[str]
+    last_run: dict[str, Any] | None
+    running: list[dict[str, Any]]
+
+    @property
+    def ready(self) -> bool:
+        return all(p.ready for p in self.pipelines.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ready"] = self.ready
+        return data
+
+
+def pipeline_readiness(plan: Plan, observed: Observed, desired: Desired) -> dict[str, PipelineStatus]:
+    """A pipeline is ready when each kind it reads is active under the desired recipe and
+    shows no drift."""
+    by_kind = {k.kind: k for k in plan.kinds}
+    out: dict[str, PipelineStatus] = {}
+    for pipeline, kinds in desired.pipelines.items():
+        reasons: list[str] = []
+        if plan.schema:
+            reasons.append("ragstate's tables need repair: " + "; ".join(plan.schema[:3]))
+        for name in kinds:
+            k = by_kind.get(name)
+            obs = observed.kinds.get(name)
+            if k is None or obs is None:
+                continue
+            if obs.active is None:
+                reasons.append(f"{name}: no active generation yet")
+            elif obs.active.recipe_fp != obs.recipe_fp:
+                reasons.append(f"{name}: active generation {obs.active.generation} has another recipe")
+            drift = {c: n for c, n in k.drift.items() if n}
+            if drift:
+                reasons.append(f"{name}: drift " + ", ".join(f"{n} {c}" for c, n in drift.items()))
+        out[pipeline] = PipelineStatus(ready=not reasons, kinds=list(kinds), reasons=reasons)
+    return out

@@ -1,0 +1,170 @@
+"""What a source yields, and the contract every source keeps.
+
+A source is the truth about which documents exist and what they say. ragstate never
+copies the full text into its own tables: it records each document's identity, position
+and content hash (a ``DocRef``), and reads the text again (``load``) only for the
+documents a plan says to build.
+
+Observing must be cheap when nothing changed, so a source compares what it finds with
+what was recorded the last time (``KnownFile`` rows kept by the store) and re-reads only
+what differs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ragstate.errors import DocumentError
+from ragstate.hashing import content_hash
+
+#: how many characters of body text stand in for a missing abstract in ``summary``
+SUMMARY_CHARS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    """One document as the source holds it now.
+
+    ``path`` is the file (relative to the source root, POSIX separators), ``pos`` the
+    document's position inside it (0 for one-document files, the record number in a
+    JSONL file) and ``offset`` the byte offset to read it again from.
+    """
+
+    doc_id: str
+    title: str
+    abstract: str
+    body: str
+    path: str
+    pos: int = 0
+    offset: int = 0
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.title, self.abstract, self.body)
+
+    @property
+    def summary(self) -> str:
+        """The abstract, or the opening of the body when there is none."""
+        if self.abstract.strip():
+            return self.abstract
+        body = self.body.strip()
+        if len(body) <= SUMMARY_CHARS:
+            return body
+        cut = body.rfind("\n\n", 0, SUMMARY_CHARS)
+        return body[: cut if cut > SUMMARY_CHARS // 2 else SUMMARY_CHARS]
+
+    @property
+    def text(self) -> str:
+        """Title, abstract and body, each present part separated by a blank line."""
+        return "\n\n".join(part for part in (self.title, self.abstract, self.body) if part.strip())
+
+    def field(self, name: str) -> str:
+        """A text field by name (``title``, ``abstract``, ``body``, ``summary``, ``text``)."""
+        if name in ("summary", "text"):
+            return getattr(self, name)
+        if name in ("title", "abstract", "body"):
+            return getattr(self, name)
+        raise KeyError(name)
+
+    def ref(self) -> DocRef:
+        return DocRef(
+            doc_id=self.doc_id,
+            content_hash=self.content_hash,
+            title=self.title,
+            path=self.path,
+            pos=self.pos,
+            offset=self.offset,
+            title_chars=len(self.title),
+            abstract_chars=len(self.abstract),
+            body_chars=len(self.body),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DocRef:
+    """What ragstate records about a document: identity, place, hash, sizes (no text)."""
+
+    doc_id: str
+    content_hash: str
+    title: str
+    path: str
+    pos: int
+    offset: int
+    title_chars: int
+    abstract_chars: int
+    body_chars: int
+
+
+@dataclass(frozen=True, slots=True)
+class FileStat:
+    """A source file's identity and change markers, as ``os.stat`` reports them."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The source's current state, relative to what the store recorded.
+
+    ``unchanged`` names recorded files whose stat is identical, so their recorded
+    ``DocRef`` rows still hold; ``fresh`` holds the documents of every file that is new
+    or changed, read and hashed now. Files recorded but not found are simply absent from
+    ``files``.
+    """
+
+    files: tuple[FileStat, ...]
+    unchanged: frozenset[str]
+    fresh: tuple[DocRef, ...]
+
+    @property
+    def changed_paths(self) -> frozenset[str]:
+        return frozenset(f.path for f in self.files) - self.unchanged
+
+
+class Source(Protocol):
+    """The contract of a document source (a folder of files; later, a user's table)."""
+
+    #: short description for messages and status, e.g. ``folder /data/pmc``
+    description: str
+
+    def snapshot(self, known: Mapping[str, FileStat], *, rehash: bool = False) -> Snapshot:
+        """Observe the source: stat everything, read only what changed since ``known``.
+
+        Args:
+            known: the file stats recorded by the last apply, by path.
+            rehash: read and hash every file, trusting no recorded stat (``verify``).
+
+        Raises:
+            SourceError: the source as a whole cannot be read.
+            DocumentError: a document is malformed; names the file (and line).
+        """
+        ...
+
+    def load(self, refs: Sequence[DocRef]) -> Iterator[Document]:
+        """Read the full text of ``refs`` again, in the given order.
+
+        A document that changed since it was observed is returned as it is now (its
+        ``content_hash`` tells); one that disappeared raises ``DocumentError``.
+        """
+        ...
+
+
+def check_unique_ids(docs: Iterable[Document | DocRef]) -> None:
+    """Raise ``DocumentError`` naming both places when two documents share an id."""
+    seen: dict[str, str] = {}
+    for doc in docs:
+        where = f"{doc.path}#{doc.pos}" if doc.pos else doc.path
+        if doc.doc_id in seen:
+            raise DocumentError(
+                f"document id '{doc.doc_id}' appears twice: in {seen[doc.doc_id]} and in {where}",
+                path=doc.path,
+                doc_id=doc.doc_id,
+            )
+        seen[doc.doc_id] = where

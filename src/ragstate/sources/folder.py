@@ -1,0 +1,178 @@
+"""A folder of document files (or one file) as a source.
+
+Files are visited in sorted path order; hidden files and folders (``.name``) are
+skipped. A symlink whose target lies outside the source folder is refused unless the
+spec sets ``source.follow_symlinks``; a path that leaves the folder through ``..`` can't
+arise because every path is taken from the walk, never from input.
+
+Change detection: a file whose size, mtime, ctime and inode all equal what the last
+apply recorded is not read again. ``verify`` (``rehash=True``) reads everything.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+from ragstate.errors import DocumentError, SourceError
+from ragstate.sources.base import DocRef, Document, FileStat, Snapshot, check_unique_ids
+from ragstate.sources.loaders import (
+    FORMAT_OF_SUFFIX,
+    SINGLE_DOCUMENT_PARSERS,
+    iter_jsonl,
+    parse_jsonl_record,
+)
+from ragstate.spec.model import SourceSpec
+
+
+class FolderSource:
+    """Documents from files under one folder: ``.txt``, ``.md``, JATS ``.xml``, ``.jsonl``."""
+
+    def __init__(self, spec: SourceSpec):
+        path = Path(spec.path)
+        if not path.exists():
+            raise SourceError(f"source path {path} does not exist", path=path)
+        resolved = path.resolve()
+        self._single: str | None = None
+        if resolved.is_file():
+            self.root, self._single = resolved.parent, resolved.name
+        elif resolved.is_dir():
+            self.root = resolved
+        else:
+            raise SourceError(f"source path {path} is neither a folder nor a file", path=path)
+        self.formats = frozenset(spec.formats)
+        self.follow_symlinks = spec.follow_symlinks
+        self.max_document_bytes = spec.max_document_bytes
+        self.description = f"folder {path}"
+
+    # --- Source protocol --------------------------------------------------------------
+
+    def snapshot(self, known: Mapping[str, FileStat], *, rehash: bool = False) -> Snapshot:
+        files = tuple(self._walk())
+        unchanged = frozenset(f.path for f in files if not rehash and known.get(f.path) == f)
+        fresh: list[DocRef] = []
+        for stat in files:
+            if stat.path not in unchanged:
+                fresh.extend(doc.ref() for doc in self._read_file(stat.path))
+        check_unique_ids(fresh)
+        return Snapshot(files=files, unchanged=unchanged, fresh=tuple(fresh))
+
+    def load(self, refs: Sequence[DocRef]) -> Iterator[Document]:
+        by_path: dict[str, list[DocRef]] = defaultdict(list)
+        for ref in refs:
+            by_path[ref.path].append(ref)
+        loaded: dict[str, Document] = {}
+        for path, group in by_path.items():
+            if self._format(path) == "jsonl":
+                loaded.update((d.doc_id, d) for d in self._load_jsonl(path, group))
+            else:
+                for doc in self._read_file(path):
+                    loaded[doc.doc_id] = doc
+        for ref in refs:
+            doc = loaded.get(ref.doc_id)
+            if doc is None:
+                raise DocumentError(
+                    f"document '{ref.doc_id}' is no longer in {ref.path}", path=ref.path, doc_id=ref.doc_id
+                )
+            yield doc
+
+    # --- internals --------------------------------------------------------------------
+
+    def _format(self, rel: str) -> str | None:
+        fmt = FORMAT_OF_SUFFIX.get(os.path.splitext(rel)[1].lower())
+        return fmt if fmt in self.formats else None
+
+    def _walk(self) -> Iterator[FileStat]:
+        if self._single is not None:
+            if self._format(self._single) is None:
+                raise SourceError(
+                    f"source file {self.root / self._single} is not one of the formats {sorted(self.formats)}",
+                    path=self.root / self._single,
+                )
+            yield self._stat(self._single)
+            return
+        seen_dirs: set[str] = set()
+        for dirpath, dirnames, filenames in os.walk(self.root, followlinks=self.follow_symlinks):
+            real = os.path.realpath(dirpath)
+            if real in seen_dirs:  # a symlink loop, followed once already
+                dirnames[:] = []
+                continue
+            seen_dirs.add(real)
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            if not self.follow_symlinks:
+                for d in dirnames:
+                    self._refuse_outside(os.path.join(dirpath, d))
+            for name in sorted(filenames):
+                if name.startswith("."):
+                    continue
+                rel = Path(os.path.relpath(os.path.join(dirpath, name), self.root)).as_posix()
+                if self._format(rel) is None:
+                    continue
+                yield self._stat(rel)
+
+    def _refuse_outside(self, full: str) -> None:
+        if os.path.islink(full):
+            target = Path(os.path.realpath(full))
+            if not target.is_relative_to(self.root):
+                rel = os.path.relpath(full, self.root)
+                raise SourceError(
+                    f"{rel} is a symlink to {target}, outside the source folder {self.root}; "
+                    "set source.follow_symlinks: true to read it",
+                    path=full,
+                )
+
+    def _stat(self, rel: str) -> FileStat:
+        full = self.root / rel
+        if not self.follow_symlinks:
+            self._refuse_outside(str(full))
+        try:
+            st = os.stat(full)
+        except OSError as exc:
+            raise DocumentError(f"{rel}: cannot read: {exc.strerror}", path=rel) from None
+        return FileStat(path=rel, size=st.st_size, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, inode=st.st_ino)
+
+    def _read_file(self, rel: str) -> list[Document]:
+        fmt = self._format(rel)
+        full = self.root / rel
+        try:
+            if fmt == "jsonl":
+                with open(full, "rb") as stream:
+                    return list(iter_jsonl(stream, rel, max_record_bytes=self.max_document_bytes))
+            size = os.path.getsize(full)
+            if size > self.max_document_bytes:
+                raise DocumentError(
+                    f"{rel}: document is {size} bytes; the limit (source.max_document_bytes) is "
+                    f"{self.max_document_bytes}",
+                    path=rel,
+                    doc_id=rel,
+                )
+            with open(full, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise DocumentError(f"{rel}: cannot read: {exc.strerror}", path=rel) from None
+        assert fmt is not None
+        return SINGLE_DOCUMENT_PARSERS[fmt](data, rel)
+
+    def _load_jsonl(self, rel: str, refs: list[DocRef]) -> list[Document]:
+        docs: list[Document] = []
+        try:
+            with open(self.root / rel, "rb") as f:
+                for ref in refs:
+                    f.seek(ref.offset)
+                    raw = f.readline(self.max_document_bytes + 1)
+                    doc = (
+                        parse_jsonl_record(raw, rel, f"@{ref.offset}", pos=ref.pos, offset=ref.offset)
+                        if raw.strip()
+                        else None
+                    )
+                    if doc is None or doc.doc_id != ref.doc_id:
+                        # The file was rewritten since it was observed: find the record anew.
+                        return [d for d in self._read_file(rel) if d.doc_id in {r.doc_id for r in refs}]
+                    docs.append(doc)
+        except OSError as exc:
+            raise DocumentError(f"{rel}: cannot read: {exc.strerror}", path=rel) from None
+        except DocumentError:
+            return [d for d in self._read_file(rel) if d.doc_id in {r.doc_id for r in refs}]
+        return docs

@@ -1,0 +1,215 @@
+"""The spec's shape: pydantic models, frozen, unknown keys refused.
+
+A ``Spec`` is the desired state. It is a value: nothing in it touches the store, the
+source or a model. ``ragstate.spec.load`` builds one from YAML, a profile and the
+environment; the field documentation here is the spec reference the README points to.
+"""
+
+from __future__ import annotations
+
+import string
+from collections.abc import Mapping
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+ENV_PREFIX = "RAGSTATE_"
+
+#: the seven retrieval techniques; ragstate.pipelines.registry maps each to the kinds it reads
+PipelineName = Literal["basic", "crag", "hyde", "colbert", "noderag", "graphrag", "hybrid"]
+
+SourceFormat = Literal["txt", "md", "xml", "jsonl"]
+
+#: fields of a document that an embedding text template may name
+TEXT_FIELDS = ("title", "abstract", "body", "summary", "text")
+
+
+#: the environment a spec is validated against; None means os.environ (see spec.load)
+ENVIRON: ContextVar[Mapping[str, str] | None] = ContextVar("ragstate_spec_environ", default=None)
+
+
+class _EnvironSource(EnvSettingsSource):
+    """pydantic-settings' environment source, reading ``ENVIRON`` when it is set."""
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        environ = ENVIRON.get()
+        if environ is None:
+            return super()._load_env_vars()
+        return {name.lower(): value for name, value in environ.items()}
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StoreSpec(_Section):
+    """Where ragstate keeps derived data, its ledger and its run records."""
+
+    url: str = Field(
+        description="sqlite:///relative.db, sqlite:////absolute.db, a path ending in .db, "
+        "or postgresql://user@host:port/dbname (password from password_file or PGPASSWORD)",
+    )
+    schema_name: str = Field("ragstate", alias="schema", description="PostgreSQL schema that holds ragstate's tables")
+    prefix: str = Field("rs_", description="SQLite table-name prefix, so ragstate can share a file")
+    password_file: Path | None = Field(None, description="file whose first line is the store password")
+    pool_size: int = Field(4, ge=1, le=64, description="PostgreSQL connection pool size")
+    connect_timeout_s: float = Field(10.0, gt=0, le=600)
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"url": value} if isinstance(value, str) else value
+
+    @field_validator("url")
+    @classmethod
+    def _known_scheme(cls, url: str) -> str:
+        if url.startswith(("sqlite:", "postgresql://", "postgres://")) or url.endswith((".db", ".sqlite", ".sqlite3")):
+            return url
+        raise ValueError("must start with sqlite: or postgresql:// (or be a path ending in .db)")
+
+
+class SourceSpec(_Section):
+    """Where documents come from: a folder of files (or one file)."""
+
+    path: Path = Field(description="folder (or single file) of documents, relative to the spec file")
+    formats: tuple[SourceFormat, ...] = Field(("txt", "md", "xml", "jsonl"), description="file kinds read")
+    follow_symlinks: bool = Field(False, description="read symlinks that lead outside the source folder")
+    max_document_bytes: int = Field(20_000_000, ge=1, description="larger files are refused by name")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"path": value} if isinstance(value, (str, Path)) else value
+
+
+class FirstN(_Section):
+    """The first N documents in the source's stable order (path order, then line order)."""
+
+    first: int = Field(ge=1)
+
+
+Scope = Literal["all"] | FirstN
+
+
+class ModelSpec(_Section):
+    """One embedding model, referred to by name from the artifact kinds."""
+
+    provider: str = Field("sentence-transformers", description="embedder plugin: sentence-transformers or hash")
+    name: str = Field(
+        "all-MiniLM-L6-v2",
+        description="model name installed as a package (all-MiniLM-L6-v2) or a local model folder",
+    )
+    device: str = Field("cpu", description="cpu, cuda, cuda:1, mps")
+    normalize: bool = Field(True, description="store unit-length vectors")
+    batch_size: int = Field(32, ge=1, le=4096, description="texts per forward pass")
+    threads: int | None = Field(None, ge=1, le=256, description="CPU threads for the model (default: all)")
+    dimension: int | None = Field(
+        None, ge=1, le=16_000, description="expected output dimension (checked; required for provider hash)"
+    )
+    max_tokens: int | None = Field(
+        None, ge=8, le=32_768, description="input window in tokens (default: the model's own)"
+    )
+
+
+class DocEmbeddingsSpec(_Section):
+    """Recipe of ``doc_embeddings``: one vector per document."""
+
+    model: str = Field("default", description="name of an entry in models")
+    text: str = Field(
+        "{title}\n\n{summary}",
+        description="template of the embedded text; fields: " + ", ".join(TEXT_FIELDS),
+    )
+
+    @field_validator("text")
+    @classmethod
+    def _known_fields(cls, template: str) -> str:
+        try:
+            names = {name for _, name, _, _ in string.Formatter().parse(template) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"is not a valid template: {exc}") from None
+        unknown = names - set(TEXT_FIELDS)
+        if unknown:
+            raise ValueError(f"names unknown field(s) {sorted(unknown)}; known: {', '.join(TEXT_FIELDS)}")
+        if not names:
+            raise ValueError("must name at least one document field, e.g. {title}")
+        return template
+
+
+class ArtifactsSpec(_Section):
+    """Recipes of the artifact kinds (only the kinds that enabled pipelines need are built)."""
+
+    doc_embeddings: DocEmbeddingsSpec = DocEmbeddingsSpec()
+
+
+class ReconcileSpec(_Section):
+    """How apply works through a plan."""
+
+    batch_size: int = Field(64, ge=1, le=100_000, description="documents per transaction")
+    max_delete_share: float = Field(
+        0.5,
+        ge=0.0,
+        le=1.0,
+        description="deleting more than this share of a kind's documents is destructive",
+    )
+    sample_recheck: int = Field(
+        8, ge=0, le=10_000, description="stored vectors re-embedded by verify to catch placeholders"
+    )
+
+
+class Spec(BaseSettings):
+    """The desired state of one project's RAG data."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True, populate_by_name=True
+    )
+
+    version: Literal[1] = 1
+    store: StoreSpec
+    source: SourceSpec
+    scope: Annotated[Scope, Field(description='"all" or {first: N}')] = "all"
+    pipelines: tuple[PipelineName, ...] = Field(("basic",), min_length=1)
+    models: dict[str, ModelSpec] = Field(default_factory=lambda: {"default": ModelSpec()})
+    artifacts: ArtifactsSpec = ArtifactsSpec()
+    reconcile: ReconcileSpec = ReconcileSpec()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment wins over the file (and its profile); no .env or secrets folder is
+        # read implicitly, so what a spec means never depends on the working directory.
+        return (_EnvironSource(settings_cls), init_settings)
+
+    @field_validator("pipelines")
+    @classmethod
+    def _unique(cls, pipelines: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(pipelines)) != len(pipelines):
+            raise ValueError("lists a pipeline twice")
+        return pipelines
+
+    @model_validator(mode="after")
+    def _models_exist(self) -> Spec:
+        for kind_name in type(self.artifacts).model_fields:
+            recipe = getattr(self.artifacts, kind_name)
+            model_name = getattr(recipe, "model", None)
+            if model_name is not None and model_name not in self.models:
+                raise ValueError(
+                    f"artifacts.{kind_name}.model names '{model_name}', which is not in models "
+                    f"(defined: {', '.join(sorted(self.models)) or 'none'})"
+                )
+        return self
+
+    @property
+    def scope_limit(self) -> int | None:
+        """Number of documents in scope, or None for all."""
+        return None if self.scope == "all" else self.scope.first

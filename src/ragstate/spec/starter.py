@@ -1,0 +1,67 @@
+"""``ragstate init``: a starter spec, written so that it validates and documents itself."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import yaml
+
+from ragstate.errors import SpecError
+from ragstate.spec.load import spec_from_dict
+
+
+def starter_spec(*, source: str, store: str, pipelines: list[str], spec_dir: Path) -> str:
+    """YAML text of a working spec; paths are written relative to ``spec_dir``.
+
+    Raises:
+        SpecError: the values do not make a valid spec (unknown pipeline, bad URL).
+    """
+    source_rel = _relative(Path(source), spec_dir)
+    store_url = _relative_store(store, spec_dir)
+    data = {"store": store_url, "source": {"path": source_rel}, "pipelines": pipelines}
+    spec_from_dict(data, base_dir=spec_dir)  # validate before anything is written
+    body = yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
+    return (
+        "# ragstate spec: the desired state of this project's RAG data.\n"
+        "# Reference: README.md, section 'Spec reference'. Relative paths are relative to this file.\n"
+        + body
+        + "\n# Everything below is the default; uncomment to change.\n"
+        "# scope: all                  # or {first: 100}\n"
+        "# models:\n"
+        "#   default:\n"
+        "#     provider: sentence-transformers\n"
+        "#     name: all-MiniLM-L6-v2   # or a local model folder\n"
+        "#     device: cpu\n"
+        "#     normalize: true\n"
+        "#     batch_size: 32\n"
+        "# artifacts:\n"
+        "#   doc_embeddings:\n"
+        "#     model: default\n"
+        '#     text: "{title}\\n\\n{summary}"\n'
+        "# reconcile:\n"
+        "#   batch_size: 64\n"
+        "#   max_delete_share: 0.5\n"
+        "# profiles:\n"
+        "#   production:\n"
+        "#     store: postgresql://ragstate@db.example.com/rag\n"
+    )
+
+
+def _relative(path: Path, base: Path) -> str:
+    absolute = path if path.is_absolute() else Path.cwd() / path
+    try:
+        return os.path.relpath(absolute.resolve(), base.resolve())
+    except ValueError:  # another drive on Windows
+        return str(absolute)
+
+
+def _relative_store(url: str, spec_dir: Path) -> str:
+    """Make a SQLite path given relative to the working directory relative to the spec."""
+    if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+        return "sqlite:///" + _relative(Path(url.removeprefix("sqlite:///")), spec_dir)
+    if "://" not in url and url.endswith((".db", ".sqlite", ".sqlite3")):
+        return "sqlite:///" + _relative(Path(url), spec_dir)
+    if not url.startswith(("sqlite:", "postgresql://", "postgres://")):
+        raise SpecError(f"--store: {url!r} is not a sqlite:///path or postgresql:// URL")
+    return url

@@ -1,0 +1,31 @@
+"""Where derived data lives: one ``Store`` contract, a SQLite and a PostgreSQL backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ragstate.errors import StoreConfigError
+from ragstate.spec.model import StoreSpec
+from ragstate.stores.base import Session, Store
+
+
+def open_store(spec: StoreSpec) -> Store:
+    """Open (and prepare) the store the spec names; the caller closes it.
+
+    Raises:
+        StoreConfigError: unknown URL scheme, missing folder, missing extension or rights.
+        StoreUnavailable: the server cannot be reached.
+    """
+    url = spec.url
+    if url.startswith("sqlite:"):
+        from ragstate.stores.sqlite.store import SQLiteStore
+
+        return SQLiteStore(Path(url.removeprefix("sqlite:///")), prefix=spec.prefix)
+    if url.startswith(("postgresql://", "postgres://")):
+        from ragstate.stores.postgres.store import PostgresStore
+
+        return PostgresStore(spec)
+    raise StoreConfigError(f"store.url: unsupported scheme in {url.split('://')[0]!r}; use sqlite: or postgresql://")
+
+
+__all__ = ["Session", "Store", "open_store"]

@@ -1,0 +1,256 @@
+"""The store contract: sessions, transactions, schema, and the vector capabilities.
+
+A backend is one folder (``sqlite/``, ``postgres/``) with a ``dialect.py`` and a
+``store.py`` implementing ``Store`` and ``Session``. Everything above this layer (ledger,
+registry, run records, artifact kinds) speaks through ``Session`` with statement
+templates, so a third backend (IRIS) is one more folder with the same two files.
+
+=====================  ===========================================================
+``Store.session()``    one connection, for reads and temporary tables
+``Session.transaction``  all-or-nothing writes; artifact and ledger rows of a batch
+                       are always written inside one
+``Store.migrate()``    brings the universal tables to the current schema version
+``copy_rows``          bulk insert (COPY on PostgreSQL, executemany on SQLite)
+``vector_quality``     rows whose vectors are unreadable, non-finite, zero, or not
+                       unit length when they should be
+=====================  ===========================================================
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ragstate.stores.dialect import Dialect
+from ragstate.stores.schema import TableDef
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    """A column as the database reports it (for schema drift).
+
+    ``sql_type`` is lower case and spelled as ``Dialect.column_type`` spells it, so
+    the two compare as strings (``vector(384)`` includes the dimension).
+    """
+
+    name: str
+    sql_type: str
+
+
+@dataclass(frozen=True)
+class SchemaProblem:
+    """One difference between a table definition and the database."""
+
+    table: str
+    #: missing_table | missing_column | wrong_type | missing_index | pending_migration
+    what: str
+    message: str
+
+    @property
+    def repairable(self) -> bool:
+        """Fixable in place by creating what is missing (a wrong type is not)."""
+        return self.what != "wrong_type"
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class Session(ABC):
+    """One connection. Statement templates are rendered by the store's dialect."""
+
+    dialect: Dialect
+
+    @abstractmethod
+    def execute(self, template: str, params: Sequence[Any] = (), **tables: str) -> int:
+        """Run one statement; return the number of rows it changed (-1 if unknown)."""
+
+    @abstractmethod
+    def executemany(self, template: str, rows: Iterable[Sequence[Any]], **tables: str) -> None:
+        """Run one statement for each parameter row."""
+
+    @abstractmethod
+    def query(self, template: str, params: Sequence[Any] = (), **tables: str) -> list[tuple[Any, ...]]:
+        """Run a query and return all rows."""
+
+    @abstractmethod
+    def iter_query(
+        self, template: str, params: Sequence[Any] = (), *, chunk: int = 10_000, **tables: str
+    ) -> Iterator[tuple[Any, ...]]:
+        """Run a query and stream its rows, ``chunk`` at a time from the server."""
+
+    @abstractmethod
+    def copy_rows(self, table: TableDef, rows: Iterable[Sequence[Any]], *, temp: bool = False) -> int:
+        """Bulk-insert ``rows`` (in ``table.columns`` order); return how many."""
+
+    @abstractmethod
+    def transaction(self) -> AbstractContextManager[Session]:
+        """All statements inside commit together or not at all."""
+
+    @abstractmethod
+    def read_transaction(self) -> AbstractContextManager[Session]:
+        """A consistent snapshot for reads (temporary tables may be written).
+
+        Takes no write lock, so observing never waits for a running apply.
+        """
+
+    def scalar(self, template: str, params: Sequence[Any] = (), **tables: str) -> Any:
+        rows = self.query(template, params, **tables)
+        return rows[0][0] if rows else None
+
+    def params(self, params: Sequence[Any]) -> tuple[Any, ...]:
+        """Driver values for ``params``: a Python list (for ``= ANY(?)``) as the dialect wants it."""
+        return tuple(self.dialect.list_param(p) if isinstance(p, list) else p for p in params)
+
+
+class Store(ABC):
+    """A database holding ragstate's tables: SQLite (default) or PostgreSQL."""
+
+    dialect: Dialect
+    #: human-readable, password-free description, e.g. ``sqlite /data/rag.db``
+    description: str
+
+    @abstractmethod
+    def session(self) -> AbstractContextManager[Session]:
+        """A connection for the duration of the ``with`` block."""
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        """A session inside one transaction."""
+        with self.session() as s, s.transaction():
+            yield s
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release every connection."""
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- schema -----------------------------------------------------------------------
+
+    def migrate(self) -> list[int]:
+        """Bring the universal tables to the current version; return versions applied."""
+        from ragstate.stores.migrations import migrate
+
+        return migrate(self)
+
+    @abstractmethod
+    def prepare(self, session: Session) -> None:
+        """Create what the tables live in (a schema, extensions), idempotently."""
+
+    @abstractmethod
+    def columns(self, session: Session, table: str) -> dict[str, ColumnInfo] | None:
+        """Columns of ragstate table ``table`` as the database has it, or None if absent."""
+
+    @abstractmethod
+    def indexes(self, session: Session, table: str) -> set[str] | None:
+        """Physical index names on ragstate table ``table``, or None if it is absent."""
+
+    def ensure_table(self, session: Session, table: TableDef) -> None:
+        for statement in self.dialect.create_table(table):
+            session.execute(statement)
+
+    def drop_table(self, session: Session, table: str) -> None:
+        session.execute("DROP TABLE IF EXISTS {t}", t=table)
+
+    def table_problems(self, session: Session, table: TableDef, *, vector_indexes: bool = True) -> list[SchemaProblem]:
+        """What differs between ``table`` and the database (empty: none)."""
+        found = self.columns(session, table.name)
+        if found is None:
+            return [SchemaProblem(table.name, "missing_table", f"table {table.name} is missing")]
+        problems = []
+        for c in table.columns:
+            info = found.get(c.name)
+            expected = self.dialect.column_type(c).lower()
+            if info is None:
+                problems.append(SchemaProblem(table.name, "missing_column", f"column {table.name}.{c.name} is missing"))
+            elif info.sql_type != expected:
+                problems.append(
+                    SchemaProblem(
+                        table.name,
+                        "wrong_type",
+                        f"column {table.name}.{c.name} is {info.sql_type}, expected {expected}",
+                    )
+                )
+        present = self.indexes(session, table.name) or set()
+        for ix in table.indexes:
+            if ix.method == "vector" and not vector_indexes:
+                continue
+            name = self.dialect.index_name(table, ix)
+            if name and name not in present:
+                problems.append(SchemaProblem(table.name, "missing_index", f"index {name} on {table.name} is missing"))
+        return problems
+
+    # --- values -----------------------------------------------------------------------
+
+    @abstractmethod
+    def encode_vector(self, vector: np.ndarray) -> Any:
+        """A float32 vector as the driver's parameter value."""
+
+    @abstractmethod
+    def decode_vector(self, value: Any) -> np.ndarray:
+        """A stored vector value back to float32 numpy (raises ValueError if unreadable)."""
+
+    def encode_json(self, value: Any) -> str:
+        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+    def decode_json(self, value: Any) -> Any:
+        if value is None or not isinstance(value, (str, bytes)):
+            return value
+        return json.loads(value)
+
+    # --- vector capabilities ----------------------------------------------------------
+
+    @abstractmethod
+    def vector_quality(
+        self, session: Session, table: str, column: str, dimension: int, normalized: bool, key: str = "doc_id"
+    ) -> list[tuple[str, str]]:
+        """``(key, reason)`` for every row whose vector fails the quality checks.
+
+        Reasons: ``unreadable``, ``dimension N``, ``non-finite``, ``zero norm``,
+        ``norm X (expected 1)``.
+        """
+
+    @abstractmethod
+    def nearest(
+        self, session: Session, table: str, column: str, query: np.ndarray, k: int, key: str = "doc_id"
+    ) -> list[tuple[str, float]]:
+        """The ``k`` rows nearest to ``query`` by cosine distance: ``(key, distance)``."""
+
+    def vector_index(self, session: Session, table: TableDef) -> None:
+        """Create the approximate-nearest-neighbour indexes of ``table`` (if supported).
+
+        Called when a generation is complete, because building an index over a full
+        table is much faster than maintaining it row by row during a bulk load.
+        SQLite has no such index (sqlite-vec searches exhaustively), hence no-op here.
+        """
+        return None
+
+
+def now() -> float:
+    """Wall-clock time as stored in ragstate's tables (seconds since the epoch)."""
+    return time.time()
+
+
+def check_vector(vector: np.ndarray, dimension: int, normalized: bool) -> str | None:
+    """The reason ``vector`` fails the quality checks, or None. One definition for all."""
+    if vector.shape != (dimension,):
+        return f"dimension {vector.size}"
+    if not np.all(np.isfinite(vector)):
+        return "non-finite"
+    norm = float(np.linalg.norm(vector))
+    if norm < 1e-6:
+        return "zero norm"
+    if normalized and abs(norm - 1.0) > 1e-3:
+        return f"norm {norm:.4f} (expected 1)"
+    return None

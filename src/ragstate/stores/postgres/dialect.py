@@ -1,0 +1,53 @@
+"""PostgreSQL's spelling: schema-qualified names, pgvector types, HNSW indexes."""
+
+from __future__ import annotations
+
+from ragstate.stores.dialect import Dialect
+from ragstate.stores.schema import Column, ColumnType, Index, TableDef, ident
+
+_TYPES = {
+    ColumnType.TEXT: "TEXT",
+    ColumnType.INT: "INTEGER",
+    ColumnType.BIGINT: "BIGINT",
+    ColumnType.FLOAT: "DOUBLE PRECISION",
+    ColumnType.BOOL: "BOOLEAN",
+    ColumnType.BLOB: "BYTEA",
+    ColumnType.JSON: "JSONB",
+}
+
+
+class PostgresDialect(Dialect):
+    name = "postgresql"
+
+    def __init__(self, schema: str):
+        self.schema = ident(schema, what="schema name")
+
+    def table(self, name: str) -> str:
+        return f"{self.quote(self.schema)}.{self.quote(ident(name, what='table name'))}"
+
+    def temp_table(self, name: str) -> str:
+        return self.quote("rs_tmp_" + ident(name))
+
+    def paramstyle(self, sql: str) -> str:
+        return sql.replace("%", "%%").replace("?", "%s")
+
+    def column_type(self, column: Column) -> str:
+        if column.type is ColumnType.VECTOR:
+            return f"vector({column.dimension})"
+        return _TYPES[column.type]
+
+    def create_index(self, table: TableDef, index: Index) -> str:
+        name = self.quote(self.index_name(table, index))
+        if index.method == "vector":
+            (column,) = index.columns
+            return (
+                f"CREATE INDEX IF NOT EXISTS {name} ON {self.table(table.name)} "
+                f"USING hnsw ({self.quote(column)} vector_cosine_ops)"
+            )
+        cols = ", ".join(self.quote(c) for c in index.columns)
+        unique = "UNIQUE " if index.unique else ""
+        return f"CREATE {unique}INDEX IF NOT EXISTS {name} ON {self.table(table.name)} ({cols})"
+
+    def copy_from(self, table_sql: str, columns: tuple[str, ...]) -> str:
+        cols = ", ".join(self.quote(c) for c in columns)
+        return f"COPY {table_sql} ({cols}) FROM STDIN (FORMAT BINARY)"

@@ -1,0 +1,294 @@
+"""The server backend: PostgreSQL with pgvector, through psycopg 3 and a connection pool.
+
+Vectors live in typed ``vector(dim)`` columns with HNSW indexes (cosine); bulk writes
+use binary COPY. Connections are in autocommit mode and every write happens inside an
+explicit transaction, so nothing is ever committed by accident.
+
+pgvector itself refuses NaN, infinity and vectors of the wrong dimension on input, so on
+this backend those corruptions cannot be stored; the quality checks that remain are
+zero norm and unit length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+
+from ragstate.errors import StoreConfigError, StoreError, StoreUnavailable
+from ragstate.redact import redact, register_secret
+from ragstate.spec.model import StoreSpec
+from ragstate.stores.base import ColumnInfo, Session, Store
+from ragstate.stores.dialect import Col
+from ragstate.stores.postgres.dialect import PostgresDialect
+from ragstate.stores.schema import ColumnType, TableDef
+
+try:
+    import psycopg
+    import psycopg.errors as pg_errors
+    from pgvector.psycopg import register_vector
+    from psycopg.types.json import Jsonb
+    from psycopg_pool import ConnectionPool, PoolTimeout
+except ImportError as exc:  # pragma: no cover - exercised only without the extra
+    raise StoreConfigError("a postgresql:// store needs the postgres extra: pip install 'ragstate[postgres]'") from exc
+
+_COPY_TYPES = {
+    ColumnType.TEXT: "text",
+    ColumnType.INT: "int4",
+    ColumnType.BIGINT: "int8",
+    ColumnType.FLOAT: "float8",
+    ColumnType.BOOL: "bool",
+    ColumnType.BLOB: "bytea",
+    ColumnType.JSON: "jsonb",
+    ColumnType.VECTOR: "vector",
+}
+
+#: errors that mean "try again": the server went away, a lock or serialisation conflict
+_TRANSIENT = (
+    psycopg.OperationalError,
+    pg_errors.SerializationFailure,
+    pg_errors.DeadlockDetected,
+    pg_errors.LockNotAvailable,
+    pg_errors.AdminShutdown,
+    pg_errors.CannotConnectNow,
+)
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """Map psycopg's exceptions onto ragstate's taxonomy; messages lose any secret."""
+    try:
+        yield
+    except pg_errors.InsufficientPrivilege as exc:
+        raise StoreConfigError(f"{what}: permission denied: {redact(str(exc)).strip()}") from exc
+    except _TRANSIENT as exc:
+        raise StoreUnavailable(f"{what}: {redact(str(exc)).strip()}") from exc
+    except PoolTimeout as exc:
+        raise StoreUnavailable(f"{what}: no connection available ({redact(str(exc)).strip()})") from exc
+    except psycopg.Error as exc:
+        raise StoreError(f"{what}: {redact(str(exc)).strip()}") from exc
+
+
+class PostgresSession(Session):
+    def __init__(self, conn: psycopg.Connection, dialect: PostgresDialect, where: str):
+        self.conn = conn
+        self.dialect = dialect
+        self.where = where
+
+    def execute(self, template: str, params: Sequence[Any] = (), **tables: str) -> int:
+        sql = self.dialect.render(template, **tables)
+        with _translated(self.where):
+            cur = self.conn.execute(sql, self.params(params) or None)
+            return cur.rowcount
+
+    def executemany(self, template: str, rows: Iterable[Sequence[Any]], **tables: str) -> None:
+        sql = self.dialect.render(template, **tables)
+        with _translated(self.where), self.conn.cursor() as cur:
+            cur.executemany(sql, [tuple(r) for r in rows])
+
+    def query(self, template: str, params: Sequence[Any] = (), **tables: str) -> list[tuple[Any, ...]]:
+        sql = self.dialect.render(template, **tables)
+        with _translated(self.where):
+            return [tuple(r) for r in self.conn.execute(sql, self.params(params) or None).fetchall()]
+
+    def iter_query(
+        self, template: str, params: Sequence[Any] = (), *, chunk: int = 10_000, **tables: str
+    ) -> Iterator[tuple[Any, ...]]:
+        sql = self.dialect.render(template, **tables)
+        with _translated(self.where), self.conn.cursor() as cur:
+            cur.execute(sql, self.params(params) or None)
+            while rows := cur.fetchmany(chunk):
+                yield from (tuple(r) for r in rows)
+
+    def copy_rows(self, table: TableDef, rows: Iterable[Sequence[Any]], *, temp: bool = False) -> int:
+        name = self.dialect.temp_table(table.name) if temp else self.dialect.table(table.name)
+        json_cols = [i for i, c in enumerate(table.columns) if c.type is ColumnType.JSON]
+        count = 0
+        with _translated(self.where), self.conn.cursor() as cur:
+            with cur.copy(self.dialect.copy_from(name, table.column_names)) as copy:
+                copy.set_types([_COPY_TYPES[c.type] for c in table.columns])
+                for row in rows:
+                    if json_cols:
+                        row = list(row)
+                        for i in json_cols:
+                            row[i] = None if row[i] is None else Jsonb(_json_value(row[i]))
+                    copy.write_row(row)
+                    count += 1
+        return count
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        with _translated(self.where), self.conn.transaction():
+            yield self
+
+    @contextmanager
+    def read_transaction(self) -> Iterator[Session]:
+        if self.conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            yield self
+            return
+        with _translated(self.where), self.conn.transaction():
+            self.conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            yield self
+
+
+def _json_value(value: Any) -> Any:
+    import json
+
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
+
+
+class PostgresStore(Store):
+    """ragstate's tables in one schema (``ragstate`` by default) of a PostgreSQL database."""
+
+    def __init__(self, spec: StoreSpec):
+        self.dialect = PostgresDialect(spec.schema_name)
+        self.url = spec.url.replace("postgres://", "postgresql://", 1)
+        self.description = f"postgresql {redact(self.url)} (schema {spec.schema_name})"
+        self._kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": max(1, int(spec.connect_timeout_s))}
+        if spec.password_file is not None:
+            try:
+                password = spec.password_file.read_text(encoding="utf-8").splitlines()[0].strip()
+            except (OSError, IndexError) as exc:
+                raise StoreConfigError(
+                    f"store.password_file {spec.password_file}: cannot read a password ({exc})"
+                ) from None
+            register_secret(password)
+            self._kwargs["password"] = password
+        import os
+
+        register_secret(os.environ.get("PGPASSWORD"))
+        self._probe()
+        self._pool = ConnectionPool(
+            self.url,
+            min_size=1,
+            max_size=spec.pool_size,
+            kwargs=self._kwargs,
+            configure=register_vector,
+            open=False,
+            name="ragstate",
+        )
+        with _translated(self.description):
+            self._pool.open(wait=True, timeout=spec.connect_timeout_s)
+
+    def _probe(self) -> None:
+        """Connect once without the pool, to fail fast with the server's own reason."""
+        try:
+            with psycopg.connect(self.url, **self._kwargs) as conn:
+                session = PostgresSession(conn, self.dialect, self.description)
+                self.prepare(session)
+        except psycopg.OperationalError as exc:
+            lines = [line.strip() for line in redact(str(exc)).splitlines() if line.strip()]
+            reason = "; ".join(lines) if lines else type(exc).__name__
+            raise StoreUnavailable(f"cannot connect to {redact(self.url)}: {reason}") from None
+        except psycopg.ProgrammingError as exc:
+            raise StoreConfigError(f"{self.description}: {redact(str(exc)).strip()}") from None
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with _translated(self.description), self._pool.connection() as conn:
+            yield PostgresSession(conn, self.dialect, self.description)
+
+    def close(self) -> None:
+        self._pool.close()
+
+    # --- schema -----------------------------------------------------------------------
+
+    def prepare(self, session: Session) -> None:
+        have = session.scalar("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        if have is None:
+            available = session.scalar("SELECT 1 FROM pg_available_extensions WHERE name = 'vector'")
+            if available is None:
+                raise StoreConfigError(
+                    f"{self.description}: the server has no pgvector extension; install pgvector "
+                    "(https://github.com/pgvector/pgvector) on the server"
+                )
+            try:
+                with session.transaction():
+                    session.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            except StoreError as exc:
+                raise StoreConfigError(
+                    f"{self.description}: pgvector is not enabled in this database and this role cannot "
+                    f"enable it; ask an administrator to run CREATE EXTENSION vector ({exc})"
+                ) from None
+        exists = session.scalar("SELECT 1 FROM pg_namespace WHERE nspname = ?", (self.dialect.schema,))
+        if exists is None:
+            with session.transaction():
+                session.execute("CREATE SCHEMA IF NOT EXISTS {s}", s=Col(self.dialect.schema))
+
+    def columns(self, session: Session, table: str) -> dict[str, ColumnInfo] | None:
+        rows = session.query(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = ? AND c.relname = ? AND a.attnum > 0 AND NOT a.attisdropped",
+            (self.dialect.schema, table),
+        )
+        if not rows:
+            return None
+        return {name: ColumnInfo(name, type_.lower()) for name, type_ in rows}
+
+    def indexes(self, session: Session, table: str) -> set[str] | None:
+        if self.columns(session, table) is None:
+            return None
+        rows = session.query(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = ? AND tablename = ?", (self.dialect.schema, table)
+        )
+        return {r[0] for r in rows}
+
+    # --- values -----------------------------------------------------------------------
+
+    def encode_vector(self, vector: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(vector, dtype=np.float32)
+
+    def decode_vector(self, value: Any) -> np.ndarray:
+        if value is None:
+            raise ValueError("no vector")
+        if hasattr(value, "to_numpy"):  # pgvector's Vector
+            value = value.to_numpy()
+        return np.asarray(value, dtype=np.float32)
+
+    # --- vector capabilities ----------------------------------------------------------
+
+    def vector_quality(
+        self, session: Session, table: str, column: str, dimension: int, normalized: bool, key: str = "doc_id"
+    ) -> list[tuple[str, str]]:
+        # Computed in the server: no vector crosses the wire unless it is bad.
+        rows = session.query(
+            "SELECT {key}, vector_dims({col}), vector_norm({col}) FROM {t} "
+            "WHERE {col} IS NULL OR vector_dims({col}) <> ? OR vector_norm({col}) < 1e-6 "
+            "OR (? AND abs(vector_norm({col}) - 1) > 1e-3)",
+            (dimension, normalized),
+            key=Col(key),
+            col=Col(column),
+            t=table,
+        )
+        bad = []
+        for k, dims, norm in rows:
+            if dims is None:
+                bad.append((k, "unreadable"))
+            elif dims != dimension:
+                bad.append((k, f"dimension {dims}"))
+            elif norm < 1e-6:
+                bad.append((k, "zero norm"))
+            else:
+                bad.append((k, f"norm {norm:.4f} (expected 1)"))
+        return bad
+
+    def nearest(
+        self, session: Session, table: str, column: str, query: np.ndarray, k: int, key: str = "doc_id"
+    ) -> list[tuple[str, float]]:
+        q = self.encode_vector(query)
+        rows = session.query(
+            "SELECT {key}, {col} <=> ? AS d FROM {t} ORDER BY {col} <=> ? LIMIT ?",
+            (q, q, int(k)),
+            key=Col(key),
+            col=Col(column),
+            t=table,
+        )
+        return [(r[0], float(r[1])) for r in rows]
+
+    def vector_index(self, session: Session, table: TableDef) -> None:
+        for ix in table.indexes:
+            if ix.method == "vector":
+                session.execute(self.dialect.create_index(table, ix))

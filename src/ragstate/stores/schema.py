@@ -1,0 +1,252 @@
+"""Tables described as data, so that each backend renders them in its own dialect.
+
+Artifact kinds and migrations say *what* a table holds (``TableDef``); the backend's
+dialect says *how* (types, quoting, index syntax). Identifiers are validated here, once:
+nothing reaches SQL text that did not pass ``ident``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+
+from ragstate.errors import IdentifierError
+
+#: lower-case ASCII, digits and underscores, starting with a letter or underscore;
+#: 48 characters leaves room for a prefix and suffixes inside PostgreSQL's 63.
+_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
+
+
+def ident(name: str, *, what: str = "identifier") -> str:
+    """Return ``name`` if it is a safe SQL identifier, else raise ``IdentifierError``.
+
+    Safe means: 1–48 characters of ``[a-z0-9_]``, not starting with a digit. Callers
+    still quote it through the dialect; validation is the allow-list, quoting the belt.
+    """
+    if not isinstance(name, str) or not _IDENT.match(name):
+        shown = repr(name)[:60] + ("…" if len(repr(name)) > 60 else "")
+        raise IdentifierError(
+            f"invalid {what} {shown}: use 1-48 characters of a-z, 0-9 and _, not starting with a digit"
+        )
+    return name
+
+
+class ColumnType(Enum):
+    TEXT = "text"
+    INT = "int"
+    BIGINT = "bigint"
+    FLOAT = "float"
+    BOOL = "bool"
+    BLOB = "blob"
+    JSON = "json"
+    VECTOR = "vector"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: ColumnType
+    nullable: bool = True
+    dimension: int | None = None  # VECTOR only
+
+    def __post_init__(self) -> None:
+        ident(self.name, what="column name")
+        if (self.type is ColumnType.VECTOR) != (self.dimension is not None):
+            raise ValueError(f"column {self.name}: a dimension is given exactly for VECTOR columns")
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    columns: tuple[str, ...]
+    unique: bool = False
+    #: "btree", or "vector" for an approximate-nearest-neighbour index (HNSW on PostgreSQL;
+    #: SQLite has none and searches vectors exhaustively with sqlite-vec)
+    method: str = "btree"
+
+    def __post_init__(self) -> None:
+        ident(self.name, what="index name")
+        for c in self.columns:
+            ident(c, what="column name")
+
+
+@dataclass(frozen=True)
+class TableDef:
+    """A table: columns, primary key, secondary indexes. ``name`` is unprefixed."""
+
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+    indexes: tuple[Index, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        ident(self.name, what="table name")
+        names = [c.name for c in self.columns]
+        missing = [k for k in self.primary_key if k not in names]
+        if missing:
+            raise ValueError(f"table {self.name}: primary key names unknown columns {missing}")
+
+    @property
+    def column_names(self) -> tuple[str, ...]:
+        return tuple(c.name for c in self.columns)
+
+    def column(self, name: str) -> Column:
+        for c in self.columns:
+            if c.name == name:
+                return c
+        raise KeyError(name)
+
+
+def col(name: str, type_: ColumnType, *, null: bool = True, dim: int | None = None) -> Column:
+    """Shorthand used by the table definitions."""
+    return Column(name, type_, nullable=null, dimension=dim)
+
+
+T, I, BI, F, B, J, BL = (
+    ColumnType.TEXT,
+    ColumnType.INT,
+    ColumnType.BIGINT,
+    ColumnType.FLOAT,
+    ColumnType.BOOL,
+    ColumnType.JSON,
+    ColumnType.BLOB,
+)
+
+
+# --- the universal tables -------------------------------------------------------------
+
+DOCUMENTS = TableDef(
+    "documents",
+    (
+        col("doc_id", T, null=False),
+        col("content_hash", T, null=False),
+        col("title", T),
+        col("path", T, null=False),
+        col("pos", I, null=False),
+        col("byte_offset", BI, null=False),
+        col("title_chars", I, null=False),
+        col("abstract_chars", I, null=False),
+        col("body_chars", I, null=False),
+        col("updated_at", F, null=False),
+    ),
+    primary_key=("doc_id",),
+    indexes=(Index("path_pos", ("path", "pos")),),
+)
+
+SOURCE_FILES = TableDef(
+    "source_files",
+    (
+        col("path", T, null=False),
+        col("size", BI, null=False),
+        col("mtime_ns", BI, null=False),
+        col("ctime_ns", BI, null=False),
+        col("inode", BI, null=False),
+        col("observed_at", F, null=False),
+    ),
+    primary_key=("path",),
+)
+
+LEDGER = TableDef(
+    "ledger",
+    (
+        col("kind", T, null=False),
+        col("generation", I, null=False),
+        col("doc_id", T, null=False),
+        col("source_hash", T, null=False),
+        col("recipe_fp", T, null=False),
+        col("items", I, null=False),
+        col("run_id", T),
+        col("updated_at", F, null=False),
+    ),
+    primary_key=("kind", "generation", "doc_id"),
+)
+
+GENERATIONS = TableDef(
+    "generations",
+    (
+        col("kind", T, null=False),
+        col("generation", I, null=False),
+        col("recipe_fp", T, null=False),
+        col("recipe", J, null=False),
+        col("table_name", T, null=False),
+        col("state", T, null=False),  # building | active | retired
+        col("created_at", F, null=False),
+        col("activated_at", F),
+        col("run_id", T),
+    ),
+    primary_key=("kind", "generation"),
+)
+
+RUNS = TableDef(
+    "runs",
+    (
+        col("run_id", T, null=False),
+        col("command", T, null=False),
+        col("spec_hash", T, null=False),
+        col("status", T, null=False),  # running | converged | failed | interrupted | refused
+        col("started_at", F, null=False),
+        col("finished_at", F),
+        col("heartbeat_at", F),
+        col("plan", J),
+        col("progress", J),
+        col("counts", J),
+        col("timings", J),
+        col("error", T),
+        col("host", T),
+        col("pid", I),
+    ),
+    primary_key=("run_id",),
+    indexes=(Index("started", ("started_at",)),),
+)
+
+PIPELINE_STATES = TableDef(
+    "pipeline_states",
+    (
+        col("pipeline", T, null=False),
+        col("ready", B, null=False),
+        col("reasons", J, null=False),
+        col("spec_hash", T, null=False),
+        col("updated_at", F, null=False),
+    ),
+    primary_key=("pipeline",),
+)
+
+SCHEMA_VERSIONS = TableDef(
+    "schema_versions",
+    (
+        col("version", I, null=False),
+        col("description", T, null=False),
+        col("applied_at", F, null=False),
+    ),
+    primary_key=("version",),
+)
+
+#: the temporary table a plan stages the source's current state into
+SCOPE = TableDef(
+    "scope",
+    (
+        col("doc_id", T, null=False),
+        col("content_hash", T, null=False),
+        col("title", T),
+        col("path", T, null=False),
+        col("pos", I, null=False),
+        col("byte_offset", BI, null=False),
+        col("title_chars", I, null=False),
+        col("abstract_chars", I, null=False),
+        col("body_chars", I, null=False),
+    ),
+    primary_key=("doc_id",),
+)
+
+#: temporary: paths whose recorded documents no longer hold (changed or gone)
+STALE_PATHS = TableDef("stale_paths", (col("path", T, null=False),), primary_key=("path",))
+
+#: the stamp columns every artifact table starts with, in this order
+ARTIFACT_STAMP = (
+    col("doc_id", T, null=False),
+    col("source_hash", T, null=False),
+    col("recipe_fp", T, null=False),
+    col("run_id", T),
+    col("created_at", F, null=False),
+)

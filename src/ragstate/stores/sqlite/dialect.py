@@ -1,0 +1,62 @@
+"""SQLite's spelling: prefixed table names, affinity types, no vector index."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from ragstate.stores.dialect import Dialect
+from ragstate.stores.schema import Column, ColumnType, Index, TableDef, ident
+
+_ANY = re.compile(r"=\s*ANY\(\?\)")
+
+_TYPES = {
+    ColumnType.TEXT: "TEXT",
+    ColumnType.INT: "INTEGER",
+    ColumnType.BIGINT: "INTEGER",
+    ColumnType.FLOAT: "REAL",
+    ColumnType.BOOL: "INTEGER",
+    ColumnType.BLOB: "BLOB",
+    ColumnType.JSON: "TEXT",
+    # float32 little-endian, the layout sqlite-vec's functions read
+    ColumnType.VECTOR: "BLOB",
+}
+
+
+class SQLiteDialect(Dialect):
+    name = "sqlite"
+
+    def __init__(self, prefix: str):
+        self.prefix = ident(prefix, what="table prefix") if prefix else ""
+
+    def table(self, name: str) -> str:
+        return self.quote(self.prefix + ident(name, what="table name"))
+
+    def temp_table(self, name: str) -> str:
+        return "temp." + self.quote("rs_tmp_" + ident(name))
+
+    def any_list(self, sql: str) -> str:
+        # A list travels as one JSON array parameter, unpacked by SQLite's json_each.
+        return _ANY.sub(r"IN (SELECT value FROM json_each(?))", sql)
+
+    def list_param(self, values: list[Any]) -> Any:
+        return json.dumps(values)
+
+    def column_type(self, column: Column) -> str:
+        return _TYPES[column.type]
+
+    def index_name(self, table: TableDef, index: Index) -> str:
+        if index.method == "vector":
+            return ""
+        return f"{self.prefix}{table.name}_{index.name}"
+
+    def create_index(self, table: TableDef, index: Index) -> str:
+        if index.method == "vector":
+            return ""  # sqlite-vec searches exhaustively; there is no ANN index to keep
+        cols = ", ".join(self.quote(c) for c in index.columns)
+        unique = "UNIQUE " if index.unique else ""
+        return (
+            f"CREATE {unique}INDEX IF NOT EXISTS {self.quote(self.index_name(table, index))} "
+            f"ON {self.table(table.name)} ({cols})"
+        )

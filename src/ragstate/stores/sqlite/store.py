@@ -1,0 +1,266 @@
+"""The embedded default: one SQLite file, vectors as float32 blobs searched with sqlite-vec.
+
+The driver is apsw, chosen by measurement (BENCHMARKS.md, "SQLite driver"): the
+standard library's ``sqlite3`` here cannot load extensions, and among the drop-ins that
+can (pysqlite3-binary, sqlean.py, apsw) apsw was fastest on every operation ragstate
+does in bulk. Each thread gets its own connection to the file; WAL mode lets readers
+run beside the one writer.
+
+Durability: ``synchronous=NORMAL`` in WAL mode survives a killed process (the case
+ragstate's crash tests exercise); a power cut may lose the last committed batches,
+which the next reconcile rebuilds, because the ledger is committed with the rows.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import apsw
+import numpy as np
+import sqlite_vec
+
+from ragstate.errors import StoreConfigError, StoreError, StoreUnavailable
+from ragstate.stores.base import ColumnInfo, Session, Store, check_vector
+from ragstate.stores.dialect import Col
+from ragstate.stores.schema import TableDef
+from ragstate.stores.sqlite.dialect import SQLiteDialect
+
+BUSY_TIMEOUT_MS = 30_000
+
+
+@contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """Map apsw's exceptions onto ragstate's taxonomy (busy → transient)."""
+    try:
+        yield
+    except (apsw.BusyError, apsw.LockedError) as exc:
+        raise StoreUnavailable(f"{what}: database is locked by another process ({exc})") from exc
+    except apsw.CantOpenError as exc:
+        raise StoreConfigError(f"{what}: cannot open the database file ({exc})") from exc
+    except (apsw.ReadOnlyError, apsw.PermissionsError, apsw.AuthError) as exc:
+        raise StoreConfigError(f"{what}: not allowed ({exc})") from exc
+    except apsw.Error as exc:
+        raise StoreError(f"{what}: {exc}") from exc
+
+
+class SQLiteSession(Session):
+    def __init__(self, conn: apsw.Connection, dialect: SQLiteDialect, where: str):
+        self.conn = conn
+        self.dialect = dialect
+        self.where = where
+        self._depth = 0
+
+    def execute(self, template: str, params: Sequence[Any] = (), **tables: str) -> int:
+        sql = self.dialect.render(template, **tables)
+        with _translated(self.where):
+            before = self.conn.total_changes()
+            self.conn.execute(sql, self.params(params))
+            return self.conn.total_changes() - before
+
+    def executemany(self, template: str, rows: Iterable[Sequence[Any]], **tables: str) -> None:
+        sql = self.dialect.render(template, **tables)
+        with _translated(self.where):
+            self.conn.executemany(sql, (tuple(r) for r in rows))
+
+    def query(self, template: str, params: Sequence[Any] = (), **tables: str) -> list[tuple[Any, ...]]:
+        sql = self.dialect.render(template, **tables)
+        with _translated(self.where):
+            return [tuple(r) for r in self.conn.execute(sql, self.params(params))]
+
+    def iter_query(
+        self, template: str, params: Sequence[Any] = (), *, chunk: int = 10_000, **tables: str
+    ) -> Iterator[tuple[Any, ...]]:
+        sql = self.dialect.render(template, **tables)
+        with _translated(self.where):
+            for row in self.conn.execute(sql, self.params(params)):
+                yield tuple(row)
+
+    def copy_rows(self, table: TableDef, rows: Iterable[Sequence[Any]], *, temp: bool = False) -> int:
+        name = self.dialect.temp_table(table.name) if temp else self.dialect.table(table.name)
+        sql = self.dialect.insert(name, table.column_names)
+        count = 0
+
+        def counted() -> Iterator[tuple[Any, ...]]:
+            nonlocal count
+            for r in rows:
+                count += 1
+                yield tuple(r)
+
+        with _translated(self.where):
+            self.conn.executemany(sql, counted())
+        return count
+
+    @contextmanager
+    def read_transaction(self) -> Iterator[Session]:
+        # A deferred transaction reads one WAL snapshot; writes to temp tables do not
+        # take the database's write lock.
+        if self._depth:
+            yield self
+            return
+        with _translated(self.where):
+            self.conn.execute("BEGIN DEFERRED")
+        self._depth += 1
+        try:
+            yield self
+        finally:
+            self._depth -= 1
+            with _translated(self.where):
+                self.conn.execute("COMMIT")
+
+    @contextmanager
+    def transaction(self) -> Iterator[Session]:
+        # The outermost level takes the write lock at once (BEGIN IMMEDIATE), so two
+        # writers queue on the busy timeout instead of deadlocking on a lock upgrade.
+        name = f"rs_sp{self._depth}"
+        with _translated(self.where):
+            self.conn.execute("BEGIN IMMEDIATE" if self._depth == 0 else f"SAVEPOINT {name}")
+        self._depth += 1
+        try:
+            yield self
+        except BaseException:
+            self._depth -= 1
+            with _translated(self.where):
+                if self._depth == 0:
+                    self.conn.execute("ROLLBACK")
+                else:
+                    self.conn.execute(f"ROLLBACK TO {name}; RELEASE {name}")
+            raise
+        else:
+            self._depth -= 1
+            with _translated(self.where):
+                self.conn.execute("COMMIT" if self._depth == 0 else f"RELEASE {name}")
+
+
+class SQLiteStore(Store):
+    """ragstate's tables in one SQLite file (prefix ``rs_`` by default)."""
+
+    def __init__(self, path: Path, *, prefix: str = "rs_"):
+        if str(path) == ":memory:":
+            raise StoreConfigError("sqlite::memory: cannot be a store: reconciled data must outlive the process")
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise StoreConfigError(f"store {self.path}: folder {self.path.parent} does not exist")
+        self.dialect = SQLiteDialect(prefix)
+        self.description = f"sqlite {self.path}"
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[apsw.Connection] = []
+        self._closed = False
+
+    # --- connections ------------------------------------------------------------------
+
+    def _connection(self) -> SQLiteSession:
+        session = getattr(self._local, "session", None)
+        if session is not None:
+            return session
+        if self._closed:
+            raise StoreError(f"{self.description}: store is closed")
+        with _translated(self.description):
+            conn = apsw.Connection(str(self.path), flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE)
+            conn.setbusytimeout(BUSY_TIMEOUT_MS)
+            conn.enable_load_extension(True)
+            conn.load_extension(sqlite_vec.loadable_path())
+            conn.enable_load_extension(False)
+            conn.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY")
+        session = SQLiteSession(conn, self.dialect, self.description)
+        self._local.session = session
+        with self._lock:
+            self._connections.append(conn)
+        return session
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        yield self._connection()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for conn in self._connections:
+                try:
+                    conn.close()
+                except apsw.Error:
+                    pass
+            self._connections.clear()
+        self._local = threading.local()
+
+    # --- schema -----------------------------------------------------------------------
+
+    def prepare(self, session: Session) -> None:
+        if not os.access(self.path.parent, os.W_OK):
+            raise StoreConfigError(f"store {self.path}: folder {self.path.parent} is not writable")
+
+    def columns(self, session: Session, table: str) -> dict[str, ColumnInfo] | None:
+        rows = session.query("SELECT name, type FROM pragma_table_info(?)", (self.dialect.prefix + table,))
+        if not rows:
+            return None
+        return {name: ColumnInfo(name, (type_ or "").lower()) for name, type_ in rows}
+
+    def indexes(self, session: Session, table: str) -> set[str] | None:
+        if self.columns(session, table) is None:
+            return None
+        rows = session.query("SELECT name FROM pragma_index_list(?)", (self.dialect.prefix + table,))
+        return {r[0] for r in rows}
+
+    # --- values -----------------------------------------------------------------------
+
+    def encode_vector(self, vector: np.ndarray) -> bytes:
+        return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+    def decode_vector(self, value: Any) -> np.ndarray:
+        if not isinstance(value, (bytes, bytearray, memoryview)) or len(value) % 4:
+            raise ValueError("not a float32 vector blob")
+        return np.frombuffer(value, dtype="<f4")
+
+    # --- vector capabilities ----------------------------------------------------------
+
+    def vector_quality(
+        self, session: Session, table: str, column: str, dimension: int, normalized: bool, key: str = "doc_id"
+    ) -> list[tuple[str, str]]:
+        bad: list[tuple[str, str]] = []
+        width = 4 * dimension
+        keys: list[str] = []
+        blobs: list[bytes] = []
+
+        def flush() -> None:
+            if not keys:
+                return
+            matrix = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(keys), dimension)
+            finite = np.isfinite(matrix).all(axis=1)
+            norms = np.linalg.norm(np.where(np.isfinite(matrix), matrix, 0), axis=1)
+            suspect = ~finite | (norms < 1e-6) | (normalized & (np.abs(norms - 1.0) > 1e-3))
+            for i in np.flatnonzero(suspect):
+                reason = check_vector(matrix[i], dimension, normalized)
+                if reason:
+                    bad.append((keys[i], reason))
+            keys.clear()
+            blobs.clear()
+
+        for k, value in session.iter_query("SELECT {key}, {col} FROM {t}", key=Col(key), col=Col(column), t=table):
+            if not isinstance(value, (bytes, bytearray, memoryview)):
+                bad.append((k, "unreadable"))
+            elif len(value) != width:
+                bad.append((k, "unreadable" if len(value) % 4 else f"dimension {len(value) // 4}"))
+            else:
+                keys.append(k)
+                blobs.append(bytes(value))
+                if len(keys) >= 8192:
+                    flush()
+        flush()
+        return bad
+
+    def nearest(
+        self, session: Session, table: str, column: str, query: np.ndarray, k: int, key: str = "doc_id"
+    ) -> list[tuple[str, float]]:
+        rows = session.query(
+            "SELECT {key}, vec_distance_cosine({col}, ?) AS d FROM {t} ORDER BY d LIMIT ?",
+            (self.encode_vector(query), int(k)),
+            key=Col(key),
+            col=Col(column),
+            t=table,
+        )
+        return [(r[0], float(r[1])) for r in rows]
