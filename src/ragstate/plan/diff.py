@@ -107,7 +107,7 @@ def _kind_plan(desired: DesiredKind, k: KindObservation, observed: Observed) -> 
     drift["schema"] = len(k.table_problems)
     switch = new_generation or (target is not None and target.state != "active")
 
-    ids = [d for cls in BUILD_CLASSES for d in build[cls]]
+    ids = [d for cls in BUILD_CLASSES for d in build.get(cls, ())]
     tokens = sum(kind.estimate_tokens(observed.refs[d], recipe, recipe.max_tokens) for d in ids if d in observed.refs)
     rate = k.rate or recipe.default_rate
     estimate = Estimate(items=len(ids), tokens=tokens, seconds=round(len(ids) / rate, 2) if rate else 0.0)
