@@ -257,7 +257,9 @@ class SQLiteStore(Store):
         self, session: Session, table: str, column: str, query: np.ndarray, k: int, key: str = "doc_id"
     ) -> list[tuple[str, float]]:
         rows = session.query(
-            "SELECT {key}, vec_distance_cosine({col}, ?) AS d FROM {t} ORDER BY d LIMIT ?",
+            # A zero vector has no cosine distance (NULL): it can never be a neighbour.
+            "SELECT k, d FROM (SELECT {key} AS k, vec_distance_cosine({col}, ?) AS d FROM {t}) "
+            "WHERE d IS NOT NULL ORDER BY d LIMIT ?",
             (self.encode_vector(query), int(k)),
             key=Col(key),
             col=Col(column),

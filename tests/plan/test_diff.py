@@ -1,0 +1,137 @@
+"""``diff`` is pure: literal observations in, plans out."""
+
+from __future__ import annotations
+
+from ragstate.artifacts.base import Recipe
+from ragstate.artifacts.doc_embeddings import DocEmbeddings
+from ragstate.observe.observe import KindObservation, Observed
+from ragstate.plan.desired import Desired, DesiredKind
+from ragstate.plan.diff import diff
+from ragstate.plan.model import Plan
+from ragstate.sources.base import DocRef
+from ragstate.spec import spec_from_dict
+from ragstate.stores.base import SchemaProblem
+from ragstate.stores.ledger import DriftRows, Generation
+
+SPEC = spec_from_dict({"store": "sqlite:///x.db", "source": "d"})
+RECIPE = Recipe.of("doc_embeddings", {"text": "{title}"}, model="default", dimension=4, normalized=True,
+                   max_tokens=256, default_rate=10.0)
+DESIRED = Desired(kinds=(DesiredKind(DocEmbeddings(), RECIPE),), pipelines={"basic": ("doc_embeddings",)})
+
+
+def gen(n: int, fp: str = RECIPE.fingerprint, state: str = "active") -> Generation:
+    return Generation("doc_embeddings", n, fp, {}, f"doc_embeddings_g{n}", state, 0.0, None, None)
+
+
+def ref(doc_id: str, chars: int = 400) -> DocRef:
+    return DocRef(doc_id, "h", "t", doc_id, 0, 0, chars, 0, 0)
+
+
+def observed(rows: DriftRows, *, active=None, target=None, scope=10, **kind_fields) -> Observed:
+    refs = {d: ref(d) for d in rows.unbuilt + rows.rows_absent + rows.changed + rows.foreign_recipe}
+    refs.update({d: ref(d) for d, _ in kind_fields.get("corrupt", ())})
+    refs.update({d: ref(d) for d in kind_fields.get("mock", ())})
+    k = KindObservation("doc_embeddings", RECIPE.fingerprint, active, target, rows, **kind_fields)
+    return Observed(scope_size=scope, kinds={"doc_embeddings": k}, refs=refs)
+
+
+def plan_of(obs: Observed) -> Plan:
+    return diff(SPEC, "spec-hash", DESIRED, obs, now=0.0)
+
+
+def test_in_sync() -> None:
+    plan = plan_of(observed(DriftRows(built=10), active=gen(1), target=gen(1)))
+    assert plan.in_sync and plan.drift == {} and plan.estimate.items == 0
+
+
+def test_first_build_is_missing_into_a_new_generation() -> None:
+    ids = tuple(f"d{i}" for i in range(10))
+    plan = plan_of(observed(DriftRows(unbuilt=ids)))
+    k = plan.kind("doc_embeddings")
+    assert plan.drift == {"doc_embeddings": {"missing": 10}}
+    assert k.target_generation is None and k.switch
+    assert plan.estimate.items == 10 and plan.estimate.tokens == 1000 and plan.estimate.seconds == 1.0
+
+
+def test_each_observation_maps_to_its_class() -> None:
+    rows = DriftRows(unbuilt=("a",), rows_absent=("b",), changed=("c",), foreign_recipe=("d",),
+                     out_of_scope=("e",), strays=("f",), built=9)
+    plan = plan_of(observed(rows, active=gen(1), target=gen(1), corrupt=(("g", "zero norm"),), mock=("h",)))
+    k = plan.kind("doc_embeddings")
+    assert k.build == {"missing": ("a", "b"), "stale": ("c",), "recipe": ("d",), "corrupt": ("g",), "mock": ("h",)}
+    assert k.delete == ("e",) and k.purge == ("f",)
+    assert plan.drift["doc_embeddings"] == {"missing": 2, "stale": 1, "recipe": 1, "corrupt": 1, "mock": 1,
+                                            "orphaned": 2}
+    assert not k.switch and k.target_generation == 1
+
+
+def test_a_document_counts_once() -> None:
+    plan = plan_of(observed(DriftRows(changed=("a",), built=3), active=gen(1), target=gen(1),
+                            corrupt=(("a", "non-finite"),)))
+    assert plan.drift == {"doc_embeddings": {"stale": 1}}
+
+
+def test_recipe_change_counts_the_whole_scope_and_switches() -> None:
+    old = gen(1, fp="old")
+    plan = plan_of(observed(DriftRows(unbuilt=tuple("abc")), active=old, target=None, scope=3))
+    k = plan.kind("doc_embeddings")
+    assert plan.drift == {"doc_embeddings": {"recipe": 3}} and k.build == {"recipe": ("a", "b", "c")}
+    assert k.active_generation == 1 and k.target_generation is None and k.switch
+
+
+def test_recipe_change_resumes_a_generation_being_built() -> None:
+    building = gen(2, state="building")
+    plan = plan_of(observed(DriftRows(unbuilt=("c",), built=2), active=gen(1, fp="old"), target=building, scope=3))
+    k = plan.kind("doc_embeddings")
+    assert plan.drift == {"doc_embeddings": {"recipe": 3}} and k.build == {"recipe": ("c",)}
+    assert k.target_generation == 2 and k.switch and plan.estimate.items == 1
+
+
+def test_incompatible_table_means_a_new_generation() -> None:
+    problem = SchemaProblem("doc_embeddings_g1", "wrong_type", "column embedding is vector(3), expected vector(4)")
+    plan = plan_of(observed(DriftRows(rows_absent=("a", "b"), built=2), active=gen(1), target=gen(1), scope=2,
+                            table_problems=(problem,), table_incompatible=True))
+    k = plan.kind("doc_embeddings")
+    assert k.target_generation is None and k.switch and k.repair == ()
+    assert k.drift["schema"] == 1
+
+
+def test_repairable_table_problem_is_repaired_in_place() -> None:
+    problem = SchemaProblem("doc_embeddings_g1", "missing_index", "index x is missing")
+    plan = plan_of(observed(DriftRows(built=5), active=gen(1), target=gen(1), table_problems=(problem,)))
+    k = plan.kind("doc_embeddings")
+    assert k.repair == ("index x is missing",) and not plan.in_sync and plan.drift == {"doc_embeddings": {"schema": 1}}
+
+
+def test_deleting_most_documents_is_destructive() -> None:
+    rows = DriftRows(out_of_scope=tuple("abcdef"), built=10)
+    plan = plan_of(observed(rows, active=gen(1), target=gen(1), scope=4))
+    assert plan.destructive and "deletes 6 of 10" in plan.destructive_reasons[0]
+    small = plan_of(observed(DriftRows(out_of_scope=("a",), built=10), active=gen(1), target=gen(1)))
+    assert not small.destructive
+
+
+def test_universal_schema_problems_block_artifact_drift() -> None:
+    obs = Observed(scope_size=0, kinds={}, schema=(SchemaProblem("runs", "missing_table", "table runs is missing"),))
+    plan = plan_of(obs)
+    assert plan.kinds == () and plan.schema == ("table runs is missing",) and not plan.in_sync
+    assert plan.drift == {"store": {"schema": 1}} and plan.notes
+
+
+def test_json_round_trip_and_tamper_check() -> None:
+    rows = DriftRows(unbuilt=("a",), changed=("c",), out_of_scope=("e",), built=9)
+    plan = plan_of(observed(rows, active=gen(1), target=gen(1)))
+    again = Plan.from_json(plan.to_json())
+    assert again == plan
+    import json
+
+    data = json.loads(plan.to_json())
+    data["kinds"][0]["delete"] = ["everything"]
+    import pytest
+
+    from ragstate.errors import PlanError
+
+    with pytest.raises(PlanError, match="edited"):
+        Plan.from_dict(data)
+    with pytest.raises(PlanError, match="not a ragstate plan"):
+        Plan.from_dict({"format": 99})

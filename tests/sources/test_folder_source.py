@@ -1,0 +1,106 @@
+"""The folder source: stable ids and order, change detection by stat, symlinks, reloads."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+from ragstate.errors import DocumentError, SourceError
+from ragstate.sources.folder import FolderSource
+from ragstate.spec.model import SourceSpec
+
+
+def make(root: Path, **kw) -> FolderSource:
+    return FolderSource(SourceSpec(path=root, **kw))
+
+
+def test_ids_order_and_hidden_files(corpus: Path) -> None:
+    (corpus / ".hidden.txt").write_text("secret\n\nnot a document")
+    (corpus / "notes.csv").write_text("a,b")
+    refs = make(corpus).snapshot({}).fresh
+    ids = [r.doc_id for r in refs]
+    assert len(ids) == 18 and ".hidden.txt" not in ids and "notes.csv" not in ids
+    assert ids[:3] == ["jats/PMC12429890.xml", "jats/PMC12429894.xml", "jats/PMC12430055.xml"]
+    assert [r.path for r in refs] == sorted(r.path for r in refs)
+    assert make(corpus, formats=("md",)).snapshot({}).fresh[0].doc_id == "markdown/PMC12429712.md"
+
+
+def test_unchanged_files_are_not_read_again(corpus: Path) -> None:
+    source = make(corpus)
+    first = source.snapshot({})
+    known = {f.path: f for f in first.files}
+    again = source.snapshot(known)
+    assert again.fresh == () and again.unchanged == frozenset(known)
+    target = corpus / "text/PMC12430510.txt"
+    target.write_text(target.read_text() + "\nmore\n")
+    changed = source.snapshot(known)
+    assert [r.doc_id for r in changed.fresh] == ["text/PMC12430510.txt"]
+    assert len(source.snapshot(known, rehash=True).fresh) == 18
+
+
+def test_load_reads_current_text_and_jsonl_by_offset(corpus: Path) -> None:
+    source = make(corpus)
+    refs = {r.doc_id: r for r in source.snapshot({}).fresh}
+    jsonl = [r for r in refs.values() if r.path.endswith(".jsonl")]
+    docs = list(source.load(jsonl[::-1]))
+    assert [d.doc_id for d in docs] == [r.doc_id for r in jsonl[::-1]]
+    assert all(d.content_hash == refs[d.doc_id].content_hash for d in docs)
+    (corpus / "text/PMC12430510.txt").unlink()
+    with pytest.raises(DocumentError, match="text/PMC12430510.txt: cannot read: No such file"):
+        list(source.load([refs["text/PMC12430510.txt"]]))
+
+
+def test_jsonl_rewritten_after_observe_is_found_by_id(corpus: Path) -> None:
+    source = make(corpus)
+    refs = [r for r in source.snapshot({}).fresh if r.path.endswith(".jsonl")]
+    path = corpus / "jsonl/articles.jsonl"
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join(reversed(lines)) + "\n")
+    docs = list(source.load(refs[:2]))
+    assert [d.doc_id for d in docs] == [r.doc_id for r in refs[:2]]
+
+
+def test_symlink_outside_the_source_is_refused(tmp_path: Path, corpus: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("Secret\n\nnot for indexing")
+    os.symlink(outside / "secret.txt", corpus / "text/link.txt")
+    with pytest.raises(SourceError, match="outside the source folder .*follow_symlinks"):
+        make(corpus).snapshot({})
+    refs = make(corpus, follow_symlinks=True).snapshot({}).fresh
+    assert "text/link.txt" in [r.doc_id for r in refs]
+
+
+def test_symlinked_folder_outside_is_refused(tmp_path: Path, corpus: Path) -> None:
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    os.symlink(outside, corpus / "escape")
+    with pytest.raises(SourceError, match="escape is a symlink"):
+        make(corpus).snapshot({})
+
+
+def test_single_file_source_and_missing_path(corpus: Path, tmp_path: Path) -> None:
+    refs = make(corpus / "jsonl/articles.jsonl").snapshot({}).fresh
+    assert len(refs) == 8 and refs[0].path == "articles.jsonl"
+    with pytest.raises(SourceError, match="does not exist"):
+        make(tmp_path / "nothing")
+
+
+def test_oversized_document_is_named(corpus: Path) -> None:
+    with pytest.raises(DocumentError, match=r"jats/PMC12429890.xml: document is 93199 bytes; the limit \(source.max_document_bytes\) is 10000"):
+        make(corpus, max_document_bytes=10_000).snapshot({})
+
+
+def test_touch_without_change_is_not_drift(corpus: Path) -> None:
+    source = make(corpus)
+    first = source.snapshot({})
+    known = {f.path: f for f in first.files}
+    path = corpus / "text/PMC12430510.txt"
+    later = time.time() + 5
+    os.utime(path, (later, later))
+    again = source.snapshot(known)
+    (ref,) = again.fresh
+    assert ref.content_hash == next(r for r in first.fresh if r.doc_id == ref.doc_id).content_hash
