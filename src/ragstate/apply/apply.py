@@ -156,6 +156,8 @@ def _build(
         run_id=record.run_id,
         now=now(),
     )
+    if recipe.model is not None:
+        ctx.embedder(recipe.model).load()  # before the clock starts: rates measure work, not start-up
     total = len(refs)
     progress.start(kind_name, total)
     writer = BatchWriter(store)

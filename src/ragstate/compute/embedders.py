@@ -50,6 +50,10 @@ class Embedder(Protocol):
         """JSON-able identity for recipe fingerprints (no model load)."""
         ...
 
+    def load(self) -> None:
+        """Load the model now (it loads on first use otherwise)."""
+        ...
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """``(len(texts), dimension)`` float32 vectors."""
         ...
@@ -102,6 +106,9 @@ class SentenceTransformerEmbedder:
             "max_tokens": self.max_tokens,
             "normalize": self.normalize,
         }
+
+    def load(self) -> None:
+        self.model()
 
     def model(self) -> Any:
         """The loaded model (loaded on first use, then shared by the whole process)."""
@@ -191,6 +198,9 @@ class HashEmbedder:
             "max_tokens": self.max_tokens,
             "normalize": self.normalize,
         }
+
+    def load(self) -> None:
+        pass
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
