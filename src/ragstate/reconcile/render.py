@@ -19,9 +19,10 @@ def render_run(record: RunRecord) -> str:
             parts.append(f"deleted {k.deleted + k.purged}")
         if k.embedded:
             rate = k.built / k.build_seconds if k.build_seconds else 0.0
-            parts.append(f"embedded {k.embedded} texts ({rate:.1f} docs/s)")
+            # A rate over a handful of documents measures start-up, not throughput.
+            parts.append(f"embedded {k.embedded} texts" + (f" ({rate:.1f} docs/s)" if k.built >= 20 else ""))
         if k.truncated:
-            parts.append(f"{k.truncated} texts longer than the model's window were cut")
+            parts.append(f"{k.truncated} of them longer than the model's window (cut)")
         if k.created_generation:
             parts.append(f"new generation {k.generation}")
         if k.switched:
