@@ -127,12 +127,20 @@ def main() -> None:
             project.close()
 
         raw, rs = statistics.median(raw_times), statistics.median(rs_times)
-        print(f"backend={args.backend} documents={args.n} batch={args.batch_size} threads={args.threads} "
-              f"repeats={args.repeats} python={sys.version.split()[0]}")
-        print(f"raw model.encode     : {raw:7.2f} s  {args.n / raw:7.1f} docs/s  (runs: "
-              + ", ".join(f"{t:.2f}" for t in raw_times) + ")")
-        print(f"ragstate apply (heal): {rs:7.2f} s  {args.n / rs:7.1f} docs/s  (runs: "
-              + ", ".join(f"{t:.2f}" for t in rs_times) + ")")
+        print(
+            f"backend={args.backend} documents={args.n} batch={args.batch_size} threads={args.threads} "
+            f"repeats={args.repeats} python={sys.version.split()[0]}"
+        )
+        print(
+            f"raw model.encode     : {raw:7.2f} s  {args.n / raw:7.1f} docs/s  (runs: "
+            + ", ".join(f"{t:.2f}" for t in raw_times)
+            + ")"
+        )
+        print(
+            f"ragstate apply (heal): {rs:7.2f} s  {args.n / rs:7.1f} docs/s  (runs: "
+            + ", ".join(f"{t:.2f}" for t in rs_times)
+            + ")"
+        )
         print(f"ratio ragstate/raw   : {rs / raw:.3f}")
     finally:
         if server is not None:

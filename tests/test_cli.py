@@ -117,7 +117,9 @@ def test_init_writes_a_working_spec(tmp_path: Path, corpus: Path, monkeypatch) -
 
 
 def test_init_refuses_unknown_pipeline(tmp_path: Path, corpus: Path) -> None:
-    code, _, err = run("init", "--source", str(corpus), "--pipelines", "basic,telepathy", "-o", str(tmp_path / "s.yaml"))
+    code, _, err = run(
+        "init", "--source", str(corpus), "--pipelines", "basic,telepathy", "-o", str(tmp_path / "s.yaml")
+    )
     assert code == 1 and "pipelines" in err and "telepathy" in err
     assert not (tmp_path / "s.yaml").exists()
 
@@ -178,9 +180,7 @@ def test_unreachable_sqlite_folder(tmp_path: Path, corpus: Path) -> None:
 
 def test_unreachable_postgres(tmp_path: Path, corpus: Path) -> None:
     url = "postgresql://ragstate:Sup3rSecret@127.0.0.1:9/rag"
-    spec = _write(
-        tmp_path / "s.yaml", {"store": {"url": url, "connect_timeout_s": 2}, "source": str(corpus)}
-    )
+    spec = _write(tmp_path / "s.yaml", {"store": {"url": url, "connect_timeout_s": 2}, "source": str(corpus)})
     code, _, err = run("plan", "-c", spec)
     assert code == 1 and "cannot connect" in err and "127.0.0.1" in err
     assert "Sup3rSecret" not in err

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import edit
 from helpers import (
     active_table,
     artifact_ids,
@@ -18,7 +19,6 @@ from helpers import (
     set_vector,
     vector,
 )
-from conftest import edit
 from ragstate.artifacts.doc_embeddings import DocEmbeddings
 from ragstate.errors import DestructiveRefused, StalePlanError
 from ragstate.plan.model import Plan

@@ -14,8 +14,15 @@ from ragstate.stores.base import SchemaProblem
 from ragstate.stores.ledger import DriftRows, Generation
 
 SPEC = spec_from_dict({"store": "sqlite:///x.db", "source": "d"})
-RECIPE = Recipe.of("doc_embeddings", {"text": "{title}"}, model="default", dimension=4, normalized=True,
-                   max_tokens=256, default_rate=10.0)
+RECIPE = Recipe.of(
+    "doc_embeddings",
+    {"text": "{title}"},
+    model="default",
+    dimension=4,
+    normalized=True,
+    max_tokens=256,
+    default_rate=10.0,
+)
 DESIRED = Desired(kinds=(DesiredKind(DocEmbeddings(), RECIPE),), pipelines={"basic": ("doc_embeddings",)})
 
 
@@ -54,20 +61,34 @@ def test_first_build_is_missing_into_a_new_generation() -> None:
 
 
 def test_each_observation_maps_to_its_class() -> None:
-    rows = DriftRows(unbuilt=("a",), rows_absent=("b",), changed=("c",), foreign_recipe=("d",),
-                     out_of_scope=("e",), strays=("f",), built=9)
+    rows = DriftRows(
+        unbuilt=("a",),
+        rows_absent=("b",),
+        changed=("c",),
+        foreign_recipe=("d",),
+        out_of_scope=("e",),
+        strays=("f",),
+        built=9,
+    )
     plan = plan_of(observed(rows, active=gen(1), target=gen(1), corrupt=(("g", "zero norm"),), mock=("h",)))
     k = plan.kind("doc_embeddings")
     assert k.build == {"missing": ("a", "b"), "stale": ("c",), "recipe": ("d",), "corrupt": ("g",), "mock": ("h",)}
     assert k.delete == ("e",) and k.purge == ("f",)
-    assert plan.drift["doc_embeddings"] == {"missing": 2, "stale": 1, "recipe": 1, "corrupt": 1, "mock": 1,
-                                            "orphaned": 2}
+    assert plan.drift["doc_embeddings"] == {
+        "missing": 2,
+        "stale": 1,
+        "recipe": 1,
+        "corrupt": 1,
+        "mock": 1,
+        "orphaned": 2,
+    }
     assert not k.switch and k.target_generation == 1
 
 
 def test_a_document_counts_once() -> None:
-    plan = plan_of(observed(DriftRows(changed=("a",), built=3), active=gen(1), target=gen(1),
-                            corrupt=(("a", "non-finite"),)))
+    plan = plan_of(
+        observed(DriftRows(changed=("a",), built=3), active=gen(1), target=gen(1), corrupt=(("a", "non-finite"),))
+    )
     assert plan.drift == {"doc_embeddings": {"stale": 1}}
 
 
@@ -89,8 +110,16 @@ def test_recipe_change_resumes_a_generation_being_built() -> None:
 
 def test_incompatible_table_means_a_new_generation() -> None:
     problem = SchemaProblem("doc_embeddings_g1", "wrong_type", "column embedding is vector(3), expected vector(4)")
-    plan = plan_of(observed(DriftRows(rows_absent=("a", "b"), built=2), active=gen(1), target=gen(1), scope=2,
-                            table_problems=(problem,), table_incompatible=True))
+    plan = plan_of(
+        observed(
+            DriftRows(rows_absent=("a", "b"), built=2),
+            active=gen(1),
+            target=gen(1),
+            scope=2,
+            table_problems=(problem,),
+            table_incompatible=True,
+        )
+    )
     k = plan.kind("doc_embeddings")
     assert k.target_generation is None and k.switch and k.repair == ()
     assert k.drift["schema"] == 1

@@ -90,7 +90,10 @@ def test_single_file_source_and_missing_path(corpus: Path, tmp_path: Path) -> No
 
 
 def test_oversized_document_is_named(corpus: Path) -> None:
-    with pytest.raises(DocumentError, match=r"jats/PMC12429890.xml: document is 93199 bytes; the limit \(source.max_document_bytes\) is 10000"):
+    with pytest.raises(
+        DocumentError,
+        match=r"jats/PMC12429890.xml: document is 93199 bytes; the limit \(source.max_document_bytes\) is 10000",
+    ):
         make(corpus, max_document_bytes=10_000).snapshot({})
 
 

@@ -57,7 +57,7 @@ def test_jsonl_records_offsets_and_errors() -> None:
     assert docs[0].metadata == {"journal": "J"} and docs[1].body == "t"
     for bad, message in [
         (b'{"title": "no id"}\n', "f.jsonl:1: record has no doc_id"),
-        (b'[1, 2]\n', "must be a JSON object"),
+        (b"[1, 2]\n", "must be a JSON object"),
         (b'{"doc_id": "x", "title": 3}\n', "field 'title' of document 'x' must be a string"),
         (b'{"doc_id": "x"}\n', "document 'x' is empty"),
         (b'{"doc_id": "x", "body": "' + b"a" * 2000 + b'"}\n', "over the limit of 1000 bytes"),

@@ -43,7 +43,11 @@ def test_profile_overlays_base(tmp_path: Path) -> None:
 
 
 def test_environment_wins_and_is_typed(tmp_path: Path) -> None:
-    env = {"RAGSTATE_RECONCILE__BATCH_SIZE": "16", "RAGSTATE_MODELS__DEFAULT__DEVICE": "cuda", "RAGSTATE_SCOPE": '{"first": 3}'}
+    env = {
+        "RAGSTATE_RECONCILE__BATCH_SIZE": "16",
+        "RAGSTATE_MODELS__DEFAULT__DEVICE": "cuda",
+        "RAGSTATE_SCOPE": '{"first": 3}',
+    }
     spec = load_spec(write(tmp_path, BASE), environ=env)
     assert spec.reconcile.batch_size == 16
     assert spec.models["default"].device == "cuda"
