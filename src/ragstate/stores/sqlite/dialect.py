@@ -43,6 +43,18 @@ class SQLiteDialect(Dialect):
     def list_param(self, values: list[Any]) -> Any:
         return json.dumps(values)
 
+    def transaction_statements(self, depth: int) -> tuple[str, str, str]:
+        """(begin, commit, rollback) for a transaction nested ``depth`` levels deep.
+
+        The outermost level takes the write lock at once (BEGIN IMMEDIATE), so two
+        writers queue on the busy timeout instead of deadlocking on a lock upgrade;
+        inner levels are savepoints.
+        """
+        if depth == 0:
+            return "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"
+        name = f"rs_sp{int(depth)}"
+        return f"SAVEPOINT {name}", f"RELEASE {name}", f"ROLLBACK TO {name}; RELEASE {name}"
+
     def column_type(self, column: Column) -> str:
         return _TYPES[column.type]
 

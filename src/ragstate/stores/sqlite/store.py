@@ -114,26 +114,21 @@ class SQLiteSession(Session):
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        # The outermost level takes the write lock at once (BEGIN IMMEDIATE), so two
-        # writers queue on the busy timeout instead of deadlocking on a lock upgrade.
-        name = f"rs_sp{self._depth}"
+        begin, commit, rollback = self.dialect.transaction_statements(self._depth)
         with _translated(self.where):
-            self.conn.execute("BEGIN IMMEDIATE" if self._depth == 0 else f"SAVEPOINT {name}")
+            self.conn.execute(begin)
         self._depth += 1
         try:
             yield self
         except BaseException:
             self._depth -= 1
             with _translated(self.where):
-                if self._depth == 0:
-                    self.conn.execute("ROLLBACK")
-                else:
-                    self.conn.execute(f"ROLLBACK TO {name}; RELEASE {name}")
+                self.conn.execute(rollback)
             raise
         else:
             self._depth -= 1
             with _translated(self.where):
-                self.conn.execute("COMMIT" if self._depth == 0 else f"RELEASE {name}")
+                self.conn.execute(commit)
 
 
 class SQLiteStore(Store):
