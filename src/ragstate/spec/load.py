@@ -73,6 +73,9 @@ def load_spec(
         data = {}
     if not isinstance(data, dict):
         raise SpecError(f"{path}: the spec must be a mapping of fields, not {type(data).__name__}", path=path)
+    bad_keys = [k for k in data if not isinstance(k, str)]
+    if bad_keys:
+        raise SpecError(f"{path}: field names must be strings, not {bad_keys[0]!r}", path=path)
 
     data = _apply_profile(path, data, profile if profile is not None else environ.get("RAGSTATE_PROFILE"))
     env_paths = _check_environment(environ)
