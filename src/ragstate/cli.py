@@ -10,6 +10,10 @@ verify
 apply,     0 / 1 / 3     converged / error (or did not converge) / destructive plan
 reconcile                refused without ``--allow-destructive``
 status     0 / 2 / 1     every pipeline ready / some not ready / error
+source     0 / 1         mapped (compatible) / not compatible, nothing created
+map-table
+source     0 / 2 / 1     fits, view current / fits, view to (re)create / does not
+check                    fit (or error)
 =========  ============  ========================================================
 """
 
@@ -42,6 +46,7 @@ from ragstate.plan.render import render_plan
 from ragstate.project import Project
 from ragstate.reconcile.render import render_run, render_status, render_verify
 from ragstate.redact import redact
+from ragstate.sources.render import render_mapping
 from ragstate.spec.starter import starter_spec
 
 app = typer.Typer(
@@ -288,6 +293,63 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False, profile
         report = project.status()
         _emit(as_json, report.to_dict(), render_status(report))
         raise typer.Exit(0 if report.ready else 2)
+
+
+source_app = typer.Typer(
+    help="Use a table of your own database as the source, read in place through a view.", no_args_is_help=True
+)
+app.add_typer(source_app, name="source")
+
+
+@source_app.command("map-table")
+def map_table(
+    table: Annotated[
+        str, typer.Option("--table", help="SCHEMA.TABLE (PostgreSQL) or TABLE (SQLite) in the store's database.")
+    ],
+    id_column: Annotated[str, typer.Option("--id", help="Column of unique, non-null document ids.")],
+    text: Annotated[str, typer.Option("--text", help="Column holding the document's text.")],
+    title: Annotated[str | None, typer.Option("--title", help="Column holding the title.")] = None,
+    abstract: Annotated[str | None, typer.Option("--abstract", help="Column holding an abstract.")] = None,
+    metadata: Annotated[
+        list[str] | None, typer.Option("--metadata", help="Column carried as metadata (repeatable).")
+    ] = None,
+    where: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--where",
+            help="Keep rows where COLUMN=VALUE (also !=, <, <=, >, >=, 'COLUMN in A,B', 'COLUMN is null'); "
+            "repeatable; values are bound, never SQL.",
+        ),
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Mapping name (default: the table's name).")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Check only; create nothing.")] = False,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Check a table against a mapping; if it fits, create its view (exit 0 mapped, 1 not compatible)."""
+    with _handled(as_json), _project(config, profile) as project:
+        mapping = {"table": table, "id": id_column, "text": text, "title": title, "abstract": abstract}
+        mapping.update(metadata=metadata or [], where=where or [], name=name)
+        report = project.map_table(mapping, dry_run=dry_run)
+        _emit(as_json, report.to_dict(), render_mapping(report, dry_run=dry_run))
+        raise typer.Exit(0 if report.compatible else 1)
+
+
+@source_app.command("check")
+def source_check(
+    name: Annotated[
+        str | None, typer.Option("--name", help="A mapping recorded by map-table (default: the spec's source).")
+    ] = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Re-check a table mapping against the table now (exit 0 fits, 2 view to (re)create, 1 does not fit)."""
+    with _handled(as_json), _project(config, profile) as project:
+        report = project.check_source(name)
+        _emit(as_json, report.to_dict(), render_mapping(report, dry_run=True))
+        raise typer.Exit(1 if not report.compatible else 0 if report.view_state == "current" else 2)
 
 
 def main() -> None:

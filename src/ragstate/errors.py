@@ -58,6 +58,15 @@ class DocumentError(TerminalError):
         super().__init__(message)
 
 
+class MappingError(SourceError):
+    """A user's table does not fit its mapping (missing columns, ids not unique, binary text)."""
+
+    def __init__(self, message: str, *, table: str, problems: list[str]):
+        self.table = table
+        self.problems = problems
+        super().__init__(message, path=table)
+
+
 # --- store ----------------------------------------------------------------------------
 
 

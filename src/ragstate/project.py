@@ -9,6 +9,8 @@ the CLI calls exactly one of them per command.
 ``verify()``          deep audit; remaining drift must be zero
 ``reconcile()``       plan, apply, verify: the main job
 ``status()``          readiness of each pipeline, generations, last and running runs
+``map_table(...)``    check a user's table against a mapping; if it fits, create its view
+``check_source()``    re-check the spec's (or a recorded) table mapping
 ====================  ===================================================================
 """
 
@@ -17,6 +19,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,7 @@ from typing import Any
 from ragstate.apply.apply import apply_plan
 from ragstate.apply.progress import Progress
 from ragstate.apply.record import CONVERGED, FAILED, INTERRUPTED, NOT_CONVERGED, REFUSED, RunRecord
-from ragstate.errors import DestructiveRefused, RagstateError, StalePlanError
+from ragstate.errors import DestructiveRefused, RagstateError, SpecError, StalePlanError
 from ragstate.observe.observe import Observed, observe
 from ragstate.plan.desired import Desired, desired_state
 from ragstate.plan.diff import diff
@@ -37,8 +40,9 @@ from ragstate.reconcile.reports import (
     verify_report,
 )
 from ragstate.redact import redact
-from ragstate.sources import Source, open_source
-from ragstate.spec import Spec, load_spec, spec_hash
+from ragstate.sources import InPlaceSource, Source, open_source
+from ragstate.sources.table import MappingReport, check_recorded, map_table
+from ragstate.spec import Spec, TableSourceSpec, load_spec, spec_hash, table_source_from
 from ragstate.stores import Store, ledger, open_store, records
 from ragstate.stores.migrations import repair
 
@@ -72,7 +76,7 @@ class Project:
         return self._store
 
     def source(self) -> Source:
-        return open_source(self.spec)
+        return open_source(self.spec, self.store)
 
     def desired(self) -> Desired:
         return desired_state(self.spec)
@@ -132,8 +136,13 @@ class Project:
         if plan is not None and plan.fingerprint != fresh.fingerprint:
             raise StalePlanError("the store or source changed since this plan was computed; run `ragstate plan` again")
         record = RunRecord(run_id=new_run_id(), command=command, spec_hash=self.spec_hash, started_at=started)
-        if fresh.schema:
-            record.schema_repaired = repair(self.store)
+        if fresh.schema or fresh.source_schema:
+            record.schema_repaired = repair(self.store) if fresh.schema else []
+            source = self.source()
+            if fresh.source_schema and isinstance(source, InPlaceSource):
+                # Raises MappingError, before any run is recorded, when the table no
+                # longer fits the mapping.
+                record.schema_repaired += source.repair()
             desired, observed = self.observe(depth=fresh.depth, desired=desired)
             fresh = diff(self.spec, self.spec_hash, desired, observed)
         record.drift = fresh.drift
@@ -266,6 +275,7 @@ class Project:
             pipelines=pipeline_readiness(plan, observed, desired),
             kinds=kinds,
             schema=list(plan.schema),
+            source_schema=list(plan.source_schema),
             last_run=(
                 {
                     "run_id": last.run_id,
@@ -280,6 +290,50 @@ class Project:
             ),
             running=running,
         )
+
+    # --- in-place sources --------------------------------------------------------------
+
+    def map_table(
+        self, mapping: TableSourceSpec | Mapping[str, Any] | None = None, *, dry_run: bool = False
+    ) -> MappingReport:
+        """Check a user's table against a mapping; if it fits, create its view and record it.
+
+        Args:
+            mapping: the table source (``table``, ``id``, ``text``, ``title``, ``abstract``,
+                ``metadata``, ``where``, ``name``, as in the spec); default: the spec's source.
+            dry_run: check only; create nothing.
+
+        Returns:
+            The report: each mapped column (direct, converted, missing), id counts,
+            problems (none when compatible), whether the view was created, and the
+            spec's ``source`` section for this mapping. Nothing is created when it has
+            problems.
+
+        Raises:
+            SpecError: a field of the mapping is invalid (names it).
+        """
+        return map_table(self.store, self._table_source(mapping), create=not dry_run)
+
+    def check_source(self, name: str | None = None) -> MappingReport:
+        """Re-check a table mapping against the table as it is now; creates nothing.
+
+        Args:
+            name: a mapping recorded in the store (by ``map-table``); default: the spec's source.
+
+        Raises:
+            SpecError: no name given and the spec's source is not a table.
+            MappingError: no mapping of that name is recorded.
+        """
+        if name is not None:
+            return check_recorded(self.store, name)
+        return map_table(self.store, self._table_source(None), create=False)
+
+    def _table_source(self, mapping: TableSourceSpec | Mapping[str, Any] | None) -> TableSourceSpec:
+        if mapping is not None:
+            return table_source_from(mapping)
+        if isinstance(self.spec.source, TableSourceSpec):
+            return self.spec.source
+        raise SpecError("the spec's source is a folder, not a table: give the table to map (or a mapping's name)")
 
     # --- internals --------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ import numpy as np
 from ragstate.compute.embedders import make_embedder
 from ragstate.hashing import text_hash
 from ragstate.plan.desired import Desired, DesiredKind
-from ragstate.sources.base import DocRef, FileStat, Snapshot, Source
+from ragstate.sources.base import DocRef, FileStat, InPlaceSource, Snapshot, Source, SourceProblem
 from ragstate.spec.model import Spec
 from ragstate.stores import ledger, records, registry
 from ragstate.stores.base import SchemaProblem, Session, Store
@@ -66,6 +66,9 @@ class Observed:
     kinds: dict[str, KindObservation]
     #: problems of the universal tables; when set, artifact drift was not observed
     schema: tuple[SchemaProblem, ...] = ()
+    #: problems of an in-place source (its view, or its table against the mapping);
+    #: when set, artifact drift was not observed either
+    source_schema: tuple[SourceProblem, ...] = ()
     #: place and size of every document some kind must build
     refs: Mapping[str, DocRef] = field(default_factory=dict)
     snapshot: Snapshot | None = None
@@ -94,13 +97,24 @@ def observe(spec: Spec, desired: Desired, store: Store, source: Source, *, depth
         if store.columns(s, SCHEMA_VERSIONS.name) is None:
             migrate(store)
         problems = tuple(schema_problems(store, s))
-        if problems:
-            return Observed(scope_size=0, kinds={}, schema=problems, depth=depth)
-        known = registry.known_files(s)
-        snapshot = source.snapshot(known, rehash=depth == "deep")
+        # An in-place source (a user's table) has no files: it reports its own schema
+        # drift and stages its scope in the database, hashes included (sources.base).
+        in_place = source if isinstance(source, InPlaceSource) else None
+        source_problems = tuple(in_place.problems(s)) if in_place is not None else ()
+        if problems or source_problems:
+            return Observed(scope_size=0, kinds={}, schema=problems, source_schema=source_problems, depth=depth)
+        known: Mapping[str, FileStat] = {}
+        snapshot: Snapshot | None = None
+        if in_place is None:
+            known = registry.known_files(s)
+            snapshot = source.snapshot(known, rehash=depth == "deep")
         with s.read_transaction():
             try:
-                scope_size = registry.stage_scope(store, s, snapshot, known, spec.scope_limit)
+                if in_place is not None:
+                    scope_size = in_place.stage_scope(s, spec.scope_limit)
+                else:
+                    assert snapshot is not None
+                    scope_size = registry.stage_scope(store, s, snapshot, known, spec.scope_limit)
                 kinds = {d.name: _observe_kind(store, s, d, audit=depth != "shallow") for d in desired.kinds}
                 need = {doc for k in kinds.values() for doc in _to_build(k)}
                 refs = registry.scope_refs(s, sorted(need)) if need else {}

@@ -35,7 +35,8 @@ from ragstate.spec.model import Spec
 
 def diff(spec: Spec, spec_hash: str, desired: Desired, observed: Observed, *, now: float | None = None) -> Plan:
     """The plan that takes the store from ``observed`` to ``desired``."""
-    kinds = tuple(_kind_plan(d, observed.kinds[d.name], observed) for d in desired.kinds) if not observed.schema else ()
+    blocked = observed.schema or observed.source_schema
+    kinds = tuple(_kind_plan(d, observed.kinds[d.name], observed) for d in desired.kinds) if not blocked else ()
     destructive_reasons = []
     for k in kinds:
         built = observed.kinds[k.kind].rows.built
@@ -48,6 +49,13 @@ def diff(spec: Spec, spec_hash: str, desired: Desired, observed: Observed, *, no
     notes = []
     if observed.schema:
         notes.append("ragstate's own tables need repair first; artifact drift is observed after the repair")
+    if any(not p.repairable for p in observed.source_schema):
+        notes.append(
+            "the source table no longer fits its mapping: change the mapping (source in the spec); "
+            "`ragstate source check` shows the table's columns"
+        )
+    elif observed.source_schema:
+        notes.append("apply checks the source table and creates its view first; artifact drift is observed after")
     estimate = sum((k.estimate for k in kinds), Estimate())
     plan = Plan(
         spec_hash=spec_hash,
@@ -56,6 +64,7 @@ def diff(spec: Spec, spec_hash: str, desired: Desired, observed: Observed, *, no
         scope_size=observed.scope_size,
         kinds=kinds,
         schema=tuple(str(p) for p in observed.schema),
+        source_schema=tuple(str(p) for p in observed.source_schema),
         estimate=estimate,
         destructive=bool(destructive_reasons),
         destructive_reasons=tuple(destructive_reasons),

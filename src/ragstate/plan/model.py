@@ -83,6 +83,9 @@ class Plan:
     kinds: tuple[KindPlan, ...]
     #: problems of ragstate's own tables, repaired before anything else
     schema: tuple[str, ...] = ()
+    #: problems of an in-place source: its view is repaired first; a table that no
+    #: longer fits its mapping stops apply until the spec's mapping changes
+    source_schema: tuple[str, ...] = ()
     estimate: Estimate = Estimate()
     destructive: bool = False
     destructive_reasons: tuple[str, ...] = ()
@@ -92,7 +95,7 @@ class Plan:
     @property
     def in_sync(self) -> bool:
         """True when nothing needs doing."""
-        return not self.schema and not any(k.has_work for k in self.kinds)
+        return not self.schema and not self.source_schema and not any(k.has_work for k in self.kinds)
 
     @property
     def drift(self) -> dict[str, dict[str, int]]:
@@ -100,6 +103,8 @@ class Plan:
         out = {k.kind: {c: n for c, n in k.drift.items() if n} for k in self.kinds}
         if self.schema:
             out.setdefault("store", {})["schema"] = len(self.schema)
+        if self.source_schema:
+            out.setdefault("source", {})["schema"] = len(self.source_schema)
         return {k: v for k, v in out.items() if v}
 
     def kind(self, name: str) -> KindPlan:
@@ -153,6 +158,7 @@ class Plan:
                 scope_size=int(data["scope_size"]),
                 kinds=kinds,
                 schema=tuple(str(p) for p in data["schema"]),
+                source_schema=tuple(str(p) for p in data.get("source_schema", ())),
                 estimate=Estimate(**data["estimate"]),
                 destructive=bool(data["destructive"]),
                 destructive_reasons=tuple(str(r) for r in data["destructive_reasons"]),
@@ -181,10 +187,12 @@ def _opt_int(value: Any) -> int | None:
 
 def action_fingerprint(plan: Plan) -> str:
     """Hash of what the plan would do (and under which spec), not of when it was made."""
+    source = {"source_schema": list(plan.source_schema)} if plan.source_schema else {}
     return fingerprint(
         {
             "spec": plan.spec_hash,
             "schema": list(plan.schema),
+            **source,
             "kinds": [
                 {
                     "kind": k.kind,

@@ -13,6 +13,9 @@ def render_plan(plan: Plan, *, store: str = "") -> str:
     if plan.schema:
         lines.append("  ragstate's tables need repair:")
         lines += [f"    - {p}" for p in plan.schema]
+    if plan.source_schema:
+        lines.append("  source (schema drift):")
+        lines += [f"    - {p}" for p in plan.source_schema]
     for k in plan.kinds:
         gen = f"generation {k.active_generation}" if k.active_generation is not None else "no active generation"
         target = (

@@ -43,6 +43,7 @@ def render_verify(report: VerifyReport) -> str:
         return f"Verified: in sync ({report.scope_size} documents in scope, every artifact checked)."
     lines = [f"Verify found drift ({report.scope_size} documents in scope):"]
     lines += [f"  store: {p}" for p in report.schema]
+    lines += [f"  source: {p}" for p in report.source_schema]
     for kind, classes in report.drift.items():
         for cls, n in classes.items():
             ids = report.documents.get(kind, {}).get(cls, [])
@@ -56,6 +57,7 @@ def render_verify(report: VerifyReport) -> str:
 
 def render_status(status: StatusReport) -> str:
     lines = [f"Store: {status.store}", f"Source: {status.source} ({status.scope_size} documents in scope)"]
+    lines += [f"  schema drift: {p}" for p in status.source_schema]
     lines.append("Pipelines:")
     for name, p in status.pipelines.items():
         lines.append(f"  {name:<9} {'ready' if p.ready else 'NOT READY'}  ({', '.join(p.kinds)})")

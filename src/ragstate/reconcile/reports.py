@@ -26,6 +26,8 @@ class VerifyReport:
     corrupt: dict[str, list[list[str]]]
     schema: list[str]
     checked: dict[str, Any] = field(default_factory=dict)
+    #: schema drift of an in-place source (its view, or its table against the mapping)
+    source_schema: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -52,6 +54,7 @@ def verify_report(plan: Plan, observed: Observed) -> VerifyReport:
         documents=documents,
         corrupt=corrupt,
         schema=list(plan.schema),
+        source_schema=list(plan.source_schema),
         checked={
             "depth": observed.depth,
             "kinds": sorted(observed.kinds),
@@ -88,6 +91,7 @@ class StatusReport:
     schema: list[str]
     last_run: dict[str, Any] | None
     running: list[dict[str, Any]]
+    source_schema: list[str] = field(default_factory=list)
 
     @property
     def ready(self) -> bool:
@@ -108,6 +112,8 @@ def pipeline_readiness(plan: Plan, observed: Observed, desired: Desired) -> dict
         reasons: list[str] = []
         if plan.schema:
             reasons.append("ragstate's tables need repair: " + "; ".join(plan.schema[:3]))
+        if plan.source_schema:
+            reasons.append("source: " + "; ".join(plan.source_schema[:3]))
         for name in kinds:
             k = by_kind.get(name)
             obs = observed.kinds.get(name)

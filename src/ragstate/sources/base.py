@@ -14,10 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from ragstate.errors import DocumentError
 from ragstate.hashing import content_hash
+
+if TYPE_CHECKING:
+    from ragstate.stores.base import Session
 
 #: how many characters of body text stand in for a missing abstract in ``summary``
 SUMMARY_CHARS = 2000
@@ -40,9 +43,14 @@ class Document:
     pos: int = 0
     offset: int = 0
     metadata: Mapping[str, str] = field(default_factory=dict)
+    #: the content hash as the source computed it, when it hashes elsewhere (an
+    #: in-place source hashes inside the database); None: computed here from the fields
+    source_hash: str | None = None
 
     @property
     def content_hash(self) -> str:
+        if self.source_hash is not None:
+            return self.source_hash
         return content_hash(self.title, self.abstract, self.body)
 
     @property
@@ -154,6 +162,56 @@ class Source(Protocol):
         ``content_hash`` tells); one that disappeared raises ``DocumentError``.
         """
         ...
+
+
+@dataclass(frozen=True)
+class SourceProblem:
+    """Why an in-place source cannot be read as mapped now: ``schema`` drift of the source.
+
+    ``what``: ``view_missing``, ``view_differs`` (apply recreates the view: repairable),
+    ``table_missing``, ``column_missing``, ``column_type`` (the user's table no longer
+    fits the mapping: the spec's mapping must change).
+    """
+
+    what: str
+    message: str
+
+    @property
+    def repairable(self) -> bool:
+        return self.what in ("view_missing", "view_differs")
+
+    def __str__(self) -> str:
+        return self.message
+
+
+@runtime_checkable
+class InPlaceSource(Protocol):
+    """Capability of a source that lives in the store's own database (a user's table).
+
+    There are no files to stat: observe asks the source for its problems, then lets it
+    fill the plan's temporary ``scope`` table inside the database, content hashes
+    included, so no text reaches Python until ``load`` reads the documents a plan builds.
+
+    ===================  ==============================================================
+    ``problems(s)``      what keeps the source from being read as mapped (cheap:
+                         catalog lookups); empty when it can be staged
+    ``stage_scope``      fill ``scope`` (created by the caller) in the database;
+                         return the number of documents in scope
+    ``repair()``         (re)create what ``problems`` found missing, after checking
+                         compatibility; raises ``MappingError`` when the table no
+                         longer fits the mapping; returns what was done
+    ===================  ==============================================================
+    """
+
+    description: str
+
+    def problems(self, session: Session) -> list[SourceProblem]: ...
+
+    def stage_scope(self, session: Session, limit: int | None) -> int: ...
+
+    def repair(self) -> list[str]: ...
+
+    def load(self, refs: Sequence[DocRef]) -> Iterator[Document]: ...
 
 
 def check_unique_ids(docs: Iterable[Document | DocRef]) -> None:

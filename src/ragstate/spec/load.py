@@ -23,7 +23,7 @@ from pydantic import BaseModel, ValidationError
 from ragstate.errors import SpecError
 from ragstate.hashing import fingerprint
 from ragstate.redact import has_inline_password, redact
-from ragstate.spec.model import ENV_PREFIX, ENVIRON, Spec
+from ragstate.spec.model import ENV_PREFIX, ENVIRON, SourceSpec, Spec, TableSourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -100,6 +100,25 @@ def spec_from_dict(data: dict[str, Any], *, base_dir: Path | None = None) -> Spe
     where = Path("<dict>")
     spec = _validate(where, dict(data), None, {}, {})
     return _resolve_paths(spec, (base_dir or Path.cwd()).resolve())
+
+
+def table_source_from(data: Mapping[str, Any] | TableSourceSpec) -> TableSourceSpec:
+    """Validate a table source given as a mapping (the API's and the CLI's ``map-table``).
+
+    Raises:
+        SpecError: any value is invalid; the message names each field (``source.id``, ...).
+    """
+    if isinstance(data, TableSourceSpec):
+        return data
+    try:
+        return TableSourceSpec(**{k: v for k, v in data.items() if v is not None})
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            field = _dotted(("source",) + _clean_loc(error["loc"]))
+            message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
+            problems.append(f"{field}: {message.removeprefix('Value error, ')}")
+        raise SpecError("invalid table source:\n  " + "\n  ".join(problems), problems=problems) from None
 
 
 def spec_hash(spec: Spec) -> str:
@@ -180,6 +199,17 @@ def _field_path_problem(model: type[BaseModel], parts: tuple[str, ...]) -> str |
     annotation = fields[head].annotation
     if not rest:
         return None
+    members = _union_models(annotation)
+    if members:
+        if not rest:
+            return None
+        found = [_field_path_problem(m, rest) for m in members]
+        if None in found:
+            return None
+        if len(rest) == 1:
+            known = sorted({(f.alias or n).lower() for m in members for n, f in m.model_fields.items()})
+            return f"no spec field '{rest[0]}' (known: {', '.join(known)})"
+        return found[0]
     if get_origin(annotation) is dict:
         value_type = get_args(annotation)[1]
         if len(rest) == 1:
@@ -188,6 +218,13 @@ def _field_path_problem(model: type[BaseModel], parts: tuple[str, ...]) -> str |
     if _is_model(annotation):
         return _field_path_problem(annotation, rest)
     return f"field '{head}' has no sub-field '{rest[0]}'"
+
+
+def _union_models(annotation: Any) -> list[type[BaseModel]]:
+    """The models of a union of models (``source``: folder or table), else []."""
+    args = get_args(annotation) if get_origin(annotation) is not None else ()
+    models = [get_args(a)[0] if get_args(a) and _is_model(get_args(a)[0]) else a for a in args]
+    return models if len(models) > 1 and all(_is_model(m) for m in models) else []
 
 
 def _is_model(annotation: Any) -> bool:
@@ -260,7 +297,9 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
 
 
 def _resolve_paths(spec: Spec, base: Path) -> Spec:
-    source = spec.source.model_copy(update={"path": _absolute(spec.source.path, base)})
+    source: SourceSpec | TableSourceSpec = spec.source
+    if isinstance(source, SourceSpec):
+        source = source.model_copy(update={"path": _absolute(source.path, base)})
     store_update: dict[str, Any] = {"url": _absolute_sqlite_url(spec.store.url, base)}
     if spec.store.password_file is not None:
         store_update["password_file"] = _absolute(spec.store.password_file, base)

@@ -7,13 +7,14 @@ environment; the field documentation here is the spec reference the README point
 
 from __future__ import annotations
 
+import re
 import string
 from collections.abc import Mapping
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "RAGSTATE_"
@@ -87,8 +88,192 @@ class SourceSpec(_Section):
         return {"path": value} if isinstance(value, (str, Path)) else value
 
 
+#: filter operators of a table source (the dialect compiles each; values are always bound)
+FilterOp = Literal["=", "!=", "<", "<=", ">", ">=", "in", "not in", "is null", "is not null"]
+FILTER_OPS: tuple[str, ...] = FilterOp.__args__  # type: ignore[attr-defined]
+_NULL_TESTS = ("is null", "is not null")
+_LIST_OPS = ("in", "not in")
+#: operators spelled between a column and its value in ``COLUMN OP VALUE``, longest first
+_INLINE_OPS = ("!=", "<=", ">=", "=", "<", ">")
+
+Scalar = str | int | float | bool
+
+
+def _user_name(name: str, what: str) -> str:
+    # Validated by the same allow-list the dialect applies again when quoting. Imported
+    # here, not at the top: ragstate.stores imports this module.
+    from ragstate.errors import IdentifierError
+    from ragstate.stores.schema import user_ident
+
+    try:
+        return user_ident(name, what=what)
+    except IdentifierError as exc:  # reported by pydantic with the field's path
+        raise ValueError(str(exc)) from None
+
+
+class FilterSpec(_Section):
+    """One condition on a table source's rows: column, operator, value (always bound)."""
+
+    column: str = Field(description="a column of the table")
+    op: FilterOp = Field("=", description="one of " + ", ".join(FILTER_OPS))
+    value: Scalar | tuple[Scalar, ...] | None = Field(
+        None, description="compared value; a list for in / not in; none for is null / is not null"
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return cls.parse(value) if isinstance(value, str) else value
+
+    @staticmethod
+    def parse(text: str) -> dict[str, Any]:
+        """``status=published``, ``year >= 2020``, ``lang in en,de``, ``deleted_at is null``.
+
+        The value is the rest of the text after the operator, as a string (the database
+        converts it to the column's type when comparing); ``in`` values are split at commas.
+        """
+        m = re.match(r"\s*([^\s=!<>]+)\s*(.*)$", text, re.S)
+        if m:
+            column, rest = m.groups()
+            null = re.fullmatch(r"is\s+(not\s+)?null\s*", rest, re.I)
+            if null:
+                return {"column": column, "op": "is not null" if null.group(1) else "is null"}
+            listed = re.match(r"(not\s+in|in)\s+(.*)$", rest, re.I | re.S)
+            if listed:
+                op = "not in" if listed.group(1).lower().startswith("not") else "in"
+                return {"column": column, "op": op, "value": [v.strip() for v in listed.group(2).split(",")]}
+            for op in _INLINE_OPS:
+                if rest.startswith(op):
+                    return {"column": column, "op": op, "value": rest[len(op) :].strip()}
+        raise ValueError(
+            f"filter {text[:60]!r}: write COLUMN=VALUE, COLUMN OP VALUE (OP: {', '.join(_INLINE_OPS)}), "
+            "COLUMN in A,B or COLUMN is null"
+        )
+
+    @field_validator("column")
+    @classmethod
+    def _column(cls, column: str) -> str:
+        return _user_name(column, "column name")
+
+    @model_validator(mode="after")
+    def _value_fits_op(self) -> FilterSpec:
+        if self.op in _NULL_TESTS:
+            if self.value is not None:
+                raise ValueError(f"{self.column} {self.op} takes no value")
+        elif self.op in _LIST_OPS:
+            if not isinstance(self.value, tuple) or not self.value:
+                raise ValueError(f"{self.column} {self.op} needs a non-empty list of values")
+            if len({type(v) for v in self.value}) > 1:
+                raise ValueError(f"{self.column} {self.op}: the values must all be of one type")
+        elif self.value is None or isinstance(self.value, tuple):
+            raise ValueError(f"{self.column} {self.op} needs one value (use 'is null' to test for NULL)")
+        return self
+
+
+class TableSourceSpec(_Section):
+    """Where documents come from: a table (or view) of the user's own database, read in place.
+
+    ragstate creates a view over it in its own schema (PostgreSQL) or with its prefix
+    (SQLite), in the store's database, and never writes to the table (docs/sources.md).
+    """
+
+    table: str = Field(description="SCHEMA.TABLE on PostgreSQL (TABLE alone is public.TABLE); TABLE on SQLite")
+    id: str = Field(description="column whose values identify documents: unique, not null")
+    text: str = Field(description="column holding the document's text (its body)")
+    title: str | None = Field(None, description="column holding the title")
+    abstract: str | None = Field(None, description="column holding an abstract or summary")
+    metadata: tuple[str, ...] = Field((), description="columns carried along as document metadata")
+    where: tuple[FilterSpec, ...] = Field((), description="conditions every document row must meet")
+    name: str | None = Field(
+        None, description="name of the mapping and its view (default: the table's name in lower case)"
+    )
+
+    @field_validator("where", mode="before")
+    @classmethod
+    def _where_mapping(cls, value: Any) -> Any:
+        # where: {status: published} is shorthand for equality tests
+        if isinstance(value, Mapping):
+            return [{"column": k, "op": "=", "value": v} for k, v in value.items()]
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("metadata", mode="before")
+    @classmethod
+    def _one_column(cls, value: Any) -> Any:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("table")
+    @classmethod
+    def _table(cls, table: str) -> str:
+        parts = table.split(".")
+        if len(parts) > 2:
+            raise ValueError("write TABLE or SCHEMA.TABLE")
+        for part in parts:
+            _user_name(part, "table name" if part == parts[-1] else "schema name")
+        return table
+
+    @field_validator("id", "text", "title", "abstract")
+    @classmethod
+    def _column(cls, column: str | None) -> str | None:
+        return None if column is None else _user_name(column, "column name")
+
+    @field_validator("metadata")
+    @classmethod
+    def _columns(cls, columns: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(columns)) != len(columns):
+            raise ValueError("lists a column twice")
+        return tuple(_user_name(c, "column name") for c in columns)
+
+    @model_validator(mode="after")
+    def _name(self) -> TableSourceSpec:
+        from ragstate.errors import IdentifierError
+        from ragstate.stores.schema import ident
+
+        try:
+            # the view is named src_<name>; ident's 48 characters leave room for it
+            ident("src_" + self.mapping_name, what="mapping name")
+        except IdentifierError:
+            raise ValueError(
+                f"mapping name {self.mapping_name!r}: use 1-44 characters of a-z, 0-9 and _ "
+                "(set source.name when the table's name does not fit)"
+            ) from None
+        return self
+
+    @property
+    def schema_name(self) -> str | None:
+        return self.table.split(".")[0] if "." in self.table else None
+
+    @property
+    def table_name(self) -> str:
+        return self.table.split(".")[-1]
+
+    @property
+    def mapping_name(self) -> str:
+        return self.name or self.table_name.lower()
+
+    def definition(self) -> dict[str, Any]:
+        """The mapping as data (what the view-mappings table records)."""
+        return self.model_dump(mode="json", exclude={"name"})
+
+
+def _source_kind(value: Any) -> str:
+    """``Table`` for a mapping naming a table's columns, else ``Folder``."""
+    if isinstance(value, TableSourceSpec):
+        return "Table"
+    if isinstance(value, Mapping) and set(value) & {"table", "id", "text", "where", "metadata", "title"}:
+        return "Table"
+    return "Folder"
+
+
+#: a folder of files, or a user's table read in place
+AnySource = Annotated[
+    Annotated[SourceSpec, Tag("Folder")] | Annotated[TableSourceSpec, Tag("Table")],
+    Discriminator(_source_kind),
+]
+
+
 class FirstN(_Section):
-    """The first N documents in the source's stable order (path order, then line order)."""
+    """The first N documents in the source's stable order (path order, then line order;
+    for a table, the order of its id column)."""
 
     first: int = Field(ge=1)
 
@@ -170,7 +355,7 @@ class Spec(BaseSettings):
 
     version: Literal[1] = 1
     store: StoreSpec
-    source: SourceSpec
+    source: AnySource
     scope: Annotated[Scope, Field(description='"all" or {first: N}')] = "all"
     pipelines: tuple[PipelineName, ...] = Field(("basic",), min_length=1)
     models: dict[str, ModelSpec] = Field(default_factory=lambda: {"default": ModelSpec()})

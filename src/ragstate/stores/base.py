@@ -156,6 +156,18 @@ class Store(ABC):
     def indexes(self, session: Session, table: str) -> set[str] | None:
         """Physical index names on ragstate table ``table``, or None if it is absent."""
 
+    # --- the user's own tables (in-place sources) ----------------------------------------
+
+    def user_columns(self, session: Session, schema: str | None, table: str) -> dict[str, ColumnInfo] | None:
+        """Columns of the user's table or view ``schema.table`` in this database, in order;
+        None when there is none (or this role cannot see it). Types as the database spells them.
+        """
+        raise NotImplementedError(f"{self.description}: in-place sources are not supported")
+
+    def user_relations(self, session: Session, schema: str | None) -> list[str]:
+        """Names of the tables and views in the user's ``schema`` (for "did you mean")."""
+        raise NotImplementedError(f"{self.description}: in-place sources are not supported")
+
     def ensure_table(self, session: Session, table: TableDef) -> None:
         for statement in self.dialect.create_table(table):
             session.execute(statement)

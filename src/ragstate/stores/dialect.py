@@ -11,15 +11,84 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from typing import Any
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from ragstate.stores.schema import Column, ColumnType, Index, TableDef, ident
+from ragstate.errors import IdentifierError
+from ragstate.stores.schema import Column, ColumnType, Index, TableDef, ident, user_ident
 
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 
 
 class Col(str):
     """Marks a ``render`` argument as a column name rather than a table name."""
+
+
+class UserName(str):
+    """Marks a ``render`` argument as a name in the user's own database.
+
+    A column (``Status``) or a table, optionally schema-qualified (``app.Articles``);
+    each dot-separated part must pass ``user_ident`` and is quoted exactly, case kept.
+    """
+
+
+# --- in-place sources: the view over a user's table ---------------------------------------
+
+#: markers a view statement template may hold; ``Dialect.view_sql`` fills them
+FILTER_MARK = "/*filter*/"
+HASH_MARK = "/*content_hash*/"
+
+#: filter operators (the spec's allow-list) and the condition each compiles to; ``{c}``
+#: is the quoted column, ``?`` the bound value (a list for ``in``)
+FILTER_CONDITIONS = {
+    "=": "{c} = ?",
+    "!=": "{c} <> ?",
+    "<": "{c} < ?",
+    "<=": "{c} <= ?",
+    ">": "{c} > ?",
+    ">=": "{c} >= ?",
+    "in": "{c} = ANY(?)",
+    "not in": "NOT ({c} = ANY(?))",
+    "is null": "{c} IS NULL",
+    "is not null": "{c} IS NOT NULL",
+}
+#: operators that take no value
+NULL_TESTS = ("is null", "is not null")
+
+
+class Filter(Protocol):
+    """A structured filter: column, operator from ``FILTER_CONDITIONS``, value."""
+
+    column: str
+    op: str
+    value: Any
+
+
+@dataclass(frozen=True)
+class ViewLayout:
+    """The view ragstate creates over a user's table: its columns, in order.
+
+    ``doc_id``, ``title``, ``abstract`` and ``body`` are text (NULL becomes ''); each of
+    ``extras`` (the id's raw value, metadata and filter columns) is exposed unchanged as
+    ``c_<name>``, so filters compare in the column's own type and id lookups can use the
+    table's index.
+    """
+
+    source: str  # "schema.table", or "table"
+    id: str
+    text: str
+    title: str | None = None
+    abstract: str | None = None
+    extras: tuple[str, ...] = ()
+
+    #: prefix of the view's names for the user's own columns
+    EXTRA_PREFIX = "c_"
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The view's column names, in order."""
+        return ("doc_id", "title", "abstract", "body") + tuple(self.EXTRA_PREFIX + c for c in self.extras)
 
 
 class Dialect(ABC):
@@ -40,6 +109,13 @@ class Dialect(ABC):
     def temp_table(self, name: str) -> str:
         return self.quote("rs_tmp_" + ident(name))
 
+    def quote_user(self, name: str) -> str:
+        """Quote a name of the user's database (``table``, ``schema.table``), case kept."""
+        parts = name.split(".") if isinstance(name, str) else [name]
+        if len(parts) > 2:
+            raise IdentifierError(f"invalid table name {name[:60]!r}: use TABLE or SCHEMA.TABLE")
+        return ".".join('"' + user_ident(p, what="name") + '"' for p in parts)
+
     def render(self, template: str, **names: str) -> str:
         """Fill each ``{key}`` with a quoted identifier; convert ``?`` to the driver's style.
 
@@ -52,6 +128,8 @@ class Dialect(ABC):
         def table_for(m: re.Match[str]) -> str:
             key = m.group(1)
             value = names.get(key, key)
+            if isinstance(value, UserName):
+                return self.quote_user(value)
             if isinstance(value, Col):
                 return self.quote(value)
             if key.startswith("tmp_") and key not in names:
@@ -123,3 +201,71 @@ class Dialect(ABC):
 
     def is_vector(self, column: Column) -> bool:
         return column.type is ColumnType.VECTOR
+
+    # --- in-place sources -------------------------------------------------------------
+
+    #: True where the database matches column names case-insensitively (SQLite)
+    fold_case: bool = False
+
+    def create_view(self, view: str, layout: ViewLayout) -> list[str]:
+        """Statements (re)creating ragstate's view ``view`` over the user's table.
+
+        The view only renames and converts: no filter lives in it, because a view
+        cannot hold bound parameters and a filter value must never become SQL text
+        (``view_sql`` adds the filter, bound, to every query of the view).
+        """
+        q = self.quote_user
+        outputs = [f"CAST({q(layout.id)} AS TEXT) AS {self.quote('doc_id')}"]
+        for alias, column in (("title", layout.title), ("abstract", layout.abstract), ("body", layout.text)):
+            expr = f"COALESCE(CAST({q(column)} AS TEXT), '')" if column else "CAST('' AS TEXT)"
+            outputs.append(f"{expr} AS {self.quote(alias)}")
+        outputs += [f"{q(c)} AS {q(layout.EXTRA_PREFIX + c)}" for c in layout.extras]
+        return [
+            f"DROP VIEW IF EXISTS {self.table(view)}",
+            f"CREATE VIEW {self.table(view)} AS SELECT {', '.join(outputs)} FROM {q(layout.source)}",
+        ]
+
+    def drop_view(self, view: str) -> str:
+        return f"DROP VIEW IF EXISTS {self.table(view)}"
+
+    def view_sql(self, template: str, filters: Sequence[Filter] = (), *, prefix: str = "") -> str:
+        """Fill a view statement template's markers; the result is a normal template.
+
+        ``/*filter*/`` becomes the filters' conditions joined by AND (``1 = 1`` when
+        there are none), each column ``prefix + column``, each value a ``?`` (bind
+        ``filter_params(filters)`` in the same order); ``/*content_hash*/`` becomes this
+        backend's content hash of the columns ``title``, ``abstract`` and ``body``.
+        """
+        conditions = []
+        for f in filters:
+            if f.op not in FILTER_CONDITIONS:
+                raise IdentifierError(f"filter on {f.column}: unknown operator {f.op!r}")
+            conditions.append(FILTER_CONDITIONS[f.op].replace("{c}", self.quote_user(prefix + f.column)))
+        sql = template.replace(FILTER_MARK, " AND ".join(conditions) or "1 = 1")
+        if HASH_MARK in sql:
+            sql = sql.replace(
+                HASH_MARK, self.content_hash_sql(self.quote("title"), self.quote("abstract"), self.quote("body"))
+            )
+        return sql
+
+    @staticmethod
+    def filter_params(filters: Iterable[Filter]) -> list[Any]:
+        """The bound values of ``filters``, in the order ``view_sql`` placed their ``?``."""
+        return [list(f.value) if f.op in ("in", "not in") else f.value for f in filters if f.op not in NULL_TESTS]
+
+    @abstractmethod
+    def content_hash_sql(self, title: str, abstract: str, body: str) -> str:
+        """An SQL expression hashing three quoted text columns (see docs/sources.md)."""
+
+    @abstractmethod
+    def text_conversion(self, sql_type: str) -> str:
+        """How a column of ``sql_type`` becomes text: ``direct``, ``convert`` or ``binary``."""
+
+    @abstractmethod
+    def is_integer_type(self, sql_type: str) -> bool:
+        """True when values of ``sql_type`` are integers (id lookups then bind integers)."""
+
+    def binary_values_sql(self) -> str | None:
+        """A template counting rows of ``{src}`` whose ``{col}`` holds binary data, where
+        the declared type does not exclude it (SQLite); None where types do (PostgreSQL)."""
+        return None

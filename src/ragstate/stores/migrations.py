@@ -20,6 +20,7 @@ from ragstate.stores.schema import (
     RUNS,
     SCHEMA_VERSIONS,
     SOURCE_FILES,
+    VIEW_MAPPINGS,
     TableDef,
 )
 
@@ -39,6 +40,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         "universal tables: documents, source_files, ledger, generations, runs, pipeline_states",
         (DOCUMENTS, SOURCE_FILES, LEDGER, GENERATIONS, RUNS, PIPELINE_STATES),
     ),
+    # 2 is reserved (quarantine and locks); migrations are applied by number, gaps allowed.
+    Migration(3, "view_mappings: user tables read in place through views", (VIEW_MAPPINGS,)),
 )
 
 CURRENT_VERSION = MIGRATIONS[-1].version

@@ -38,10 +38,7 @@ def stage_scope(
         DocumentError: a new or changed file declares a document id that an unchanged
             file already holds.
     """
-    drop_scope(session)
-    for table in (SCOPE, STALE_PATHS):
-        for statement in store.dialect.create_table(table, temp=True):
-            session.execute(statement)
+    create_scope(session)
     stale = [(p,) for p in known if p not in snapshot.unchanged]
     session.copy_rows(STALE_PATHS, stale, temp=True)
     session.copy_rows(SCOPE, (_ref_row(r) for r in snapshot.fresh), temp=True)
@@ -65,6 +62,14 @@ def stage_scope(
             (limit,),
         )
     return int(session.scalar("SELECT count(*) FROM {tmp_scope}"))
+
+
+def create_scope(session: Session) -> None:
+    """(Re)create the empty temporary tables a plan stages into (``scope``, ``stale_paths``)."""
+    drop_scope(session)
+    for table in (SCOPE, STALE_PATHS):
+        for statement in session.dialect.create_table(table, temp=True):
+            session.execute(statement)
 
 
 def drop_scope(session: Session) -> None:

@@ -32,6 +32,28 @@ def ident(name: str, *, what: str = "identifier") -> str:
     return name
 
 
+#: a name in the user's own database: letters of either case, digits and underscores,
+#: starting with a letter or underscore, 1-60 characters (PostgreSQL keeps 63; ragstate's
+#: view prefixes user columns with ``c_``). Looser than ``ident`` because users' tables
+#: may use upper case (the dialect quotes the name exactly, so the case is kept); never
+#: a quote, dot, space or semicolon, so a name cannot close its quotes or add a statement.
+_USER_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,59}$")
+
+
+def user_ident(name: str, *, what: str = "column name") -> str:
+    """Return ``name`` if it is a safe name of a user's table or column, else raise ``IdentifierError``.
+
+    Callers quote it through the dialect (``UserName``), which keeps its case.
+    """
+    if not isinstance(name, str) or not _USER_IDENT.match(name):
+        shown = repr(name)[:60] + ("…" if len(repr(name)) > 60 else "")
+        raise IdentifierError(
+            f"invalid {what} {shown}: ragstate reads user tables and columns named with 1-60 characters of "
+            "a-z, A-Z, 0-9 and _, not starting with a digit (map a view of your own that renames others)"
+        )
+    return name
+
+
 class ColumnType(Enum):
     TEXT = "text"
     INT = "int"
@@ -220,6 +242,22 @@ SCHEMA_VERSIONS = TableDef(
         col("applied_at", F, null=False),
     ),
     primary_key=("version",),
+)
+
+#: in-place sources: each user table mapped through a view in ragstate's schema (migration 3)
+VIEW_MAPPINGS = TableDef(
+    "view_mappings",
+    (
+        col("name", T, null=False),
+        col("view_name", T, null=False),
+        col("source_table", T, null=False),
+        col("definition", J, null=False),
+        col("fingerprint", T, null=False),
+        col("columns", J, null=False),  # the mapped columns' SQL types when mapped
+        col("created_at", F, null=False),
+        col("checked_at", F, null=False),
+    ),
+    primary_key=("name",),
 )
 
 #: the temporary table a plan stages the source's current state into

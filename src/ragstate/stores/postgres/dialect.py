@@ -51,3 +51,29 @@ class PostgresDialect(Dialect):
     def copy_from(self, table_sql: str, columns: tuple[str, ...]) -> str:
         cols = ", ".join(self.quote(c) for c in columns)
         return f"COPY {table_sql} ({cols}) FROM STDIN (FORMAT BINARY)"
+
+    # --- in-place sources -------------------------------------------------------------
+
+    def content_hash_sql(self, title: str, abstract: str, body: str) -> str:
+        # The normalisation of ragstate.hashing.normalise_text (NFC; CR LF and CR become
+        # LF; trailing blanks of each line removed; leading and trailing newlines
+        # removed), fields joined by U+001E, then md5 (PostgreSQL has no BLAKE2b
+        # without an extension). docs/sources.md; tests compare it with Python.
+        def norm(column: str) -> str:
+            return (
+                f"btrim(regexp_replace(replace(replace(normalize({column}, NFC), chr(13) || chr(10), chr(10)), "
+                f"chr(13), chr(10)), '[ \\t\\f\\v]+$', '', 'gn'), chr(10))"
+            )
+
+        return f"md5(concat_ws(chr(30), {norm(title)}, {norm(abstract)}, {norm(body)}))"
+
+    def text_conversion(self, sql_type: str) -> str:
+        t = sql_type.lower()
+        if t == "bytea":
+            return "binary"
+        if t in ("text", "name", "citext") or t.startswith("character"):
+            return "direct"
+        return "convert"
+
+    def is_integer_type(self, sql_type: str) -> bool:
+        return sql_type.lower() in ("smallint", "integer", "bigint")

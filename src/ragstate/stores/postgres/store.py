@@ -236,6 +236,26 @@ class PostgresStore(Store):
         )
         return {r[0] for r in rows}
 
+    def user_columns(self, session: Session, schema: str | None, table: str) -> dict[str, ColumnInfo] | None:
+        rows = session.query(
+            "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_class c "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped "
+            "WHERE n.nspname = ? AND c.relname = ? AND c.relkind IN ('r', 'v', 'm', 'p', 'f') ORDER BY a.attnum",
+            (schema or "public", table),
+        )
+        if not rows:
+            return None
+        return {name: ColumnInfo(name, type_) for name, type_ in rows if name is not None}
+
+    def user_relations(self, session: Session, schema: str | None) -> list[str]:
+        rows = session.query(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = ? AND c.relkind IN ('r', 'v', 'm', 'p', 'f') ORDER BY c.relname",
+            (schema or "public",),
+        )
+        return [r[0] for r in rows]
+
     # --- values -----------------------------------------------------------------------
 
     def encode_vector(self, vector: np.ndarray) -> np.ndarray:

@@ -26,6 +26,7 @@ _TYPES = {
 
 class SQLiteDialect(Dialect):
     name = "sqlite"
+    fold_case = True  # SQLite matches column and table names case-insensitively
 
     def __init__(self, prefix: str):
         self.prefix = ident(prefix, what="table prefix") if prefix else ""
@@ -72,3 +73,29 @@ class SQLiteDialect(Dialect):
             f"CREATE {unique}INDEX IF NOT EXISTS {self.quote(self.index_name(table, index))} "
             f"ON {self.table(table.name)} ({cols})"
         )
+
+    # --- in-place sources -------------------------------------------------------------
+
+    def content_hash_sql(self, title: str, abstract: str, body: str) -> str:
+        # rs_content_hash is ragstate.hashing.content_hash, registered on every connection
+        # the store opens: the same normalised BLAKE2b as files get.
+        return f"rs_content_hash({title}, {abstract}, {body})"
+
+    def text_conversion(self, sql_type: str) -> str:
+        # SQLite's affinity rules (https://sqlite.org/datatype3.html#determination_of_column_affinity);
+        # a column without a declared type may hold anything, so binary values are
+        # also counted row by row (binary_values_sql).
+        t = sql_type.upper()
+        if "INT" in t:
+            return "convert"
+        if "CHAR" in t or "CLOB" in t or "TEXT" in t:
+            return "direct"
+        if "BLOB" in t:
+            return "binary"
+        return "convert"
+
+    def is_integer_type(self, sql_type: str) -> bool:
+        return "INT" in sql_type.upper()
+
+    def binary_values_sql(self) -> str | None:
+        return "SELECT count(*) FROM {src} WHERE typeof({col}) = 'blob' AND /*filter*/"

@@ -25,6 +25,7 @@ import numpy as np
 import sqlite_vec
 
 from ragstate.errors import StoreConfigError, StoreError, StoreUnavailable
+from ragstate.hashing import content_hash
 from ragstate.stores.base import ColumnInfo, Session, Store, check_vector
 from ragstate.stores.dialect import Col
 from ragstate.stores.schema import TableDef
@@ -46,6 +47,11 @@ def _translated(what: str) -> Iterator[None]:
         raise StoreConfigError(f"{what}: not allowed ({exc})") from exc
     except apsw.Error as exc:
         raise StoreError(f"{what}: {exc}") from exc
+
+
+def _content_hash(title: Any, abstract: Any, body: Any) -> str:
+    """``content_hash`` as an SQL function (NULL is '', other values as text)."""
+    return content_hash(*("" if v is None else v if isinstance(v, str) else str(v) for v in (title, abstract, body)))
 
 
 class SQLiteSession(Session):
@@ -162,6 +168,13 @@ class SQLiteStore(Store):
             conn.load_extension(sqlite_vec.loadable_path())
             conn.enable_load_extension(False)
             conn.execute("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA temp_store=MEMORY")
+            # A double-quoted name that matches no column must be an error, not a string
+            # literal: otherwise a view over a user's table whose column was dropped
+            # would read the column's name as every row's text.
+            conn.config(apsw.SQLITE_DBCONFIG_DQS_DML, 0)
+            conn.config(apsw.SQLITE_DBCONFIG_DQS_DDL, 0)
+            # In-place sources hash in the database with the same algorithm as files.
+            conn.create_scalar_function("rs_content_hash", _content_hash, 3, deterministic=True)
         session = SQLiteSession(conn, self.dialect, self.description)
         self._local.session = session
         with self._lock:
@@ -200,6 +213,23 @@ class SQLiteStore(Store):
             return None
         rows = session.query("SELECT name FROM pragma_index_list(?)", (self.dialect.prefix + table,))
         return {r[0] for r in rows}
+
+    def user_columns(self, session: Session, schema: str | None, table: str) -> dict[str, ColumnInfo] | None:
+        if schema not in (None, "main"):
+            return None  # a view in this file can read only this file's tables
+        found = session.scalar(
+            "SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') AND name = ? COLLATE NOCASE", (table,)
+        )
+        if found is None:
+            return None
+        rows = session.query("SELECT name, type FROM pragma_table_info(?) ORDER BY cid", (found,))
+        return {name: ColumnInfo(name, type_ or "") for name, type_ in rows}
+
+    def user_relations(self, session: Session, schema: str | None) -> list[str]:
+        if schema not in (None, "main"):
+            return []
+        rows = session.query("SELECT name FROM sqlite_schema WHERE type IN ('table', 'view') ORDER BY name")
+        return [r[0] for r in rows]
 
     # --- values -----------------------------------------------------------------------
 

@@ -1,0 +1,449 @@
+"""A table (or view) of the user's own database as a source, read in place through a view.
+
+ragstate never copies the table and never writes to it: it checks that the table fits
+the mapping (``check``), creates a view in its own schema or with its prefix that
+renames and converts the mapped columns (``map_table``), records the mapping in
+``view_mappings``, and reads the documents through that view. Observing stages the
+scope inside the database, content hashes computed there (``md5`` of the normalised
+fields on PostgreSQL, ragstate's BLAKE2b as a registered function on SQLite), so no
+text crosses into Python until a plan builds a document. docs/sources.md has the whole
+design; ``InPlaceSource`` in ``sources.base`` is the contract observe relies on.
+
+The table must live in the store's database (a schema of the same PostgreSQL database,
+or the same SQLite file): a view cannot reach another database.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ragstate.errors import DocumentError, MappingError, StoreError
+from ragstate.hashing import fingerprint
+from ragstate.redact import redact
+from ragstate.sources.base import DocRef, Document, SourceProblem
+from ragstate.spec.model import TableSourceSpec
+from ragstate.stores import registry, views
+from ragstate.stores.base import ColumnInfo, Session, Store
+from ragstate.stores.dialect import ViewLayout
+from ragstate.stores.migrations import migrate
+
+#: roles whose columns must read as text (binary data cannot)
+_TEXT_ROLES = ("id", "text", "title", "abstract", "metadata")
+
+
+@dataclass
+class ColumnReport:
+    """One mapped column as the compatibility check found it."""
+
+    #: the spec field that names it: id, text, title, abstract, metadata, where
+    field: str
+    column: str
+    #: the database's type, None when the column is missing
+    sql_type: str | None
+    #: direct (text already), convert (cast to text), binary (cannot be text), missing;
+    #: ``compared`` for a filter column (compared in its own type, never converted)
+    conversion: str
+
+
+@dataclass
+class MappingReport:
+    """The result of checking (and perhaps mapping) a user's table.
+
+    ``view_state`` is what was found before anything was done: ``current`` (the view
+    exists and matches this mapping), ``missing`` or ``differs``; ``created`` says
+    whether the view was (re)created now. A report with problems created nothing.
+    """
+
+    name: str
+    table: str
+    view: str
+    columns: list[ColumnReport] = field(default_factory=list)
+    #: rows the filters keep (None when the table could not be read)
+    rows: int | None = None
+    null_ids: int | None = None
+    #: rows whose id another kept row also holds (beyond the first)
+    duplicate_ids: int | None = None
+    duplicate_examples: list[tuple[str, int]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    #: the table's columns, as the database spells them (to see what a mapping can use)
+    table_columns: list[str] = field(default_factory=list)
+    view_state: str = "missing"
+    created: bool = False
+    #: the ``source`` section of a spec for this mapping
+    spec: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def compatible(self) -> bool:
+        return not self.problems
+
+    @property
+    def direct(self) -> list[ColumnReport]:
+        return [c for c in self.columns if c.conversion == "direct"]
+
+    @property
+    def conversions(self) -> list[ColumnReport]:
+        return [c for c in self.columns if c.conversion == "convert"]
+
+    @property
+    def missing(self) -> list[ColumnReport]:
+        return [c for c in self.columns if c.conversion == "missing"]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["compatible"] = self.compatible
+        for key in ("direct", "conversions", "missing"):
+            data[key] = [asdict(c) for c in getattr(self, key)]
+        data["duplicate_examples"] = [{"id": i, "rows": n} for i, n in self.duplicate_examples]
+        return data
+
+
+class TableSource:
+    """Documents from a user's table through ragstate's view (see the module docstring)."""
+
+    def __init__(self, spec: TableSourceSpec, store: Store):
+        self.spec = spec
+        self.store = store
+        self.name = spec.mapping_name
+        self.view = views.view_name(self.name)
+        self.description = f"table {spec.table} through view {view_display(store, self.name)}"
+
+    # --- InPlaceSource ----------------------------------------------------------------
+
+    def problems(self, session: Session) -> list[SourceProblem]:
+        spec, store = self.spec, self.store
+        found = store.user_columns(session, spec.schema_name, spec.table_name)
+        if found is None:
+            return [
+                SourceProblem(
+                    "table_missing",
+                    f"source table {spec.table} is missing (dropped or renamed?); change source.table in the spec, "
+                    "or restore the table",
+                )
+            ]
+        out = []
+        for field_name, column in mapped_columns(spec):
+            info = _find(found, column, store.dialect.fold_case)
+            if info is None:
+                out.append(
+                    SourceProblem(
+                        "column_missing",
+                        f"source table {spec.table}: column {column} (source.{field_name}) is missing (renamed or "
+                        f"dropped?); map another column in the spec{_hint(column, found)}",
+                    )
+                )
+            elif field_name in _TEXT_ROLES and store.dialect.text_conversion(info.sql_type) == "binary":
+                out.append(
+                    SourceProblem(
+                        "column_type",
+                        f"source table {spec.table}: column {column} (source.{field_name}) is now {info.sql_type}, "
+                        "binary data that cannot be read as text",
+                    )
+                )
+        if out:
+            return out
+        shown = view_display(store, self.name)
+        recorded = views.recorded(store, session, self.name)
+        if recorded is None:
+            return [
+                SourceProblem(
+                    "view_missing",
+                    f"view {shown} over {spec.table} is not created yet; apply checks the table and creates it",
+                )
+            ]
+        if recorded.fingerprint != mapping_fingerprint(spec):
+            return [
+                SourceProblem(
+                    "view_differs",
+                    f"mapping '{self.name}' in the store ({recorded.source_table}) differs from the spec; apply "
+                    f"checks the table and recreates view {shown}",
+                )
+            ]
+        try:
+            columns = store.columns(session, self.view)
+        except StoreError:  # SQLite reports a view whose columns were renamed away as broken
+            columns = {}
+        if columns is None:
+            return [SourceProblem("view_missing", f"view {shown} over {spec.table} was dropped; apply recreates it")]
+        if set(columns) != set(layout_of(spec).columns):
+            return [SourceProblem("view_differs", f"view {shown} was changed outside ragstate; apply recreates it")]
+        return []
+
+    def stage_scope(self, session: Session, limit: int | None) -> int:
+        spec = self.spec
+        registry.create_scope(session)
+        layout = layout_of(spec)
+        staged, kept = views.stage_scope(session, self.name, layout, spec.where, limit, path=spec.table)
+        if staged < (kept if limit is None else min(kept, limit)):
+            nulls, repeated = views.view_id_problems(session, self.name, layout, spec.where)
+            what = []
+            if nulls:
+                what.append(f"{nulls} rows have no id (NULL)")
+            if repeated:
+                what.append("ids are repeated: " + ", ".join(f"'{i}' in {n} rows" for i, n in repeated))
+            raise DocumentError(
+                f"source table {spec.table}: column {spec.id} (source.id) must hold a unique id in every row, but "
+                + "; ".join(what or ["some rows could not be staged"])
+                + " (`ragstate source check` reports them)",
+                path=spec.table,
+                doc_id=repeated[0][0] if repeated else None,
+            )
+        return staged
+
+    def repair(self) -> list[str]:
+        report = map_table(self.store, self.spec)
+        if not report.compatible:
+            raise MappingError(
+                f"source table {self.spec.table} does not fit the mapping; nothing was created:\n  - "
+                + "\n  - ".join(report.problems),
+                table=self.spec.table,
+                problems=report.problems,
+            )
+        return [f"created view {report.view} over {report.table}"] if report.created else []
+
+    # --- Source -----------------------------------------------------------------------
+
+    def snapshot(self, known: Any, *, rehash: bool = False) -> Any:
+        raise NotImplementedError("an in-place source stages its scope in the database (stage_scope)")
+
+    def load(self, refs: Sequence[DocRef]) -> Iterator[Document]:
+        spec, store = self.spec, self.store
+        layout = layout_of(spec)
+        with store.session() as s:
+            found = store.user_columns(s, spec.schema_name, spec.table_name) or {}
+            id_info = _find(found, spec.id, store.dialect.fold_case)
+            rows: dict[str, tuple[Any, ...]] = {}
+            wanted = [r.doc_id for r in refs]
+            if id_info is not None and store.dialect.is_integer_type(id_info.sql_type):
+                # Look up by the column's own integers, so the table's index on it serves.
+                numbers = [int(d) for d in wanted if _canonical_int(d)]
+                rows.update(
+                    (r[1], r) for r in views.load_rows(s, self.name, layout, spec.where, numbers, by_raw_id=True)
+                )
+            rest = [d for d in wanted if d not in rows]
+            if rest:
+                rows.update((r[1], r) for r in views.load_rows(s, self.name, layout, spec.where, rest, by_raw_id=False))
+        metadata_at = [(name, 5 + layout.extras.index(name)) for name in spec.metadata]
+        for ref in refs:
+            row = rows.get(ref.doc_id)
+            if row is None:
+                raise DocumentError(
+                    f"document '{ref.doc_id}' is no longer in table {spec.table} (deleted, or no longer kept by "
+                    "source.where)",
+                    path=spec.table,
+                    doc_id=ref.doc_id,
+                )
+            content_hash, doc_id, title, abstract, body = row[:5]
+            yield Document(
+                doc_id=doc_id,
+                title=title,
+                abstract=abstract,
+                body=body,
+                path=spec.table,
+                metadata={name: _text(row[i]) for name, i in metadata_at if _text(row[i]) is not None},
+                source_hash=content_hash,
+            )
+
+
+# --- mapping ------------------------------------------------------------------------------
+
+
+def mapped_columns(spec: TableSourceSpec) -> list[tuple[str, str]]:
+    """``(spec field, column)`` of every column the mapping reads, in the view's order."""
+    out = [("id", spec.id), ("text", spec.text)]
+    out += [(name, getattr(spec, name)) for name in ("title", "abstract") if getattr(spec, name)]
+    out += [("metadata", c) for c in spec.metadata]
+    out += [("where", f.column) for f in spec.where]
+    return out
+
+
+def layout_of(spec: TableSourceSpec) -> ViewLayout:
+    """The view's columns: the four text fields, then the id, metadata and filter columns as they are."""
+    extras: list[str] = []
+    for column in [spec.id, *spec.metadata, *(f.column for f in spec.where)]:
+        if column.lower() not in {e.lower() for e in extras}:
+            extras.append(column)
+    return ViewLayout(
+        source=spec.table, id=spec.id, text=spec.text, title=spec.title, abstract=spec.abstract, extras=tuple(extras)
+    )
+
+
+def mapping_fingerprint(spec: TableSourceSpec) -> str:
+    """What the view and the staging queries are made from (a change recreates the view)."""
+    return fingerprint({"layout": views.VIEW_LAYOUT_VERSION, "definition": spec.definition()})
+
+
+def view_display(store: Store, name: str) -> str:
+    """The view's name as people read it (``ragstate.src_articles``, ``rs_src_articles``)."""
+    return store.dialect.table(views.view_name(name)).replace('"', "")
+
+
+def check(store: Store, session: Session, spec: TableSourceSpec) -> MappingReport:
+    """Check that the user's table fits ``spec``; read-only, creates nothing.
+
+    Checks: the table and every mapped column exist; the id column is unique and not
+    null among the rows the filters keep (or how many rows violate it); the text
+    columns are text or convertible to text (binary data is not); the filters run.
+    """
+    report = MappingReport(
+        name=spec.mapping_name,
+        table=spec.table,
+        view=view_display(store, spec.mapping_name),
+        spec=spec.model_dump(mode="json", exclude_defaults=True),
+    )
+    found = store.user_columns(session, spec.schema_name, spec.table_name)
+    if found is None:
+        relations = store.user_relations(session, spec.schema_name)
+        where = f"schema {spec.schema_name or 'public'}" if store.dialect.name == "postgresql" else "this database"
+        report.problems.append(
+            f"table {spec.table} does not exist in {where} (or this role cannot see it)"
+            + _hint(spec.table_name, dict.fromkeys(relations))
+        )
+        return report
+    report.table_columns = list(found)
+    readable = True
+    for field_name, column in mapped_columns(spec):
+        info = _find(found, column, store.dialect.fold_case)
+        if info is None:
+            report.columns.append(ColumnReport(field_name, column, None, "missing"))
+            report.problems.append(
+                f"column {spec.table}.{column} (source.{field_name}) does not exist{_hint(column, found)}"
+            )
+            # rows can be counted without the other columns, not without the id or a filter's
+            readable = readable and field_name not in ("id", "where")
+            continue
+        conversion = store.dialect.text_conversion(info.sql_type) if field_name != "where" else "compared"
+        report.columns.append(ColumnReport(field_name, column, info.sql_type, conversion))
+        if conversion == "binary" and field_name in _TEXT_ROLES:
+            report.problems.append(
+                f"column {spec.table}.{column} (source.{field_name}) is {info.sql_type}: binary data cannot be "
+                "read as text"
+            )
+    if readable:
+        _check_rows(session, spec, report)
+    recorded = views.recorded(store, session, spec.mapping_name)
+    if recorded is not None and recorded.source_table != spec.table:
+        report.notes.append(f"mapping '{spec.mapping_name}' now maps {recorded.source_table}; mapping replaces it")
+    if recorded is None:
+        report.view_state = "missing"
+    elif recorded.fingerprint != mapping_fingerprint(spec):
+        report.view_state = "differs"
+    else:
+        try:
+            columns = store.columns(session, views.view_name(spec.mapping_name))
+        except StoreError:
+            columns = {}
+        if columns is None:
+            report.view_state = "missing"
+        else:
+            report.view_state = "current" if set(columns) == set(layout_of(spec).columns) else "differs"
+    return report
+
+
+def _check_rows(session: Session, spec: TableSourceSpec, report: MappingReport) -> None:
+    try:
+        rows, with_id, distinct = views.id_counts(session, spec.table, spec.id, spec.where)
+        report.rows, report.null_ids, report.duplicate_ids = rows, rows - with_id, with_id - distinct
+        if report.null_ids:
+            report.problems.append(
+                f"column {spec.table}.{spec.id} (source.id): {report.null_ids} of {rows} rows have no id (NULL)"
+            )
+        if report.duplicate_ids:
+            report.duplicate_examples = views.duplicate_ids(session, spec.table, spec.id, spec.where)
+            examples = ", ".join(f"'{i}' in {n} rows" for i, n in report.duplicate_examples)
+            report.problems.append(
+                f"column {spec.table}.{spec.id} (source.id) is not unique: {report.duplicate_ids} rows repeat "
+                f"an id ({examples})"
+            )
+        for column in report.columns:
+            if column.field in _TEXT_ROLES and column.conversion in ("direct", "convert"):
+                n = views.binary_values(session, spec.table, column.column, spec.where)
+                if n:
+                    report.problems.append(
+                        f"column {spec.table}.{column.column} (source.{column.field}): {n} rows hold binary data, "
+                        "which cannot be read as text"
+                    )
+    except StoreError as exc:  # no SELECT right, a filter value the column's type refuses, ...
+        report.problems.append(f"cannot read table {spec.table}: {redact(str(exc))}")
+        return
+    if rows == 0:
+        report.notes.append("no rows" + (" match source.where" if spec.where else " in the table") + " yet")
+
+
+def map_table(store: Store, spec: TableSourceSpec, *, create: bool = True) -> MappingReport:
+    """Check the user's table and, if it fits, (re)create its view and record the mapping.
+
+    Nothing is created when the check finds a problem, when ``create`` is false (a dry
+    run), or when the view already matches. Returns the report either way.
+    """
+    with store.session() as s:
+        report = check(store, s, spec)
+    if not report.compatible or not create or report.view_state == "current":
+        return report
+    migrate(store)  # the view-mappings table (and the rest of ragstate's tables)
+    columns = {c.column: c.sql_type or "" for c in report.columns}
+    with store.session() as s:
+        views.create(
+            store, s, spec.mapping_name, layout_of(spec), spec.definition(), mapping_fingerprint(spec), columns
+        )
+    report.created = True
+    return report
+
+
+def check_recorded(store: Store, name: str) -> MappingReport:
+    """Re-check a mapping recorded in the store (made by ``map-table``) by its name.
+
+    Raises:
+        MappingError: no mapping of that name is recorded.
+    """
+    with store.session() as s:
+        recorded = views.recorded(store, s, name)
+    if recorded is None:
+        raise MappingError(f"no mapping named '{name}' is recorded in {store.description}", table=name, problems=[])
+    spec = TableSourceSpec(**recorded.definition, name=name)
+    with store.session() as s:
+        report = check(store, s, spec)
+        if report.compatible:
+            views.touch(store, s, name)
+    return report
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _find(found: dict[str, ColumnInfo], column: str, fold_case: bool) -> ColumnInfo | None:
+    if column in found:
+        return found[column]
+    if fold_case:
+        for name, info in found.items():
+            if name.lower() == column.lower():
+                return info
+    return None
+
+
+def _hint(name: str, candidates: dict[str, Any]) -> str:
+    close = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    lower = [c for c in candidates if c.lower() == name.lower() and c != name]
+    guess = lower[0] if lower else close[0] if close else None
+    return f" (did you mean {guess}?)" if guess else ""
+
+
+def _canonical_int(text: str) -> bool:
+    try:
+        return str(int(text)) == text
+    except ValueError:
+        return False
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, (bytes, bytearray, memoryview)):
+        return None
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, default=str)
+    return str(value)
