@@ -40,6 +40,17 @@ def content_hash(*fields: str) -> str:
     return hashlib.blake2b(joined.encode("utf-8"), digest_size=16).hexdigest()
 
 
+def content_hash_md5(*fields: str) -> str:
+    """What PostgreSQL computes for a document of an in-place source (docs/sources.md).
+
+    The same normalised fields joined the same way as ``content_hash``, hashed with MD5
+    (32 hex digits) because PostgreSQL has no BLAKE2b without an extension. Hashes of one
+    backend are only ever compared with hashes of the same backend.
+    """
+    joined = _FIELD_SEPARATOR.join(normalise_text(f) for f in fields)
+    return hashlib.md5(joined.encode("utf-8"), usedforsecurity=False).hexdigest()
+
+
 def text_hash(text: str) -> str:
     """Hash of an exact text (no normalisation): what was embedded, byte for byte."""
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
