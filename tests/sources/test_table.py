@@ -247,3 +247,15 @@ def test_names_keep_their_case(user_table, table_project) -> None:
         assert report.problems == [
             f"column {user_table.qualified}.body (source.text) does not exist (did you mean Body?)"
         ]
+
+
+def test_text_ids_and_metadata_of_another_case(user_table, table_project) -> None:
+    user_table.create()
+    user_table.fill()
+    project = table_project({"id": "pmcid", "metadata": ["id"]})
+    record = project.apply()
+    assert record.converged and record.built == len(ARTICLES)
+    assert artifact_ids(project) == sorted(a["doc_id"] for a in ARTICLES)
+    first = ARTICLES[0]["doc_id"]
+    (doc,) = project.source().load([DocRef(first, "", "", user_table.qualified, 0, 0, 0, 0, 0)])
+    assert doc.doc_id == first and doc.metadata == {"id": "1"}

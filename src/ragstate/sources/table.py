@@ -169,14 +169,14 @@ class TableSource:
             columns = {}
         if columns is None:
             return [SourceProblem("view_missing", f"view {shown} over {spec.table} was dropped; apply recreates it")]
-        if set(columns) != set(layout_of(spec).columns):
+        if set(columns) != set(layout_of(spec, store).columns):
             return [SourceProblem("view_differs", f"view {shown} was changed outside ragstate; apply recreates it")]
         return []
 
     def stage_scope(self, session: Session, limit: int | None) -> int:
         spec = self.spec
         registry.create_scope(session)
-        layout = layout_of(spec)
+        layout = layout_of(spec, self.store)
         staged, kept = views.stage_scope(session, self.name, layout, spec.where, limit, path=spec.table)
         if staged < (kept if limit is None else min(kept, limit)):
             nulls, repeated = views.view_id_problems(session, self.name, layout, spec.where)
@@ -212,22 +212,26 @@ class TableSource:
 
     def load(self, refs: Sequence[DocRef]) -> Iterator[Document]:
         spec, store = self.spec, self.store
-        layout = layout_of(spec)
+        layout = layout_of(spec, store)
         with store.session() as s:
             found = store.user_columns(s, spec.schema_name, spec.table_name) or {}
             id_info = _find(found, spec.id, store.dialect.fold_case)
             rows: dict[str, tuple[Any, ...]] = {}
             wanted = [r.doc_id for r in refs]
+            # Look up by the id column's own values where they can be spelled exactly
+            # (integers, text), so the table's index on it serves; else by the text doc_id.
+            raw: list[Any] | None = None
             if id_info is not None and store.dialect.is_integer_type(id_info.sql_type):
-                # Look up by the column's own integers, so the table's index on it serves.
-                numbers = [int(d) for d in wanted if _canonical_int(d)]
-                rows.update(
-                    (r[1], r) for r in views.load_rows(s, self.name, layout, spec.where, numbers, by_raw_id=True)
-                )
+                raw = [int(d) for d in wanted if _canonical_int(d)]
+            elif id_info is not None and store.dialect.text_conversion(id_info.sql_type) == "direct":
+                raw = wanted
+            if raw:
+                rows.update((r[1], r) for r in views.load_rows(s, self.name, layout, spec.where, raw, by_raw_id=True))
             rest = [d for d in wanted if d not in rows]
             if rest:
                 rows.update((r[1], r) for r in views.load_rows(s, self.name, layout, spec.where, rest, by_raw_id=False))
-        metadata_at = [(name, 5 + layout.extras.index(name)) for name in spec.metadata]
+        fold = store.dialect.fold_case
+        metadata_at = [(name, 5 + (_extra_index(layout.extras, name, fold) or 0)) for name in spec.metadata]
         for ref in refs:
             row = rows.get(ref.doc_id)
             if row is None:
@@ -261,11 +265,11 @@ def mapped_columns(spec: TableSourceSpec) -> list[tuple[str, str]]:
     return out
 
 
-def layout_of(spec: TableSourceSpec) -> ViewLayout:
+def layout_of(spec: TableSourceSpec, store: Store) -> ViewLayout:
     """The view's columns: the four text fields, then the id, metadata and filter columns as they are."""
     extras: list[str] = []
     for column in [spec.id, *spec.metadata, *(f.column for f in spec.where)]:
-        if column.lower() not in {e.lower() for e in extras}:
+        if _extra_index(extras, column, store.dialect.fold_case) is None:
             extras.append(column)
     return ViewLayout(
         source=spec.table, id=spec.id, text=spec.text, title=spec.title, abstract=spec.abstract, extras=tuple(extras)
@@ -340,7 +344,7 @@ def check(store: Store, session: Session, spec: TableSourceSpec) -> MappingRepor
         if columns is None:
             report.view_state = "missing"
         else:
-            report.view_state = "current" if set(columns) == set(layout_of(spec).columns) else "differs"
+            report.view_state = "current" if set(columns) == set(layout_of(spec, store).columns) else "differs"
     return report
 
 
@@ -388,7 +392,7 @@ def map_table(store: Store, spec: TableSourceSpec, *, create: bool = True) -> Ma
     columns = {c.column: c.sql_type or "" for c in report.columns}
     with store.session() as s:
         views.create(
-            store, s, spec.mapping_name, layout_of(spec), spec.definition(), mapping_fingerprint(spec), columns
+            store, s, spec.mapping_name, layout_of(spec, store), spec.definition(), mapping_fingerprint(spec), columns
         )
     report.created = True
     return report
@@ -422,6 +426,14 @@ def _find(found: dict[str, ColumnInfo], column: str, fold_case: bool) -> ColumnI
         for name, info in found.items():
             if name.lower() == column.lower():
                 return info
+    return None
+
+
+def _extra_index(extras: Sequence[str], column: str, fold_case: bool) -> int | None:
+    """Where ``column`` is among the view's extra columns (names compared as the database does)."""
+    for i, name in enumerate(extras):
+        if name == column or (fold_case and name.lower() == column.lower()):
+            return i
     return None
 
 

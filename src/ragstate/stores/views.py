@@ -214,8 +214,8 @@ def load_rows(
 ) -> list[tuple[Any, ...]]:
     """Rows of the view for ``ids``: ``(content_hash, doc_id, title, abstract, body, *extras)``.
 
-    ``by_raw_id`` looks the rows up by the id column's own values (integers), so the
-    table's index on it serves the lookup; otherwise by the text ``doc_id``.
+    ``by_raw_id`` looks the rows up by the id column's own values (integers, or text
+    of a text column), so the table's index on it serves; otherwise by the text ``doc_id``.
     """
     d = session.dialect
     return session.query(
