@@ -259,3 +259,13 @@ def test_text_ids_and_metadata_of_another_case(user_table, table_project) -> Non
     first = ARTICLES[0]["doc_id"]
     (doc,) = project.source().load([DocRef(first, "", "", user_table.qualified, 0, 0, 0, 0, 0)])
     assert doc.doc_id == first and doc.metadata == {"id": "1"}
+
+
+@pytest.mark.parametrize("backend", ["postgres"])  # SQLite compares any value with any column
+def test_a_filter_value_the_column_refuses_is_reported(user_table, table_project) -> None:
+    user_table.create()
+    user_table.fill()
+    report = table_project({"where": ["id >= three"]}).map_table()
+    assert not report.created and len(report.problems) == 1
+    assert report.problems[0].startswith(f"cannot read table {user_table.qualified}: ")
+    assert "invalid input syntax for type integer" in report.problems[0]
