@@ -89,3 +89,10 @@ def test_spec_file_line_and_environment(tmp_path: Path) -> None:
     assert isinstance(load_spec(path, environ=env).source, TableSourceSpec)
     with pytest.raises(SpecError, match="no spec field 'tabel'.*table"):
         load_spec(path, environ={"RAGSTATE_SOURCE__TABEL": "articles"})
+
+
+def test_every_table_source_field_is_documented() -> None:
+    docs = (Path(__file__).resolve().parents[2] / "docs" / "sources.md").read_text(encoding="utf-8")
+    paths = [f"source.{name}" for name in TableSourceSpec.model_fields]
+    paths += [f"source.where[].{name}" for name in FilterSpec.model_fields]
+    assert [p for p in paths if f"`{p}`" not in docs] == []

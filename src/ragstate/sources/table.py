@@ -126,52 +126,42 @@ class TableSource:
                 )
             ]
         out = []
-        for field_name, column in mapped_columns(spec):
-            info = _find(found, column, store.dialect.fold_case)
-            if info is None:
+        for c in _columns(store, spec, found):
+            if c.conversion == "missing":
                 out.append(
                     SourceProblem(
                         "column_missing",
-                        f"source table {spec.table}: column {column} (source.{field_name}) is missing (renamed or "
-                        f"dropped?); map another column in the spec{_hint(column, found)}",
+                        f"source table {spec.table}: column {c.column} (source.{c.field}) is missing (renamed or "
+                        f"dropped?); map another column in the spec{_hint(c.column, found)}",
                     )
                 )
-            elif field_name in _TEXT_ROLES and store.dialect.text_conversion(info.sql_type) == "binary":
+            elif c.conversion == "binary" and c.field in _TEXT_ROLES:
                 out.append(
                     SourceProblem(
                         "column_type",
-                        f"source table {spec.table}: column {column} (source.{field_name}) is now {info.sql_type}, "
+                        f"source table {spec.table}: column {c.column} (source.{c.field}) is now {c.sql_type}, "
                         "binary data that cannot be read as text",
                     )
                 )
         if out:
             return out
-        shown = view_display(store, self.name)
-        recorded = views.recorded(store, session, self.name)
-        if recorded is None:
-            return [
-                SourceProblem(
-                    "view_missing",
-                    f"view {shown} over {spec.table} is not created yet; apply checks the table and creates it",
-                )
-            ]
-        if recorded.fingerprint != mapping_fingerprint(spec):
-            return [
-                SourceProblem(
-                    "view_differs",
-                    f"mapping '{self.name}' in the store ({recorded.source_table}) differs from the spec; apply "
-                    f"checks the table and recreates view {shown}",
-                )
-            ]
-        try:
-            columns = store.columns(session, self.view)
-        except StoreError:  # SQLite reports a view whose columns were renamed away as broken
-            columns = {}
-        if columns is None:
-            return [SourceProblem("view_missing", f"view {shown} over {spec.table} was dropped; apply recreates it")]
-        if set(columns) != set(layout_of(spec, store).columns):
-            return [SourceProblem("view_differs", f"view {shown} was changed outside ragstate; apply recreates it")]
-        return []
+        state, recorded = _view_state(store, session, spec)
+        shown, table = view_display(store, self.name), spec.table
+        problem = {
+            "unrecorded": (
+                "view_missing",
+                f"view {shown} over {table} is not created yet; apply checks the table and creates it",
+            ),
+            "other": (
+                "view_differs",
+                f"mapping '{self.name}' in the store "
+                f"({recorded.source_table if recorded else table}) differs from the spec; apply checks the "
+                f"table and recreates view {shown}",
+            ),
+            "dropped": ("view_missing", f"view {shown} over {table} was dropped; apply recreates it"),
+            "changed": ("view_differs", f"view {shown} was changed outside ragstate; apply recreates it"),
+        }.get(state)
+        return [SourceProblem(*problem)] if problem else []
 
     def stage_scope(self, session: Session, limit: int | None) -> int:
         spec = self.spec
@@ -242,13 +232,14 @@ class TableSource:
                     doc_id=ref.doc_id,
                 )
             content_hash, doc_id, title, abstract, body = row[:5]
+            metadata = {name: _text(row[i]) for name, i in metadata_at}
             yield Document(
                 doc_id=doc_id,
                 title=title,
                 abstract=abstract,
                 body=body,
                 path=spec.table,
-                metadata={name: _text(row[i]) for name, i in metadata_at if _text(row[i]) is not None},
+                metadata={name: value for name, value in metadata.items() if value is not None},
                 source_hash=content_hash,
             )
 
@@ -309,43 +300,54 @@ def check(store: Store, session: Session, spec: TableSourceSpec) -> MappingRepor
         )
         return report
     report.table_columns = list(found)
-    readable = True
+    report.columns = _columns(store, spec, found)
+    for c in report.columns:
+        if c.conversion == "missing":
+            report.problems.append(
+                f"column {spec.table}.{c.column} (source.{c.field}) does not exist{_hint(c.column, found)}"
+            )
+        elif c.conversion == "binary" and c.field in _TEXT_ROLES:
+            report.problems.append(
+                f"column {spec.table}.{c.column} (source.{c.field}) is {c.sql_type}: binary data cannot be read as text"
+            )
+    # Rows can be counted without the other columns, not without the id or a filter's.
+    if not any(c.conversion == "missing" and c.field in ("id", "where") for c in report.columns):
+        _check_rows(session, spec, report)
+    state, recorded = _view_state(store, session, spec)
+    if recorded is not None and recorded.source_table != spec.table:
+        report.notes.append(f"mapping '{spec.mapping_name}' now maps {recorded.source_table}; mapping replaces it")
+    report.view_state = {"current": "current", "unrecorded": "missing", "dropped": "missing"}.get(state, "differs")
+    return report
+
+
+def _columns(store: Store, spec: TableSourceSpec, found: dict[str, ColumnInfo]) -> list[ColumnReport]:
+    """Each mapped column as the database has it, and how it becomes text."""
+    out = []
     for field_name, column in mapped_columns(spec):
         info = _find(found, column, store.dialect.fold_case)
         if info is None:
-            report.columns.append(ColumnReport(field_name, column, None, "missing"))
-            report.problems.append(
-                f"column {spec.table}.{column} (source.{field_name}) does not exist{_hint(column, found)}"
-            )
-            # rows can be counted without the other columns, not without the id or a filter's
-            readable = readable and field_name not in ("id", "where")
-            continue
-        conversion = store.dialect.text_conversion(info.sql_type) if field_name != "where" else "compared"
-        report.columns.append(ColumnReport(field_name, column, info.sql_type, conversion))
-        if conversion == "binary" and field_name in _TEXT_ROLES:
-            report.problems.append(
-                f"column {spec.table}.{column} (source.{field_name}) is {info.sql_type}: binary data cannot be "
-                "read as text"
-            )
-    if readable:
-        _check_rows(session, spec, report)
-    recorded = views.recorded(store, session, spec.mapping_name)
-    if recorded is not None and recorded.source_table != spec.table:
-        report.notes.append(f"mapping '{spec.mapping_name}' now maps {recorded.source_table}; mapping replaces it")
-    if recorded is None:
-        report.view_state = "missing"
-    elif recorded.fingerprint != mapping_fingerprint(spec):
-        report.view_state = "differs"
-    else:
-        try:
-            columns = store.columns(session, views.view_name(spec.mapping_name))
-        except StoreError:
-            columns = {}
-        if columns is None:
-            report.view_state = "missing"
+            out.append(ColumnReport(field_name, column, None, "missing"))
         else:
-            report.view_state = "current" if set(columns) == set(layout_of(spec, store).columns) else "differs"
-    return report
+            conversion = "compared" if field_name == "where" else store.dialect.text_conversion(info.sql_type)
+            out.append(ColumnReport(field_name, column, info.sql_type, conversion))
+    return out
+
+
+def _view_state(store: Store, session: Session, spec: TableSourceSpec) -> tuple[str, views.RecordedMapping | None]:
+    """The view of ``spec`` as found: ``current``; ``unrecorded``; ``other`` (recorded from
+    another mapping); ``dropped``; ``changed`` (its columns changed outside ragstate)."""
+    recorded = views.recorded(store, session, spec.mapping_name)
+    if recorded is None:
+        return "unrecorded", None
+    if recorded.fingerprint != mapping_fingerprint(spec):
+        return "other", recorded
+    try:
+        columns = store.columns(session, views.view_name(spec.mapping_name))
+    except StoreError:  # SQLite reports a view whose columns were renamed away as broken
+        return "changed", recorded
+    if columns is None:
+        return "dropped", recorded
+    return ("current" if set(columns) == set(layout_of(spec, store).columns) else "changed"), recorded
 
 
 def _check_rows(session: Session, spec: TableSourceSpec, report: MappingReport) -> None:
