@@ -82,12 +82,13 @@ def corpus(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def make_spec(store_spec: dict[str, Any], corpus: Path) -> Callable[..., dict[str, Any]]:
-    """A spec mapping for this test's store and corpus, with ``overrides`` merged in."""
+    """A spec mapping for this test's store and corpus, with ``overrides`` merged in
+    (a ``source`` naming a ``table`` replaces the corpus)."""
 
     def make(**overrides: Any) -> dict[str, Any]:
         spec: dict[str, Any] = {"store": dict(store_spec), "source": {"path": str(corpus)}, "pipelines": ["basic"]}
         for key, value in overrides.items():
-            if isinstance(value, dict) and isinstance(spec.get(key), dict):
+            if isinstance(value, dict) and isinstance(spec.get(key), dict) and "table" not in value:
                 spec[key] = {**spec[key], **value}
             else:
                 spec[key] = value

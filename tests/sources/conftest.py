@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import apsw
 import pytest
-import yaml
 
 SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "pmc"
 #: the sample's JSONL articles: real titles, abstracts and bodies
@@ -106,40 +105,23 @@ def user_table(backend: str, store_spec: dict[str, Any], request: pytest.Fixture
 
 
 @pytest.fixture
-def table_spec(store_spec: dict[str, Any], user_table: UserTable) -> Callable[..., dict[str, Any]]:
-    """A spec mapping whose source is ``user_table`` (``source`` fields and spec fields overridable)."""
+def table_source(user_table: UserTable) -> Callable[..., dict[str, Any]]:
+    """The ``source`` section mapping ``user_table`` (fields overridable)."""
 
-    def make(source: dict[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
+    def make(fields: dict[str, Any] | None = None) -> dict[str, Any]:
         base = {"table": user_table.qualified, "id": "id", "text": "body", "title": "title", "abstract": "abstract"}
-        return {"store": dict(store_spec), "source": {**base, **(source or {})}, "pipelines": ["basic"], **overrides}
+        return {**base, **(fields or {})}
 
     return make
 
 
 @pytest.fixture
-def table_project(table_spec: Callable[..., dict[str, Any]], tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    """Build a ``Project`` over ``user_table`` (closed at the end of the test)."""
-    from ragstate import Project, spec_from_dict
-
-    opened: list[Any] = []
-
-    def make(source: dict[str, Any] | None = None, **overrides: Any) -> Any:
-        project = Project(spec_from_dict(table_spec(source, **overrides), base_dir=tmp_path))
-        opened.append(project)
-        return project
-
-    yield make
-    for project in opened:
-        project.close()
+def table_project(make_project: Callable[..., Any], table_source: Callable[..., dict[str, Any]]) -> Callable[..., Any]:
+    """Build a ``Project`` over ``user_table``: ``table_project(source fields, **spec overrides)``."""
+    return lambda fields=None, **overrides: make_project(source=table_source(fields), **overrides)
 
 
 @pytest.fixture
-def table_spec_file(table_spec: Callable[..., dict[str, Any]], tmp_path: Path) -> Callable[..., Path]:
-    """Write a spec file over ``user_table`` for the CLI; returns its path."""
-
-    def write(source: dict[str, Any] | None = None, name: str = "ragstate.yaml", **overrides: Any) -> Path:
-        path = tmp_path / name
-        path.write_text(yaml.safe_dump(table_spec(source, **overrides)), encoding="utf-8")
-        return path
-
-    return write
+def table_spec_file(spec_file: Callable[..., Path], table_source: Callable[..., dict[str, Any]]) -> Callable[..., Path]:
+    """Write a spec file over ``user_table`` for the CLI: ``table_spec_file(source fields, **spec overrides)``."""
+    return lambda fields=None, **overrides: spec_file(source=table_source(fields), **overrides)
