@@ -55,13 +55,15 @@ class PostgresDialect(Dialect):
     # --- in-place sources -------------------------------------------------------------
 
     def content_hash_sql(self, title: str, abstract: str, body: str) -> str:
-        # The normalisation of ragstate.hashing.normalise_text (NFC; CR LF and CR become
-        # LF; trailing blanks of each line removed; leading and trailing newlines
-        # removed), fields joined by U+001E, then md5 (PostgreSQL has no BLAKE2b
-        # without an extension). docs/sources.md; tests compare it with Python.
+        # hashing.content_hash_md5: the layout normalisation of hashing.normalise_text
+        # (CR LF and CR become LF; trailing blanks of each line removed; leading and
+        # trailing newlines removed), fields joined by U+001E, then md5 (no BLAKE2b
+        # without an extension). Not NFC: normalize() and IS NFC NORMALIZED cost twice
+        # the rest together (BENCHMARKS.md); a text re-saved in another normal form is a
+        # change here. docs/sources.md; tests compare it with Python.
         def norm(column: str) -> str:
             return (
-                f"btrim(regexp_replace(replace(replace(normalize({column}, NFC), chr(13) || chr(10), chr(10)), "
+                f"btrim(regexp_replace(replace(replace({column}, chr(13) || chr(10), chr(10)), "
                 f"chr(13), chr(10)), '[ \\t\\f\\v]+$', '', 'gn'), chr(10))"
             )
 
