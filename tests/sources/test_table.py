@@ -10,6 +10,7 @@ import pytest
 
 from helpers import active_table, artifact_ids
 from ragstate.errors import DocumentError, MappingError
+from ragstate.plan.model import Plan
 from ragstate.sources.base import DocRef
 from sources.conftest import ARTICLES, DRAFTS, PUBLISHED
 
@@ -163,6 +164,7 @@ def test_renamed_and_dropped_columns_are_schema_drift(user_table, table_project)
         "map another column in the spec",
     )
     assert not project.status().ready
+    assert Plan.from_json(plan.to_json()) == plan
     with pytest.raises(MappingError, match=r"body \(source.text\) does not exist"):
         project.apply()
     assert len(artifact_ids(project)) == len(ARTICLES)  # nothing was touched

@@ -137,7 +137,9 @@ class Snapshot:
 
 
 class Source(Protocol):
-    """The contract of a document source (a folder of files; later, a user's table)."""
+    """The contract of a document source (a folder of files; a user's table also has the
+    ``InPlaceSource`` capability, and observe stages its scope through that instead of
+    ``snapshot``)."""
 
     #: short description for messages and status, e.g. ``folder /data/pmc``
     description: str
