@@ -117,9 +117,9 @@ def main() -> None:
             f"backend={args.backend} rows={args.n} characters={chars} repeats={args.repeats} "
             f"python={sys.version.split()[0]}"
         )
-        for name, median in (("in the database", db), ("through Python", py)):
-            runs = ", ".join(f"{t:.2f}" for t in times["database" if median is db else "python"])
-            print(f"stage scope {name:16s}: {median:7.2f} s  {args.n / median:9.0f} rows/s  (runs: {runs})")
+        for label, key, median in (("in the database", "database", db), ("through Python", "python", py)):
+            runs = ", ".join(f"{t:.2f}" for t in times[key])
+            print(f"stage scope {label:16s}: {median:7.2f} s  {args.n / median:9.0f} rows/s  (runs: {runs})")
         print(f"ratio python/database: {py / db:.3f}")
     finally:
         if server is not None:
