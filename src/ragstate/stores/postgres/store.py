@@ -80,7 +80,7 @@ class PostgresSession(Session):
     def execute(self, template: str, params: Sequence[Any] = (), **tables: str) -> int:
         sql = self.dialect.render(template, **tables)
         with _translated(self.where):
-            cur = self.conn.execute(sql, self.params(params) or None)
+            cur = self.conn.execute(sql, self.params(params))
             return cur.rowcount
 
     def executemany(self, template: str, rows: Iterable[Sequence[Any]], **tables: str) -> None:
@@ -91,14 +91,14 @@ class PostgresSession(Session):
     def query(self, template: str, params: Sequence[Any] = (), **tables: str) -> list[tuple[Any, ...]]:
         sql = self.dialect.render(template, **tables)
         with _translated(self.where):
-            return [tuple(r) for r in self.conn.execute(sql, self.params(params) or None).fetchall()]
+            return [tuple(r) for r in self.conn.execute(sql, self.params(params)).fetchall()]
 
     def iter_query(
         self, template: str, params: Sequence[Any] = (), *, chunk: int = 10_000, **tables: str
     ) -> Iterator[tuple[Any, ...]]:
         sql = self.dialect.render(template, **tables)
         with _translated(self.where), self.conn.cursor() as cur:
-            cur.execute(sql, self.params(params) or None)
+            cur.execute(sql, self.params(params))
             while rows := cur.fetchmany(chunk):
                 yield from (tuple(r) for r in rows)
 
