@@ -61,6 +61,16 @@ def text_hash(text: str) -> str:
     return hashlib.blake2b(text.encode("utf-8"), digest_size=16).hexdigest()
 
 
+def item_id(*parts: str) -> str:
+    """Stable id of an item derived from its parts (a chunk: document, text, occurrence).
+
+    The parts are joined with the record separator, hashed with BLAKE2b (10 bytes, 20 hex
+    digits): the same parts give the same id on every machine and in every run.
+    """
+    joined = _FIELD_SEPARATOR.join(parts)
+    return hashlib.blake2b(joined.encode("utf-8"), digest_size=10).hexdigest()
+
+
 def fingerprint(recipe: dict[str, Any]) -> str:
     """Stable hash of a recipe: canonical JSON (sorted keys), BLAKE2b, 16 hex digits.
 

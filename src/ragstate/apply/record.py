@@ -24,7 +24,10 @@ class KindCounts:
     generation: int | None = None
     built: int = 0
     rows: int = 0
+    #: texts fed to a model
     embedded: int = 0
+    #: items whose stored vectors were kept because their text did not change
+    reused: int = 0
     tokens: int = 0
     truncated: int = 0
     deleted: int = 0

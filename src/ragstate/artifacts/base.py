@@ -1,23 +1,30 @@
-"""The contract of an artifact kind: recipe, table, build, checks.
+"""The contract of an artifact kind: recipe, tables, build, checks.
 
-A kind turns documents into rows of one table per generation. Every row starts with the
-stamp columns (``doc_id, source_hash, recipe_fp, run_id, created_at``) so that the
-store itself, not only the ledger, says what each row was built from; ``verify``
-cross-checks the two.
+A kind turns documents into rows of one or more tables per generation (``entities``
+keeps its relations in a second table). Every row starts with the stamp columns
+(``doc_id, source_hash, recipe_fp, run_id, created_at``) so that the store itself, not
+only the ledger, says what each row was built from; ``verify`` cross-checks the two.
 
-================  =====================================================================
-``recipe(spec)``  everything that determines the rows' content, and its fingerprint;
-                  computed without loading a model
-``table(...)``    the table of one generation (its name ends in ``_g<generation>``)
-``build(docs)``   rows for a batch of documents, with how many rows each document has
-``checks``        which vector columns the quality audit reads
-================  =====================================================================
+Kinds form a DAG (``depends_on``): a dependent kind is built from the rows its upstream
+kinds hold in their target generation (``BuildContext.upstream``), and its recipe
+fingerprint includes theirs, so an upstream recipe change is recipe drift downstream.
+
+==================  ===================================================================
+``recipe(spec)``    everything that determines the rows' content, and its fingerprint;
+                    computed without loading a model
+``tables(...)``     the tables of one generation (names start ``<kind>_g<generation>``)
+``build(docs)``     rows for a batch of documents, with how many rows each document has
+``vector_columns``  which vector columns the quality audit reads
+``inspect``         set-based consistency checks (offsets, hierarchy, references to the
+                    upstream kinds' rows): documents incomplete or corrupt
+``recheck``         re-embed a sample of stored items; those that disagree are ``mock``
+==================  ===================================================================
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,7 +34,11 @@ from ragstate.compute.embedders import Embedder
 from ragstate.hashing import fingerprint
 from ragstate.sources.base import DocRef, Document
 from ragstate.spec.model import Spec
+from ragstate.stores.base import Session, Store, check_vector
 from ragstate.stores.schema import TableDef
+
+#: cosine similarity below which a re-embedded sample disagrees with its stored vector
+RECHECK_MIN_COSINE = 0.99
 
 
 @dataclass(frozen=True)
@@ -45,6 +56,8 @@ class Recipe:
     max_tokens: int | None = None
     #: items per second to estimate with before a run has measured the real rate
     default_rate: float = 1000.0
+    #: one line for ``status``: where the rows come from (e.g. which model's token outputs)
+    note: str = ""
 
     @classmethod
     def of(cls, kind: str, params: dict[str, Any], **extra: Any) -> Recipe:
@@ -59,30 +72,68 @@ class VectorColumn:
     dimension: int
     normalized: bool
     key: str = "doc_id"
+    #: which of the kind's tables holds it (index into ``tables()``)
+    table: int = 0
 
 
 @dataclass
 class Built:
     """The result of building one batch: rows, rows per document, and what it cost."""
 
+    #: rows of the kind's first table
     rows: list[tuple[Any, ...]] = field(default_factory=list)
+    #: rows of its further tables, in ``tables()`` order (``entities``: relations)
+    more: list[list[tuple[Any, ...]]] = field(default_factory=list)
+    #: rows per document, over all tables (what the ledger's ``items`` records)
     items: dict[str, int] = field(default_factory=dict)
     #: the content hash each document had when its text was read (what is stamped)
     source_hashes: dict[str, str] = field(default_factory=dict)
     embedded: int = 0
+    #: items whose stored vectors were kept because their text did not change
+    reused: int = 0
     tokens: int = 0
     truncated: int = 0
+
+    def table_rows(self, n_tables: int) -> list[list[tuple[Any, ...]]]:
+        """Rows per table, one list for each of the kind's ``n_tables`` tables."""
+        return [self.rows] + [self.more[i] if i < len(self.more) else [] for i in range(n_tables - 1)]
 
 
 @dataclass(frozen=True)
 class BuildContext:
-    """What a build may use: embedders by spec name, the store's vector encoding."""
+    """What a build may use: embedders by spec name, the store, the upstream kinds' rows.
+
+    ``tables`` holds the target generation's tables of this kind and of every kind it
+    depends on (upstream kinds are applied first, so their rows are complete). ``fresh``
+    names the documents whose stored items must not be reused (they were found corrupt
+    or placeholders).
+    """
 
     spec: Spec
     embedder: Callable[[str], Embedder]
     encode_vector: Callable[[np.ndarray], Any]
     run_id: str
     now: float
+    store: Store | None = None
+    tables: Mapping[str, tuple[TableDef, ...]] = field(default_factory=dict)
+    kinds: Mapping[str, ArtifactKind] = field(default_factory=dict)
+    fresh: frozenset[str] = frozenset()
+
+    def upstream(self, kind: str, doc_ids: Sequence[str]) -> dict[str, Any]:
+        """What upstream ``kind`` holds for ``doc_ids`` (its ``read``), by document."""
+        assert self.store is not None, "BuildContext.store is needed to read upstream rows"
+        with self.store.session() as s:
+            return self.kinds[kind].read(s, self.store, self.tables[kind], doc_ids)
+
+
+@dataclass(frozen=True)
+class Findings:
+    """What a kind's own consistency checks found (documents, sorted)."""
+
+    incomplete: tuple[str, ...] = ()
+    corrupt: tuple[tuple[str, str], ...] = ()
+    #: documents holding placeholder values (identical values of different texts)
+    mock: tuple[str, ...] = ()
 
 
 class ArtifactKind(ABC):
@@ -109,9 +160,48 @@ class ArtifactKind(ABC):
     def build(self, docs: Sequence[Document], recipe: Recipe, ctx: BuildContext) -> Built:
         """Rows for ``docs`` (all of them, in the table's column order)."""
 
+    def tables(self, recipe: Recipe, generation: int) -> tuple[TableDef, ...]:
+        """Every table of generation ``generation`` (the first is ``table()``)."""
+        return (self.table(recipe, generation),)
+
     def vector_columns(self, recipe: Recipe) -> tuple[VectorColumn, ...]:
         """Vector columns to audit (none by default)."""
         return ()
+
+    def read(self, session: Session, store: Store, tables: tuple[TableDef, ...], doc_ids: Sequence[str]) -> dict:
+        """The rows of ``doc_ids`` in the form dependent kinds build from (by document)."""
+        raise NotImplementedError(f"{self.name} has no dependent kinds to read it")
+
+    def inspect(
+        self,
+        session: Session,
+        store: Store,
+        recipe: Recipe,
+        tables: tuple[TableDef, ...],
+        upstream: Mapping[str, tuple[TableDef, ...]],
+        *,
+        depth: str,
+    ) -> Findings:
+        """Consistency checks against the staged scope (``tmp_scope``) and the upstream
+        kinds' target tables, as set operations; at ``depth`` ``audit`` also per-row
+        checks that read every row, at ``deep`` also re-hashing stored texts. None by
+        default."""
+        return Findings()
+
+    def recheck(
+        self,
+        session: Session,
+        store: Store,
+        recipe: Recipe,
+        tables: tuple[TableDef, ...],
+        upstream: Mapping[str, tuple[TableDef, ...]],
+        embedder: Embedder,
+        sample: int,
+        skip: set[str],
+    ) -> list[str] | None:
+        """Documents whose re-embedded sample disagrees with what is stored, or None when
+        the kind re-embeds from the source instead (``recheck_texts``)."""
+        return None
 
     def estimate_tokens(self, ref: DocRef, recipe: Recipe, max_tokens: int | None) -> int:
         """Tokens a build of ``ref`` will feed the model (an estimate: ~4 characters a token)."""
@@ -125,3 +215,35 @@ class ArtifactKind(ABC):
 
     def table_name(self, generation: int) -> str:
         return f"{self.name}_g{generation}"
+
+
+def fresh_vectors(store: Store, rows: Sequence[tuple[Any, ...]], dimension: int, normalized: bool) -> dict[Any, Any]:
+    """``{key: stored value}`` of ``(key, stored value)`` rows whose vector passes the quality
+    checks: what a rebuild may keep instead of embedding the same text again."""
+    out = {}
+    for key, value in rows:
+        try:
+            vector = store.decode_vector(value)
+        except ValueError:
+            continue
+        if check_vector(vector, dimension, normalized) is None:
+            out[key] = store.encode_vector(vector)
+    return out
+
+
+def disagreeing(store: Store, embedder: Embedder, rows: Sequence[tuple[str, str, Any]]) -> list[str]:
+    """Documents of ``(doc_id, text, stored vector)`` rows whose text re-embeds to a
+    vector with cosine similarity under ``RECHECK_MIN_COSINE`` to the stored one."""
+    if not rows:
+        return []
+    fresh = embedder.embed([r[1] for r in rows])
+    out = []
+    for (doc_id, _, value), vector in zip(rows, fresh, strict=True):
+        try:
+            stored = store.decode_vector(value)
+        except ValueError:
+            continue  # unreadable vectors are corrupt, not placeholders
+        denom = float(np.linalg.norm(stored) * np.linalg.norm(vector))
+        if stored.shape != vector.shape or denom == 0 or float(np.dot(stored, vector)) / denom < RECHECK_MIN_COSINE:
+            out.append(doc_id)
+    return sorted(set(out))

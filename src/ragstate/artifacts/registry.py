@@ -5,11 +5,28 @@ from __future__ import annotations
 from graphlib import CycleError, TopologicalSorter
 
 from ragstate.artifacts.base import ArtifactKind
+from ragstate.artifacts.chunk_embeddings import ChunkEmbeddings
+from ragstate.artifacts.chunks import Chunks
 from ragstate.artifacts.doc_embeddings import DocEmbeddings
+from ragstate.artifacts.entities import Entities
+from ragstate.artifacts.entity_embeddings import EntityEmbeddings
+from ragstate.artifacts.fulltext import Fulltext
+from ragstate.artifacts.token_embeddings import TokenEmbeddings
 from ragstate.compute.plugins import load_plugin
 from ragstate.errors import PluginError
 
-BUILTIN: dict[str, ArtifactKind] = {k.name: k for k in (DocEmbeddings(),)}
+BUILTIN: dict[str, ArtifactKind] = {
+    k.name: k
+    for k in (
+        DocEmbeddings(),
+        Chunks(),
+        ChunkEmbeddings(),
+        TokenEmbeddings(),
+        Entities(),
+        EntityEmbeddings(),
+        Fulltext(),
+    )
+}
 
 
 def get_kind(name: str) -> ArtifactKind:

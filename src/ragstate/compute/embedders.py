@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -60,6 +61,16 @@ class Embedder(Protocol):
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens each text has in the model's own tokenizer (before truncation)."""
+        ...
+
+    def token_spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        """Character spans of each text's tokens, special tokens left out."""
+        ...
+
+    def embed_tokens(self, texts: Sequence[str]) -> list[np.ndarray]:
+        """One ``(tokens, dimension)`` float32 matrix per text: the model's per-token
+        outputs (ColBERT-style late-interaction vectors), rows unit length when
+        ``normalize``."""
         ...
 
 
@@ -159,7 +170,8 @@ class SentenceTransformerEmbedder:
             )
         return vectors
 
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+    def tokenizer(self) -> Any:
+        """The model's own tokenizer (the ``tokenizers`` package: no torch needed)."""
         if self._tokenizer is None:
             from tokenizers import Tokenizer
 
@@ -170,7 +182,33 @@ class SentenceTransformerEmbedder:
             tok.no_truncation()
             tok.no_padding()
             self._tokenizer = tok
-        return [len(e.ids) for e in self._tokenizer.encode_batch(list(texts))]
+        return self._tokenizer
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return [len(e.ids) for e in self.tokenizer().encode_batch(list(texts))]
+
+    def token_spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        return [
+            [span for span, special in zip(e.offsets, e.special_tokens_mask, strict=True) if not special]
+            for e in self.tokenizer().encode_batch(list(texts))
+        ]
+
+    def embed_tokens(self, texts: Sequence[str]) -> list[np.ndarray]:
+        if not texts:
+            return []
+        outputs = self.model().encode(
+            list(texts),
+            batch_size=self.spec.batch_size,
+            output_value="token_embeddings",
+            show_progress_bar=False,
+        )
+        matrices = []
+        for out in outputs:
+            m = np.asarray(out.float().cpu().numpy() if hasattr(out, "cpu") else out, dtype=np.float32)
+            if self.normalize:
+                m = m / np.maximum(np.linalg.norm(m, axis=1, keepdims=True), 1e-12)
+            matrices.append(m)
+        return matrices
 
 
 class HashEmbedder:
@@ -213,6 +251,12 @@ class HashEmbedder:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(t.split()) for t in texts]
+
+    def token_spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
+        return [[m.span() for m in re.finditer(r"\S+", t)] for t in texts]
+
+    def embed_tokens(self, texts: Sequence[str]) -> list[np.ndarray]:
+        return [self.embed(t.split()) for t in texts]
 
 
 BUILTIN: dict[str, Any] = {"sentence-transformers": SentenceTransformerEmbedder, "hash": HashEmbedder}

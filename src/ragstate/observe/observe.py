@@ -8,10 +8,15 @@ Three depths:
 * ``shallow`` (``plan``): source vs ledger vs presence of artifact rows and their stamps,
   all as set operations in SQL; a no-op costs a stat per file and a few joins.
 * ``audit`` (``apply``): also checks every stored vector (dimension, finite, non-zero,
-  unit length) and looks for identical vectors of different texts.
+  unit length), looks for identical vectors of different texts, and runs each kind's
+  consistency checks against its upstream kinds (every chunk has its embedding and token
+  matrix, every entity cites an existing chunk, offsets lie inside their document).
 * ``deep`` (``verify``, ``reconcile``, ``--deep``): also re-reads and re-hashes every
-  source file, trusting no recorded file stat, and re-embeds a sample of documents to
+  source file, trusting no recorded file stat, and re-embeds a sample of stored items to
   compare with what is stored.
+
+Kinds are observed in build order (upstream first), so each one's checks can read its
+upstream kinds' target tables.
 """
 
 from __future__ import annotations
@@ -20,8 +25,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-import numpy as np
-
+from ragstate.artifacts.base import disagreeing
 from ragstate.compute.embedders import make_embedder
 from ragstate.hashing import text_hash
 from ragstate.plan.desired import Desired, DesiredKind
@@ -32,9 +36,7 @@ from ragstate.stores.base import SchemaProblem, Session, Store
 from ragstate.stores.dialect import Col
 from ragstate.stores.ledger import DriftRows, Generation
 from ragstate.stores.migrations import SCHEMA_VERSIONS, migrate, schema_problems
-
-#: cosine similarity below which a re-embedded sample disagrees with its stored vector
-RECHECK_MIN_COSINE = 0.99
+from ragstate.stores.schema import TableDef
 
 
 @dataclass(frozen=True)
@@ -54,8 +56,14 @@ class KindObservation:
     table_incompatible: bool = False
     corrupt: tuple[tuple[str, str], ...] = ()
     mock: tuple[str, ...] = ()
+    #: documents the kind's consistency checks found partial or inconsistent with upstream
+    incomplete: tuple[str, ...] = ()
     #: items per second measured by the last run of this recipe, if any
     rate: float | None = None
+    #: the target generation's tables, when they all exist
+    tables: tuple[TableDef, ...] | None = None
+    #: the target tables of the kinds this one depends on
+    upstream: Mapping[str, tuple[TableDef, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -115,7 +123,10 @@ def observe(spec: Spec, desired: Desired, store: Store, source: Source, *, depth
                 else:
                     assert snapshot is not None
                     scope_size = registry.stage_scope(store, s, snapshot, known, spec.scope_limit)
-                kinds = {d.name: _observe_kind(store, s, d, audit=depth != "shallow") for d in desired.kinds}
+                kinds: dict[str, KindObservation] = {}
+                for d in desired.kinds:  # upstream first: checks read upstream tables
+                    upstream = {u: kinds[u].tables for u in d.kind.depends_on if u in kinds}
+                    kinds[d.name] = _observe_kind(store, s, d, upstream, depth=depth)
                 need = {doc for k in kinds.values() for doc in _to_build(k)}
                 refs = registry.scope_refs(s, sorted(need)) if need else {}
                 if depth == "deep":
@@ -130,7 +141,14 @@ def observe(spec: Spec, desired: Desired, store: Store, source: Source, *, depth
     return Observed(scope_size=scope_size, kinds=kinds, refs=refs, snapshot=snapshot, known=known, depth=depth)
 
 
-def _observe_kind(store: Store, s: Session, desired: DesiredKind, *, audit: bool) -> KindObservation:
+def _observe_kind(
+    store: Store,
+    s: Session,
+    desired: DesiredKind,
+    upstream: Mapping[str, tuple[TableDef, ...] | None],
+    *,
+    depth: str,
+) -> KindObservation:
     kind, recipe = desired.kind, desired.recipe
     gens = ledger.generations(store, s, kind.name)
     active = next((g for g in gens if g.state == "active"), None)
@@ -140,29 +158,40 @@ def _observe_kind(store: Store, s: Session, desired: DesiredKind, *, audit: bool
         target = next((g for g in reversed(gens) if g.recipe_fp == recipe.fingerprint), None)
     table_problems: list[SchemaProblem] = []
     incompatible = False
-    table: str | None = None
+    tables: tuple[TableDef, ...] | None = None
     if target is not None:
-        # A generation still being built gets its vector index when it is switched in.
-        table_problems = store.table_problems(
-            s, kind.table(recipe, target.generation), vector_indexes=target.state == "active"
-        )
+        defs = kind.tables(recipe, target.generation)
+        for t in defs:
+            # A generation still being built gets its vector index when it is switched in.
+            table_problems += store.table_problems(s, t, vector_indexes=target.state == "active")
         incompatible = any(not p.repairable for p in table_problems)
-        table_ok = not any(p.what in ("missing_table", "missing_column", "wrong_type") for p in table_problems)
-        table = target.table_name if table_ok else None
+        tables_ok = not any(p.what in ("missing_table", "missing_column", "wrong_type") for p in table_problems)
+        tables = defs if tables_ok else None
     rows = ledger.drift_rows(
         s,
         kind.name,
         target.generation if target is not None else 0,
-        table,
+        [t.name for t in tables] if tables is not None else None,
         recipe.fingerprint,
         multi_row=kind.multi_row,
     )
     corrupt: list[tuple[str, str]] = []
     mock: list[str] = []
-    if audit and table is not None:
-        for vc in kind.vector_columns(recipe):
-            corrupt.extend(store.vector_quality(s, table, vc.column, vc.dimension, vc.normalized, vc.key))
-            mock.extend(ledger.duplicate_vectors(s, table, vc.column))
+    incomplete: tuple[str, ...] = ()
+    if tables is not None:
+        if depth != "shallow":
+            for vc in kind.vector_columns(recipe):
+                name = tables[vc.table].name
+                corrupt.extend(store.vector_quality(s, name, vc.column, vc.dimension, vc.normalized, vc.key))
+                mock.extend(ledger.duplicate_vectors(s, name, vc.column))
+        if all(upstream.get(u) is not None for u in kind.depends_on):
+            found = kind.inspect(s, store, recipe, tables, upstream, depth=depth)  # type: ignore[arg-type]
+            # Documents rebuilt anyway (new, changed, another recipe) are not reported
+            # again for what their outdated rows look like.
+            outdated = set(rows.unbuilt) | set(rows.changed) | set(rows.foreign_recipe)
+            corrupt.extend((d, r) for d, r in found.corrupt if d not in outdated)
+            mock.extend(d for d in found.mock if d not in outdated)
+            incomplete = tuple(d for d in found.incomplete if d not in outdated)
     bad = {d for d, _ in corrupt}
     return KindObservation(
         kind=kind.name,
@@ -174,7 +203,10 @@ def _observe_kind(store: Store, s: Session, desired: DesiredKind, *, audit: bool
         table_incompatible=incompatible,
         corrupt=tuple(sorted(set(corrupt))),
         mock=tuple(sorted(set(mock) - bad)),
+        incomplete=tuple(sorted(set(incomplete) - bad)),
         rate=records.measured_rate(store, s, kind.name, recipe.fingerprint),
+        tables=tables,
+        upstream={u: t for u, t in upstream.items() if t is not None},
     )
 
 
@@ -187,6 +219,7 @@ def _to_build(k: KindObservation) -> set[str]:
         | set(r.foreign_recipe)
         | {d for d, _ in k.corrupt}
         | set(k.mock)
+        | set(k.incomplete)
     )
 
 
@@ -197,35 +230,43 @@ def _with_recheck(
     kind, recipe = desired.kind, desired.recipe
     n = spec.reconcile.sample_recheck
     columns = kind.vector_columns(recipe)
-    if n == 0 or k.target is None or k.table_problems or not columns or recipe.model is None:
+    if n == 0 or k.tables is None or k.table_problems or recipe.model is None:
         return k
     skip = _to_build(k)
-    vc = columns[0]
+    embedder = make_embedder(recipe.model, spec.models[recipe.model])
+    disagree = kind.recheck(s, store, recipe, k.tables, k.upstream, embedder, n, skip)
+    if disagree is None and columns:
+        disagree = _recheck_from_source(store, s, source, desired, k.tables, n, skip, embedder)
+    if not disagree:
+        return k
+    return replace(k, mock=tuple(sorted(set(k.mock) | set(disagree))))
+
+
+def _recheck_from_source(
+    store: Store,
+    s: Session,
+    source: Source,
+    desired: DesiredKind,
+    tables: tuple[TableDef, ...],
+    n: int,
+    skip: set[str],
+    embedder,
+) -> list[str]:
+    """The recheck of kinds with one vector per document: re-read a sample of documents."""
+    kind, recipe = desired.kind, desired.recipe
+    vc = kind.vector_columns(recipe)[0]
     rows = s.query(
         "SELECT {key}, text_hash, {col} FROM {t} WHERE {key} IN (SELECT doc_id FROM {tmp_scope})",
         key=Col(vc.key),
         col=Col(vc.column),
-        t=k.target.table_name,
+        t=tables[vc.table].name,
     )
     rows = [r for r in rows if r[0] not in skip]
     sample = random.Random(0x5EED).sample(rows, min(n, len(rows)))
     if not sample:
-        return k
+        return []
     refs = registry.scope_refs(s, [r[0] for r in sample])
     docs = list(source.load([refs[r[0]] for r in sample if r[0] in refs]))
     texts = kind.recheck_texts(docs, recipe)
-    keep = [(r, texts[r[0]]) for r in sample if r[0] in texts and text_hash(texts[r[0]]) == r[1]]
-    if not keep:
-        return k
-    embedder = make_embedder(recipe.model, spec.models[recipe.model])
-    fresh = embedder.embed([t for _, t in keep])
-    disagree = []
-    for (row, _), vector in zip(keep, fresh, strict=True):
-        stored = store.decode_vector(row[2])
-        denom = float(np.linalg.norm(stored) * np.linalg.norm(vector))
-        cosine = float(np.dot(stored, vector) / denom) if denom > 0 else 0.0
-        if cosine < RECHECK_MIN_COSINE:
-            disagree.append(row[0])
-    if not disagree:
-        return k
-    return replace(k, mock=tuple(sorted(set(k.mock) | set(disagree))))
+    keep = [(r[0], texts[r[0]], r[2]) for r in sample if r[0] in texts and text_hash(texts[r[0]]) == r[1]]
+    return disagreeing(store, embedder, keep)

@@ -1,15 +1,21 @@
 """Which artifact kinds each retrieval pipeline reads (the seeds' requirements).
 
-=============  ===============================================================
-pipeline       artifact kinds it needs
-=============  ===============================================================
+=============  ================================================  =========================
+pipeline       artifact kinds it reads                           (plus, built first)
+=============  ================================================  =========================
 ``basic``      doc_embeddings
+``crag``       doc_embeddings, chunks (knowledge strips)
 ``hyde``       doc_embeddings
-=============  ===============================================================
+``colbert``    doc_embeddings, token_embeddings                  chunks
+``noderag``    chunks (sections → chunks), chunk_embeddings
+``graphrag``   entities (with relations), entity_embeddings      chunks
+``hybrid``     doc_embeddings, fulltext
+=============  ================================================  =========================
 
-A kind that several enabled pipelines need is built once. Kinds are added to this
-table as they become available; a pipeline whose kinds are not yet built by this
-version is refused by name when a spec enables it.
+The spec enables pipelines; the plan covers the union of their kinds and of the kinds
+those depend on; a kind that several pipelines need (``doc_embeddings`` for basic, CRAG,
+HyDE, ColBERT and hybrid) is built once. A pipeline is ready when every kind it reads,
+and every kind those are built from, is.
 """
 
 from __future__ import annotations
@@ -18,12 +24,17 @@ from ragstate.errors import SpecError
 
 REQUIREMENTS: dict[str, tuple[str, ...]] = {
     "basic": ("doc_embeddings",),
+    "crag": ("doc_embeddings", "chunks"),
     "hyde": ("doc_embeddings",),
+    "colbert": ("doc_embeddings", "token_embeddings"),
+    "noderag": ("chunks", "chunk_embeddings"),
+    "graphrag": ("entities", "entity_embeddings"),
+    "hybrid": ("doc_embeddings", "fulltext"),
 }
 
 
 def kinds_for(pipelines: tuple[str, ...]) -> tuple[str, ...]:
-    """The distinct kinds the given pipelines need, in first-mention order."""
+    """The distinct kinds the given pipelines read, in first-mention order."""
     kinds: list[str] = []
     for pipeline in pipelines:
         if pipeline not in REQUIREMENTS:

@@ -25,7 +25,8 @@ class DesiredKind:
 
 @dataclass(frozen=True)
 class Desired:
-    """Kinds in build order (upstream first), and what each pipeline reads."""
+    """Kinds in build order (upstream first), and what each pipeline needs: the kinds it
+    reads and those they are built from, in build order."""
 
     kinds: tuple[DesiredKind, ...]
     pipelines: dict[str, tuple[str, ...]]
@@ -47,5 +48,5 @@ def desired_state(spec: Spec) -> Desired:
     kinds = ordered(kinds_for(spec.pipelines))
     return Desired(
         kinds=tuple(DesiredKind(k, k.recipe(spec)) for k in kinds),
-        pipelines={p: REQUIREMENTS[p] for p in spec.pipelines},
+        pipelines={p: tuple(k.name for k in ordered(REQUIREMENTS[p])) for p in spec.pipelines},
     )

@@ -10,9 +10,17 @@ ledger row, rows gone              missing         build (``incomplete`` for mul
 source hash differs                stale           build
 ledger/rows of another recipe      recipe          build
 active generation's recipe differs recipe (all)    build a new generation, then switch
-vector fails quality checks        corrupt         build
+vector fails quality checks, or    corrupt         build
+offsets/lengths outside the doc
 identical vectors, or re-embedding mock            build
 disagrees with the stored vector
+items missing, hierarchy broken,   incomplete      build (reusing unchanged items)
+or rows that reference upstream
+rows that are gone (a chunk
+without its embedding, an entity
+citing a chunk that is gone)
+an upstream kind rebuilds the      stale           build (reusing unchanged items)
+document
 ledger row out of scope            orphaned        delete rows and ledger row
 rows without ledger, out of scope  orphaned        delete rows
 table/column/index missing         schema          repair (create what is missing)
@@ -20,6 +28,11 @@ column of another type/dimension   schema          build a new generation, then 
 =================================  ==============  ======================================
 
 A document is counted once, under the first class that applies, in the order above.
+
+Kinds are planned in build order. A document that an upstream kind rebuilds is rebuilt
+downstream too (``chunks`` → ``chunk_embeddings``), so one apply converges whatever
+the upstream rows turn out to be; the dependent kinds reuse the stored vectors of items
+whose text did not change, so this costs no model time for unchanged items.
 """
 
 from __future__ import annotations
@@ -36,7 +49,11 @@ from ragstate.spec.model import Spec
 def diff(spec: Spec, spec_hash: str, desired: Desired, observed: Observed, *, now: float | None = None) -> Plan:
     """The plan that takes the store from ``observed`` to ``desired``."""
     blocked = observed.schema or observed.source_schema
-    kinds = tuple(_kind_plan(d, observed.kinds[d.name], observed) for d in desired.kinds) if not blocked else ()
+    planned: dict[str, KindPlan] = {}
+    for d in desired.kinds if not blocked else ():  # build order: upstream first
+        upstream = {doc for u in d.kind.depends_on if u in planned for doc in planned[u].build_ids}
+        planned[d.name] = _kind_plan(d, observed.kinds[d.name], observed, upstream)
+    kinds = tuple(planned.values())
     destructive_reasons = []
     for k in kinds:
         built = observed.kinds[k.kind].rows.built
@@ -73,7 +90,7 @@ def diff(spec: Spec, spec_hash: str, desired: Desired, observed: Observed, *, no
     return replace(plan, fingerprint=action_fingerprint(plan))
 
 
-def _kind_plan(desired: DesiredKind, k: KindObservation, observed: Observed) -> KindPlan:
+def _kind_plan(desired: DesiredKind, k: KindObservation, observed: Observed, upstream: set[str]) -> KindPlan:
     kind, recipe = desired.kind, desired.recipe
     rows = k.rows
     target = k.target
@@ -99,6 +116,8 @@ def _kind_plan(desired: DesiredKind, k: KindObservation, observed: Observed) -> 
         add("recipe", rows.foreign_recipe)
         add("corrupt", tuple(d for d, _ in k.corrupt))
         add("mock", k.mock)
+        add("incomplete", k.incomplete)
+        add("stale", sorted(upstream))
     recipe_change = k.active is not None and k.active.recipe_fp != k.recipe_fp
     if recipe_change:
         # The work goes into another generation than the one queries use, so every

@@ -325,10 +325,50 @@ class DocEmbeddingsSpec(_Section):
         return template
 
 
+class ChunksSpec(_Section):
+    """Recipe of ``chunks``: parent sections and child chunks with character offsets."""
+
+    model: str = Field("default", description="the model whose tokenizer counts tokens (entry in models)")
+    chunker: str = Field("sections", description="chunker plugin: sections, or an installed ragstate.chunkers one")
+    max_tokens: int | None = Field(
+        None, ge=8, le=32_768, description="tokens per chunk at most (default: the model's window)"
+    )
+    min_tokens: int = Field(64, ge=0, le=32_768, description="paragraphs merge while a chunk has fewer tokens")
+
+
+class ModelRecipeSpec(_Section):
+    """Recipe of a kind that embeds with one model (chunk, token and entity embeddings)."""
+
+    model: str = Field("default", description="name of an entry in models")
+
+
+class EntitiesSpec(_Section):
+    """Recipe of ``entities`` (with their relations)."""
+
+    extractor: str = Field("rules", description="extractor plugin: rules (offline), or an installed one")
+    options: dict[str, Any] = Field(default_factory=dict, description="options passed to the extractor")
+
+
+class FulltextSpec(_Section):
+    """Recipe of ``fulltext``: an FTS5 table (SQLite) or a tsvector GIN index (PostgreSQL)."""
+
+    language: str = Field(
+        "english",
+        pattern=r"^[a-z_]{1,32}$",
+        description="PostgreSQL text search configuration (english also stems on SQLite; others: no stemming)",
+    )
+
+
 class ArtifactsSpec(_Section):
     """Recipes of the artifact kinds (only the kinds that enabled pipelines need are built)."""
 
     doc_embeddings: DocEmbeddingsSpec = DocEmbeddingsSpec()
+    chunks: ChunksSpec = ChunksSpec()
+    chunk_embeddings: ModelRecipeSpec = ModelRecipeSpec()
+    token_embeddings: ModelRecipeSpec = ModelRecipeSpec()
+    entities: EntitiesSpec = EntitiesSpec()
+    entity_embeddings: ModelRecipeSpec = ModelRecipeSpec()
+    fulltext: FulltextSpec = FulltextSpec()
 
 
 class ReconcileSpec(_Section):

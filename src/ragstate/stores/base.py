@@ -13,6 +13,7 @@ templates, so a third backend (IRIS) is one more folder with the same two files.
 ``copy_rows``          bulk insert (COPY on PostgreSQL, executemany on SQLite)
 ``vector_quality``     rows whose vectors are unreadable, non-finite, zero, or not
                        unit length when they should be
+``fulltext_search``    rows matching a text query through a table's fulltext index
 =====================  ===========================================================
 """
 
@@ -238,6 +239,12 @@ class Store(ABC):
         self, session: Session, table: str, column: str, query: np.ndarray, k: int, key: str = "doc_id"
     ) -> list[tuple[str, float]]:
         """The ``k`` rows nearest to ``query`` by cosine distance: ``(key, distance)``."""
+
+    @abstractmethod
+    def fulltext_search(self, session: Session, table: TableDef, query: str, k: int) -> list[tuple[str, float]]:
+        """``(doc_id, score)`` of the ``k`` best rows of ``table`` matching ``query`` (every
+        word must occur), through the table's fulltext index; higher scores rank first on
+        PostgreSQL, lower (bm25) on SQLite."""
 
     def vector_index(self, session: Session, table: TableDef) -> None:
         """Create the approximate-nearest-neighbour indexes of ``table`` (if supported).

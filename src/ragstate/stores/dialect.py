@@ -162,8 +162,14 @@ class Dialect(ABC):
         if not temp:
             # Vector indexes are left out: they are built once a generation is loaded
             # (Store.vector_index), which is far faster than maintaining them row by row.
-            statements += [self.create_index(table, ix) for ix in table.indexes if ix.method != "vector"]
+            for ix in table.indexes:
+                if ix.method != "vector":
+                    statements += self.index_statements(table, ix)
         return [s for s in statements if s]
+
+    def index_statements(self, table: TableDef, index: Index) -> list[str]:
+        """Statements creating ``index`` if it is missing (one, unless a backend needs more)."""
+        return [self.create_index(table, index)]
 
     def index_name(self, table: TableDef, index: Index) -> str:
         """The (unquoted) physical name of ``index`` on ``table`` ('' if not created)."""

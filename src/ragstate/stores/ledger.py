@@ -16,6 +16,7 @@ from typing import Any
 
 from ragstate.stores.base import Session, Store, now
 from ragstate.stores.dialect import Col
+from ragstate.stores.schema import ROW_COUNTS
 
 
 @dataclass(frozen=True)
@@ -98,15 +99,23 @@ def activate(session: Session, kind: str, generation: int) -> None:
 
 
 def drift_rows(
-    session: Session, kind: str, generation: int, table: str | None, recipe_fp: str, *, multi_row: bool
+    session: Session,
+    kind: str,
+    generation: int,
+    tables: Sequence[str] | None,
+    recipe_fp: str,
+    *,
+    multi_row: bool,
 ) -> DriftRows:
     """Run the drift set operations for ``kind``/``generation`` against the staged scope.
 
-    ``table`` is None when the generation's table does not exist (not created yet, or
-    dropped behind ragstate's back): every ledger row then counts as rows absent.
+    ``tables`` are the generation's tables (a kind may keep rows in several); None when
+    one of them does not exist (not created yet, or dropped behind ragstate's back):
+    every ledger row then counts as rows absent. A multi-row kind's rows are counted per
+    document over all its tables, against the ledger's ``items``.
     """
     params: tuple[Any, ...]
-    if table is None:
+    if tables is None:
         rows = session.query(
             "SELECT s.doc_id, l.doc_id IS NULL, l.doc_id IS NOT NULL, l.source_hash <> s.content_hash, "
             "l.recipe_fp <> ? FROM {tmp_scope} s "
@@ -125,9 +134,10 @@ def drift_rows(
             "WHERE l.doc_id IS NULL OR a.doc_id IS NULL OR l.source_hash <> s.content_hash "
             "OR a.source_hash <> s.content_hash OR l.recipe_fp <> ? OR a.recipe_fp <> ?",
             params,
-            t=table,
+            t=tables[0],
         )
     else:
+        _stage_row_counts(session, tables)
         params = (recipe_fp, recipe_fp, recipe_fp, kind, generation, recipe_fp, recipe_fp, recipe_fp)
         rows = session.query(
             "SELECT s.doc_id, l.doc_id IS NULL, l.doc_id IS NOT NULL AND coalesce(a.n, 0) <> l.items, "
@@ -135,14 +145,15 @@ def drift_rows(
             "l.recipe_fp <> ? OR a.lo_fp <> ? OR a.hi_fp <> ? "
             "FROM {tmp_scope} s "
             "LEFT JOIN {ledger} l ON l.kind = ? AND l.generation = ? AND l.doc_id = s.doc_id "
-            "LEFT JOIN (SELECT doc_id, count(*) AS n, min(source_hash) AS lo_hash, max(source_hash) AS hi_hash, "
-            "min(recipe_fp) AS lo_fp, max(recipe_fp) AS hi_fp FROM {t} GROUP BY doc_id) a ON a.doc_id = s.doc_id "
+            "LEFT JOIN (SELECT doc_id, sum(n) AS n, min(lo_hash) AS lo_hash, max(hi_hash) AS hi_hash, "
+            "min(lo_fp) AS lo_fp, max(hi_fp) AS hi_fp FROM {tmp_row_counts} GROUP BY doc_id) a "
+            "ON a.doc_id = s.doc_id "
             "WHERE l.doc_id IS NULL OR coalesce(a.n, 0) <> l.items OR l.source_hash <> s.content_hash "
             "OR a.lo_hash <> s.content_hash OR a.hi_hash <> s.content_hash "
             "OR l.recipe_fp <> ? OR a.lo_fp <> ? OR a.hi_fp <> ?",
             params,
-            t=table,
         )
+        session.execute("DROP TABLE IF EXISTS {tmp_row_counts}")
     unbuilt, absent, changed, foreign = [], [], [], []
     for doc_id, no_ledger, rows_absent, hash_differs, fp_differs in rows:
         if no_ledger:
@@ -161,9 +172,9 @@ def drift_rows(
             (kind, generation),
         )
     ]
-    strays: list[str] = []
-    if table is not None:
-        strays = [
+    strays: set[str] = set()
+    for table in tables or ():
+        strays.update(
             r[0]
             for r in session.query(
                 "SELECT DISTINCT a.doc_id FROM {t} a WHERE NOT EXISTS "
@@ -172,7 +183,7 @@ def drift_rows(
                 (kind, generation),
                 t=table,
             )
-        ]
+        )
     built = int(session.scalar("SELECT count(*) FROM {ledger} WHERE kind = ? AND generation = ?", (kind, generation)))
     return DriftRows(
         unbuilt=tuple(sorted(unbuilt)),
@@ -183,6 +194,22 @@ def drift_rows(
         strays=tuple(sorted(strays)),
         built=built,
     )
+
+
+def _stage_row_counts(session: Session, tables: Sequence[str]) -> None:
+    """Fill the temporary ``row_counts`` with rows per document of each table (one
+    statement per table, whatever the number of documents)."""
+    session.execute("DROP TABLE IF EXISTS {tmp_row_counts}")
+    for statement in session.dialect.create_table(ROW_COUNTS, temp=True):
+        session.execute(statement)
+    for part, table in enumerate(tables):
+        session.execute(
+            "INSERT INTO {tmp_row_counts} (doc_id, part, n, lo_hash, hi_hash, lo_fp, hi_fp) "
+            "SELECT doc_id, ?, count(*), min(source_hash), max(source_hash), min(recipe_fp), max(recipe_fp) "
+            "FROM {t} GROUP BY doc_id",
+            (part,),
+            t=table,
+        )
 
 
 def duplicate_vectors(session: Session, table: str, column: str) -> list[str]:
@@ -226,11 +253,12 @@ def delete(session: Session, kind: str, generation: int, doc_ids: Sequence[str])
     )
 
 
-def delete_rows(session: Session, table: str, doc_ids: Sequence[str]) -> int:
-    """Delete every artifact row of ``doc_ids`` from ``table``."""
+def delete_rows(session: Session, tables: str | Sequence[str], doc_ids: Sequence[str]) -> int:
+    """Delete every artifact row of ``doc_ids`` from ``tables`` (one name or several)."""
     if not doc_ids:
         return 0
-    return session.execute("DELETE FROM {t} WHERE doc_id = ANY(?)", (list(doc_ids),), t=table)
+    names = (tables,) if isinstance(tables, str) else tables
+    return sum(session.execute("DELETE FROM {t} WHERE doc_id = ANY(?)", (list(doc_ids),), t=t) for t in names)
 
 
 def counts(session: Session) -> dict[tuple[str, int], int]:

@@ -83,14 +83,23 @@ class Index:
     name: str
     columns: tuple[str, ...]
     unique: bool = False
-    #: "btree", or "vector" for an approximate-nearest-neighbour index (HNSW on PostgreSQL;
-    #: SQLite has none and searches vectors exhaustively with sqlite-vec)
+    #: "btree"; "vector" for an approximate-nearest-neighbour index (HNSW on PostgreSQL;
+    #: SQLite has none and searches vectors exhaustively with sqlite-vec); or "fulltext"
+    #: for a text-search index over ``columns`` (a tsvector GIN index on PostgreSQL, an
+    #: FTS5 table kept in step by triggers on SQLite)
     method: str = "btree"
+    #: text-search language of a "fulltext" index (PostgreSQL text search configuration;
+    #: ``english`` also selects the Porter stemmer on SQLite)
+    language: str | None = None
 
     def __post_init__(self) -> None:
         ident(self.name, what="index name")
         for c in self.columns:
             ident(c, what="column name")
+        if (self.method == "fulltext") != (self.language is not None):
+            raise ValueError(f"index {self.name}: a language is given exactly for fulltext indexes")
+        if self.language is not None:
+            ident(self.language, what="text-search language")
 
 
 @dataclass(frozen=True)
@@ -118,6 +127,11 @@ class TableDef:
             if c.name == name:
                 return c
         raise KeyError(name)
+
+
+def fulltext_table(table: TableDef, index: Index) -> str:
+    """The (unprefixed) name of the search structure of a fulltext ``index`` on ``table``."""
+    return ident(f"{table.name}_{index.name}", what="table name")
 
 
 def col(name: str, type_: ColumnType, *, null: bool = True, dim: int | None = None) -> Column:
@@ -279,6 +293,21 @@ SCOPE = TableDef(
 
 #: temporary: paths whose recorded documents no longer hold (changed or gone)
 STALE_PATHS = TableDef("stale_paths", (col("path", T, null=False),), primary_key=("path",))
+
+#: temporary: rows per document and table of a multi-row kind, with their stamps' range
+ROW_COUNTS = TableDef(
+    "row_counts",
+    (
+        col("doc_id", T, null=False),
+        col("part", I, null=False),
+        col("n", BI, null=False),
+        col("lo_hash", T),
+        col("hi_hash", T),
+        col("lo_fp", T),
+        col("hi_fp", T),
+    ),
+    primary_key=("doc_id", "part"),
+)
 
 #: the stamp columns every artifact table starts with, in this order
 ARTIFACT_STAMP = (

@@ -1,4 +1,4 @@
-"""PostgreSQL's spelling: schema-qualified names, pgvector types, HNSW indexes."""
+"""PostgreSQL's spelling: schema-qualified names, pgvector types, HNSW indexes, tsvector GIN indexes."""
 
 from __future__ import annotations
 
@@ -44,9 +44,24 @@ class PostgresDialect(Dialect):
                 f"CREATE INDEX IF NOT EXISTS {name} ON {self.table(table.name)} "
                 f"USING hnsw ({self.quote(column)} vector_cosine_ops)"
             )
+        if index.method == "fulltext":
+            return f"CREATE INDEX IF NOT EXISTS {name} ON {self.table(table.name)} USING gin ({self.tsvector(index)})"
         cols = ", ".join(self.quote(c) for c in index.columns)
         unique = "UNIQUE " if index.unique else ""
         return f"CREATE {unique}INDEX IF NOT EXISTS {name} ON {self.table(table.name)} ({cols})"
+
+    def tsvector(self, index: Index) -> str:
+        """The indexed ``tsvector`` expression; queries spell it identically to use the index."""
+        text = " || ' ' || ".join(f"coalesce({self.quote(c)}, '')" for c in index.columns)
+        return f"to_tsvector('{index.language}'::regconfig, {text})"
+
+    def fulltext_query(self, table: TableDef, index: Index) -> str:
+        """Template: ``(doc_id, score)`` of rows matching a plain-text query (``?``), best first, ``LIMIT ?``."""
+        query = f"plainto_tsquery('{index.language}'::regconfig, ?)"
+        return (
+            f"SELECT doc_id, ts_rank({self.tsvector(index)}, {query}) AS score FROM {self.table(table.name)} "
+            f"WHERE {self.tsvector(index)} @@ {query} ORDER BY score DESC LIMIT ?"
+        )
 
     def copy_from(self, table_sql: str, columns: tuple[str, ...]) -> str:
         cols = ", ".join(self.quote(c) for c in columns)

@@ -308,6 +308,11 @@ class PostgresStore(Store):
         )
         return [(r[0], float(r[1])) for r in rows]
 
+    def fulltext_search(self, session: Session, table: TableDef, query: str, k: int) -> list[tuple[str, float]]:
+        index = next(ix for ix in table.indexes if ix.method == "fulltext")
+        rows = session.query(self.dialect.fulltext_query(table, index), (query, query, int(k)))
+        return [(r[0], float(r[1])) for r in rows]
+
     def vector_index(self, session: Session, table: TableDef) -> None:
         for ix in table.indexes:
             if ix.method == "vector":

@@ -1,4 +1,4 @@
-"""SQLite's spelling: prefixed table names, affinity types, no vector index."""
+"""SQLite's spelling: prefixed table names, affinity types, no vector index, FTS5 for full text."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from ragstate.stores.dialect import Dialect
-from ragstate.stores.schema import Column, ColumnType, Index, TableDef, ident
+from ragstate.stores.schema import Column, ColumnType, Index, TableDef, fulltext_table, ident
 
 _ANY = re.compile(r"=\s*ANY\(\?\)")
 
@@ -63,6 +63,43 @@ class SQLiteDialect(Dialect):
         if index.method == "vector":
             return ""
         return f"{self.prefix}{table.name}_{index.name}"
+
+    def index_statements(self, table: TableDef, index: Index) -> list[str]:
+        if index.method != "fulltext":
+            return [self.create_index(table, index)]
+        # An external-content FTS5 table over the artifact table's rows, kept in step by
+        # triggers, so the engine writes and deletes plain rows as for any other kind.
+        # 'rebuild' fills it from rows already present (a repair after it was dropped).
+        fts = self.table(fulltext_table(table, index))
+        content = self.table(table.name)
+        cols = ", ".join(self.quote(c) for c in index.columns)
+        new = ", ".join("new." + self.quote(c) for c in index.columns)
+        old = ", ".join("old." + self.quote(c) for c in index.columns)
+        tokenize = "porter unicode61" if index.language == "english" else "unicode61"
+        physical = self.prefix + table.name
+        delete = f"INSERT INTO {fts} ({fts}, rowid, {cols}) VALUES ('delete', old.rowid, {old});"
+        insert = f"INSERT INTO {fts} (rowid, {cols}) VALUES (new.rowid, {new});"
+        trigger = self.fulltext_trigger
+        return [
+            f"CREATE VIRTUAL TABLE IF NOT EXISTS {fts} USING fts5({cols}, content='{physical}', "
+            f"content_rowid='rowid', tokenize='{tokenize}')",
+            f"CREATE TRIGGER IF NOT EXISTS {trigger(table, index, 'ai')} AFTER INSERT ON {content} BEGIN {insert} END",
+            f"CREATE TRIGGER IF NOT EXISTS {trigger(table, index, 'ad')} AFTER DELETE ON {content} BEGIN {delete} END",
+            f"CREATE TRIGGER IF NOT EXISTS {trigger(table, index, 'au')} AFTER UPDATE ON {content} "
+            f"BEGIN {delete} {insert} END",
+            f"INSERT INTO {fts} ({fts}) VALUES ('rebuild')",
+        ]
+
+    def fulltext_trigger(self, table: TableDef, index: Index, event: str) -> str:
+        return self.quote(f"{self.prefix}{fulltext_table(table, index)}_{event}")
+
+    def fulltext_query(self, table: TableDef, index: Index) -> str:
+        """Template: ``(doc_id, score)`` of rows matching an FTS5 query (``?``), best first, ``LIMIT ?``."""
+        fts = self.table(fulltext_table(table, index))
+        return (
+            f"SELECT c.doc_id, bm25({fts}) AS score FROM {fts} JOIN {self.table(table.name)} c "
+            f"ON c.rowid = {fts}.rowid WHERE {fts} MATCH ? ORDER BY score LIMIT ?"
+        )
 
     def create_index(self, table: TableDef, index: Index) -> str:
         if index.method == "vector":

@@ -14,6 +14,7 @@ which the next reconcile rebuilds, because the ledger is committed with the rows
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -211,8 +212,38 @@ class SQLiteStore(Store):
     def indexes(self, session: Session, table: str) -> set[str] | None:
         if self.columns(session, table) is None:
             return None
-        rows = session.query("SELECT name FROM pragma_index_list(?)", (self.dialect.prefix + table,))
-        return {r[0] for r in rows}
+        physical = self.dialect.prefix + table
+        rows = session.query("SELECT name FROM pragma_index_list(?)", (physical,))
+        return {r[0] for r in rows} | self._fulltext_indexes(session, physical)
+
+    def _fulltext_indexes(self, session: Session, physical: str) -> set[str]:
+        """FTS5 tables over ``physical`` that are whole: all three triggers present and one
+        indexed row per row of the table (otherwise the index is reported missing, and
+        repair recreates and rebuilds it)."""
+        triggers = {
+            r[0]
+            for r in session.query(
+                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?", (physical,)
+            )
+        }
+        found = set()
+        for name in triggers:
+            fts = name.removesuffix("_ai")
+            if name == fts or not {fts + "_ad", fts + "_au"} <= triggers:
+                continue
+            if (
+                session.scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (fts + "_docsize",))
+                is None
+            ):
+                continue
+            rows, indexed = session.query(
+                "SELECT (SELECT count(*) FROM {t}), (SELECT count(*) FROM {d})",
+                t=physical.removeprefix(self.dialect.prefix),
+                d=(fts + "_docsize").removeprefix(self.dialect.prefix),
+            )[0]
+            if rows == indexed:
+                found.add(fts)
+        return found
 
     def user_columns(self, session: Session, schema: str | None, table: str) -> dict[str, ColumnInfo] | None:
         if schema not in (None, "main"):
@@ -277,6 +308,15 @@ class SQLiteStore(Store):
                     flush()
         flush()
         return bad
+
+    def fulltext_search(self, session: Session, table: TableDef, query: str, k: int) -> list[tuple[str, float]]:
+        index = next(ix for ix in table.indexes if ix.method == "fulltext")
+        # Each word becomes a quoted FTS5 string, so user text can never be FTS5 syntax.
+        match = " ".join('"' + w + '"' for w in re.findall(r"\w+", query))
+        if not match:
+            return []
+        rows = session.query(self.dialect.fulltext_query(table, index), (match, int(k)))
+        return [(r[0], float(r[1])) for r in rows]
 
     def nearest(
         self, session: Session, table: str, column: str, query: np.ndarray, k: int, key: str = "doc_id"
