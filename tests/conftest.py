@@ -131,3 +131,110 @@ def edit(path: Path, old: str | None = None, new: str = "") -> None:
     text = path.read_text(encoding="utf-8")
     text = text.replace(old, new, 1) if old is not None else text + new
     path.write_text(text, encoding="utf-8")
+
+
+# --- every pipeline over a short corpus, built once per backend ----------------------
+
+ALL_PIPELINES = ["basic", "crag", "hyde", "colbert", "noderag", "graphrag", "hybrid"]
+
+#: real articles of the sample, cut to their first paragraphs so that building every
+#: kind with the real model stays quick (file name, source, characters kept)
+SHORT_CORPUS = [
+    ("tension.md", "markdown/PMC12429712.md", 5000),
+    ("seeds.md", "markdown/PMC12429716.md", 4000),
+    ("acai.txt", "text/PMC12429868.txt", 4000),
+]
+SHORT_JSONL = 3  # records of articles.jsonl, bodies cut to 2500 characters
+
+
+def write_short_corpus(root: Path) -> Path:
+    """Write the short corpus (6 documents, real text) under ``root``."""
+    import json
+
+    root.mkdir(parents=True, exist_ok=True)
+    for name, source, chars in SHORT_CORPUS:
+        text = (SAMPLE / source).read_text(encoding="utf-8")
+        cut = text.rfind("\n\n", 0, chars)
+        (root / name).write_text(text[:cut] + "\n", encoding="utf-8")
+    lines = (SAMPLE / "jsonl" / "articles.jsonl").read_text(encoding="utf-8").splitlines()[:SHORT_JSONL]
+    records = []
+    for line in lines:
+        record = json.loads(line)
+        record["body"] = record["body"][: record["body"].rfind("\n\n", 0, 2500)]
+        records.append(json.dumps(record))
+    (root / "articles.jsonl").write_text("\n".join(records) + "\n", encoding="utf-8")
+    return root
+
+
+def _with_database(url: str, name: str) -> str:
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path="/" + name))
+
+
+def _pg_admin(url: str, statement: str, *names: str) -> None:
+    """Run an administrative statement whose ``{}`` are database names (quoted by psycopg)."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL(statement).format(*(sql.Identifier(n) for n in names)))
+
+
+@pytest.fixture(scope="session")
+def _built_templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Stores with every pipeline built over the short corpus, made on first use per backend."""
+    return {"root": tmp_path_factory.mktemp("built")}
+
+
+@pytest.fixture
+def built(backend: str, request: pytest.FixtureRequest, tmp_path: Path, _built_templates: dict[str, Any]):
+    """``(make, corpus)``: a private copy of the short corpus and of a store in which
+    every pipeline is built (the store is built once per backend and test session, then
+    copied: a file copy on SQLite, ``CREATE DATABASE ... TEMPLATE`` on PostgreSQL).
+    ``make(**overrides)`` opens a ``Project`` on it, closed after the test."""
+    from ragstate import Project, spec_from_dict
+
+    cache = _built_templates
+    corpus = tmp_path / "corpus"
+    if backend not in cache:
+        root = cache["root"] / backend
+        source = write_short_corpus(root / "corpus")
+        if backend == "sqlite":
+            store = {"url": f"sqlite:///{root / 'store.db'}"}
+        else:
+            admin = request.getfixturevalue("pg_url")
+            name = "tmpl_" + uuid.uuid4().hex[:10]
+            _pg_admin(admin, "CREATE DATABASE {}", name)
+            store = {"url": _with_database(admin, name), "schema": "rs"}
+        spec = {"store": store, "source": {"path": str(source)}, "pipelines": ALL_PIPELINES}
+        with Project(spec_from_dict(spec, base_dir=root)) as project:
+            assert project.apply().converged
+        cache[backend] = (root, store, name if backend == "postgres" else "")
+    root, store, template = cache[backend]
+    shutil.copytree(root / "corpus", corpus)
+    if backend == "sqlite":
+        for suffix in ("", "-wal"):
+            if (root / f"store.db{suffix}").exists():
+                shutil.copy(root / f"store.db{suffix}", tmp_path / f"store.db{suffix}")
+        store = {"url": f"sqlite:///{tmp_path / 'store.db'}"}
+    else:
+        admin = request.getfixturevalue("pg_url")
+        name = "t_" + uuid.uuid4().hex[:12]
+        _pg_admin(admin, "CREATE DATABASE {} TEMPLATE {}", name, template)
+        store = {"url": _with_database(admin, name), "schema": "rs"}
+    opened: list[Any] = []
+
+    def make(**overrides: Any) -> Any:
+        spec: dict[str, Any] = {"store": store, "source": {"path": str(corpus)}, "pipelines": ALL_PIPELINES}
+        spec.update(overrides)
+        project = Project(spec_from_dict(spec, base_dir=tmp_path))
+        opened.append(project)
+        return project
+
+    yield make, corpus
+    for project in opened:
+        project.close()
+    if backend == "postgres":
+        _pg_admin(request.getfixturevalue("pg_url"), "DROP DATABASE IF EXISTS {} WITH (FORCE)", name)

@@ -80,3 +80,27 @@ def delete_rows(project: Any, doc_ids: list[str], kind: str = "doc_embeddings") 
 
 def last_counts(record: Any, kind: str = "doc_embeddings") -> Any:
     return record.kinds[kind]
+
+
+def kind_tables(project: Any, kind: str) -> list[str]:
+    """Names of the active generation's tables of ``kind`` (``entities``: also relations)."""
+    desired = project.desired().kind(kind)
+    with project.store.session() as s:
+        gen = next(g for g in ledger.generations(project.store, s, kind) if g.state == "active")
+    return [t.name for t in desired.kind.tables(desired.recipe, gen.generation)]
+
+
+def query(project: Any, kind: str, template: str, params: tuple = (), table: int = 0) -> list[tuple]:
+    """Rows of ``template`` with ``{t}`` the kind's active table (``table``: which one)."""
+    with project.store.session() as s:
+        return s.query(template, params, t=kind_tables(project, kind)[table])
+
+
+def execute(project: Any, kind: str, template: str, params: tuple = (), table: int = 0) -> int:
+    """Change the kind's active table behind ragstate's back; returns rows changed."""
+    with project.store.transaction() as s:
+        return s.execute(template, params, t=kind_tables(project, kind)[table])
+
+
+def count(project: Any, kind: str, table: int = 0) -> int:
+    return int(query(project, kind, "SELECT count(*) FROM {t}", table=table)[0][0])

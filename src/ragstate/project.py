@@ -36,6 +36,7 @@ from ragstate.reconcile.reports import (
     KindStatus,
     StatusReport,
     VerifyReport,
+    completeness_of,
     pipeline_readiness,
     verify_report,
 )
@@ -198,7 +199,7 @@ class Project:
         t0 = time.perf_counter()
         desired, observed = self.observe(depth="deep")
         plan = diff(self.spec, self.spec_hash, desired, observed)
-        report = verify_report(plan, observed)
+        report = verify_report(plan, observed, desired)
         report.checked["seconds"] = round(time.perf_counter() - t0, 3)
         self._record_readiness(plan, observed, desired)
         return report
@@ -228,6 +229,7 @@ class Project:
         with self.store.session() as s:
             gens = ledger.generations(self.store, s) if not observed.schema else []
             counts = ledger.counts(s) if not observed.schema else {}
+            items = ledger.item_counts(s) if not observed.schema else {}
             runs = records.recent(self.store, s, limit=20) if not observed.schema else []
         for k in plan.kinds:
             obs = observed.kinds[k.kind]
@@ -237,6 +239,9 @@ class Project:
                 active_generation=k.active_generation,
                 target_generation=target,
                 built=counts.get((k.kind, target), 0) if target is not None else 0,
+                items=items.get((k.kind, target), 0) if target is not None else 0,
+                note=desired.kind(k.kind).recipe.note,
+                complete=completeness_of(k, obs, plan.scope_size),
                 in_scope=plan.scope_size,
                 drift={c: n for c, n in k.drift.items() if n},
                 generations=[

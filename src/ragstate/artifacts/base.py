@@ -147,6 +147,8 @@ class ArtifactKind(ABC):
     #: True when a document has several rows (chunks, entities); presence is then
     #: checked by count against the ledger's ``items``
     multi_row: bool = False
+    #: the cross-artifact invariants ``inspect`` checks, in words (``verify`` lists them)
+    invariants: tuple[str, ...] = ()
 
     @abstractmethod
     def recipe(self, spec: Spec) -> Recipe:

@@ -79,6 +79,7 @@ def window(embedder: Embedder) -> int:
 class Chunks(ArtifactKind):
     name = "chunks"
     code_version = 1
+    invariants = ("every chunk's parent section exists", "chunk offsets lie inside their document")
     multi_row = True
 
     def recipe(self, spec: Spec) -> Recipe:

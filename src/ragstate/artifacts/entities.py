@@ -39,6 +39,10 @@ class Entities(ArtifactKind):
     name = "entities"
     depends_on = ("chunks",)
     code_version = 1
+    invariants = (
+        "every entity and relation cites an existing chunk of its document",
+        "every relation joins entities of its chunk",
+    )
     multi_row = True
 
     def recipe(self, spec: Spec) -> Recipe:

@@ -27,6 +27,7 @@ class EntityEmbeddings(VectorItems, PerItemKind):
     name = "entity_embeddings"
     depends_on = ("entities",)
     code_version = 1
+    invariants = ("every entity has its embedding, every embedding its entity",)
     item_column = "entity_id"
     value_columns = ("text", "embedding")
     select_values = "SELECT doc_id, text_hash, text, embedding FROM {t} WHERE text_hash = ANY(?)"

@@ -28,6 +28,7 @@ from ragstate.stores.schema import ARTIFACT_STAMP, ColumnType, Index, TableDef, 
 class Fulltext(ArtifactKind):
     name = "fulltext"
     code_version = 1
+    invariants = ("the full-text rows are the documents in scope, with their current text",)
 
     def recipe(self, spec: Spec) -> Recipe:
         language = spec.artifacts.fulltext.language

@@ -71,6 +71,7 @@ def matrix_problem(blob: Any, n_tokens: int, dim: int, expected_dim: int, normal
 class TokenEmbeddings(PerChunkKind):
     name = "token_embeddings"
     code_version = 1
+    invariants = ("every chunk has its token matrix, every matrix its chunk",)
     value_columns = ("n_tokens", "dim", "matrix")
     select_values = "SELECT chunk_id, text_hash, n_tokens, dim, matrix FROM {t} WHERE doc_id = ANY(?)"
     sample_texts = (

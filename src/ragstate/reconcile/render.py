@@ -21,6 +21,8 @@ def render_run(record: RunRecord) -> str:
             rate = k.built / k.build_seconds if k.build_seconds else 0.0
             # A rate over a handful of documents measures start-up, not throughput.
             parts.append(f"embedded {k.embedded} texts" + (f" ({rate:.1f} docs/s)" if k.built >= 20 else ""))
+        if k.reused:
+            parts.append(f"kept {k.reused} unchanged")
         if k.truncated:
             parts.append(f"{k.truncated} of them longer than the model's window (cut)")
         if k.created_generation:
@@ -60,12 +62,19 @@ def render_status(status: StatusReport) -> str:
     lines += [f"  schema drift: {p}" for p in status.source_schema]
     lines.append("Pipelines:")
     for name, p in status.pipelines.items():
-        lines.append(f"  {name:<9} {'ready' if p.ready else 'NOT READY'}  ({', '.join(p.kinds)})")
+        kinds = ", ".join(f"{k} {p.completeness.get(k, 0.0):.0%}" for k in p.kinds)
+        lines.append(f"  {name:<9} {'ready' if p.ready else 'NOT READY'}  ({kinds})")
         lines += [f"            - {r}" for r in p.reasons]
     lines.append("Artifact kinds:")
     for name, k in status.kinds.items():
         gen = f"generation {k.active_generation}" if k.active_generation is not None else "no active generation"
-        lines.append(f"  {name:<16} {gen}, {k.built}/{k.in_scope} documents, recipe {k.recipe_fp}")
+        rows = f", {k.items} rows" if k.items != k.built else ""
+        lines.append(
+            f"  {name:<17} {gen}, {k.built}/{k.in_scope} documents{rows}, {k.complete:.0%} complete, "
+            f"recipe {k.recipe_fp}"
+        )
+        if k.note:
+            lines.append(f"    {k.note}")
         for g in k.generations:
             lines.append(f"    g{g['generation']}: {g['state']}, {g['documents']} documents, recipe {g['recipe_fp']}")
     for r in status.running:

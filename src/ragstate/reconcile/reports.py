@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ragstate.observe.observe import Observed
+from ragstate.observe.observe import KindObservation, Observed
 from ragstate.plan.desired import Desired
-from ragstate.plan.model import Plan
+from ragstate.plan.model import KindPlan, Plan
 
 #: how many document ids a report lists per kind and class (counts are always complete)
 LISTED = 50
@@ -33,7 +33,9 @@ class VerifyReport:
         return asdict(self)
 
 
-def verify_report(plan: Plan, observed: Observed) -> VerifyReport:
+def verify_report(plan: Plan, observed: Observed, desired: Desired) -> VerifyReport:
+    """The report of a deep audit; ``invariants`` lists the cross-artifact checks run."""
+    invariants = [f"{d.name}: {text}" for d in desired.kinds for text in d.kind.invariants]
     documents: dict[str, dict[str, list[str]]] = {}
     for k in plan.kinds:
         listed = {cls: list(ids[:LISTED]) for cls, ids in k.build.items() if ids}
@@ -59,6 +61,7 @@ def verify_report(plan: Plan, observed: Observed) -> VerifyReport:
             "depth": observed.depth,
             "kinds": sorted(observed.kinds),
             "documents_in_scope": observed.scope_size,
+            "invariants": invariants,
         },
     )
 
@@ -68,17 +71,27 @@ class KindStatus:
     recipe_fp: str
     active_generation: int | None
     target_generation: int | None
+    #: documents built into the target generation, of ``in_scope``
     built: int
     in_scope: int
     drift: dict[str, int]
     generations: list[dict[str, Any]]
+    #: artifact rows the ledger records for the target generation (chunks, entities, ...)
+    items: int = 0
+    #: where the rows come from, when it needs saying (e.g. which model's token outputs)
+    note: str = ""
+    #: share of the documents in scope that are built and need nothing, 0..1
+    complete: float = 0.0
 
 
 @dataclass
 class PipelineStatus:
     ready: bool
+    #: the kinds it reads and those they are built from, in build order
     kinds: list[str]
     reasons: list[str]
+    #: per kind: share of the documents in scope that are complete, 0..1
+    completeness: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -126,5 +139,19 @@ def pipeline_readiness(plan: Plan, observed: Observed, desired: Desired) -> dict
             drift = {c: n for c, n in k.drift.items() if n}
             if drift:
                 reasons.append(f"{name}: drift " + ", ".join(f"{n} {c}" for c, n in drift.items()))
-        out[pipeline] = PipelineStatus(ready=not reasons, kinds=list(kinds), reasons=reasons)
+        completeness = {
+            name: completeness_of(by_kind[name], observed.kinds[name], plan.scope_size)
+            for name in kinds
+            if name in by_kind and name in observed.kinds
+        }
+        out[pipeline] = PipelineStatus(ready=not reasons, kinds=list(kinds), reasons=reasons, completeness=completeness)
     return out
+
+
+def completeness_of(k: KindPlan, obs: KindObservation, scope: int) -> float:
+    """Share of the ``scope`` documents whose rows of a kind are built and need nothing."""
+    if not scope:
+        return 1.0
+    if obs.active is None or obs.active.recipe_fp != obs.recipe_fp:
+        return 0.0  # queries read no generation of the desired recipe yet
+    return round(max(0, min(obs.rows.built, scope) - len(k.build_ids)) / scope, 4)

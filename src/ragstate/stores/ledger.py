@@ -265,3 +265,9 @@ def counts(session: Session) -> dict[tuple[str, int], int]:
     """Ledger rows per (kind, generation)."""
     rows = session.query("SELECT kind, generation, count(*) FROM {ledger} GROUP BY kind, generation")
     return {(r[0], int(r[1])): int(r[2]) for r in rows}
+
+
+def item_counts(session: Session) -> dict[tuple[str, int], int]:
+    """Artifact rows the ledger records per (kind, generation) (chunks, entities, ...)."""
+    rows = session.query("SELECT kind, generation, sum(items) FROM {ledger} GROUP BY kind, generation")
+    return {(r[0], int(r[1])): int(r[2] or 0) for r in rows}
