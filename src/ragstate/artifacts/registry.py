@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from graphlib import CycleError, TopologicalSorter
-
 from ragstate.artifacts.base import ArtifactKind
 from ragstate.artifacts.chunk_embeddings import ChunkEmbeddings
 from ragstate.artifacts.chunks import Chunks
@@ -38,21 +36,27 @@ def get_kind(name: str) -> ArtifactKind:
 def ordered(names: tuple[str, ...]) -> tuple[ArtifactKind, ...]:
     """``names`` and everything they depend on, upstream kinds first.
 
+    The order is deterministic: each kind comes right after the kinds it depends on,
+    otherwise in the order of ``names`` (so plans and status list kinds as the
+    pipelines name them).
+
     Raises:
         PluginError: an unknown kind, or dependencies that form a cycle.
     """
-    graph: dict[str, tuple[str, ...]] = {}
-    todo = list(names)
     kinds: dict[str, ArtifactKind] = {}
-    while todo:
-        name = todo.pop()
-        if name in kinds:
-            continue
-        kinds[name] = get_kind(name)
-        graph[name] = kinds[name].depends_on
-        todo.extend(kinds[name].depends_on)
-    try:
-        order = tuple(TopologicalSorter(graph).static_order())
-    except CycleError as exc:
-        raise PluginError(f"artifact kinds depend on each other in a cycle: {exc.args[1]}") from None
+    order: list[str] = []
+
+    def visit(name: str, path: tuple[str, ...]) -> None:
+        if name in path:
+            cycle = " -> ".join(path[path.index(name) :] + (name,))
+            raise PluginError(f"artifact kinds depend on each other in a cycle: {cycle}")
+        if name in order:
+            return
+        kinds[name] = kinds.get(name) or get_kind(name)
+        for upstream in kinds[name].depends_on:
+            visit(upstream, path + (name,))
+        order.append(name)
+
+    for name in names:
+        visit(name, ())
     return tuple(kinds[n] for n in order)

@@ -11,10 +11,9 @@ extracts (and its limits):
 =================  ==============================================  ====================
 entity type        pattern                                         example
 =================  ==============================================  ====================
-``term``           a long form defined with its abbreviation,      "deep vein thrombosis
-                   whose initials the abbreviation matches         (DVT)"
-``acronym``        2+ capitals, digits, hyphens; a defined         DVT, IL-6, COVID-19
-                   abbreviation
+``term``           a long form defined with its abbreviation       "venous
+                   (Schwartz-Hearst rule), wherever it occurs      thromboembolism (VTE)"
+``acronym``        2+ capitals, digits, hyphens                    DVT, IL-6, COVID-19
 ``identifier``     a mixed-case token with 2+ capitals             SARS-CoV-2, LiDAR
 ``taxon``          an abbreviated binomial                         E. coli
 ``name``           2-5 capitalised words (inner "of", "and",       Hidradenitis
@@ -181,34 +180,41 @@ def _stronger(old: str | None, new: str) -> str:
 
 
 def _definitions(text: str) -> list[tuple[str, str]]:
-    """``(long form, abbreviation)`` pairs: the abbreviation's letters start the long
-    form's last words, in order (a simplified Schwartz-Hearst rule)."""
+    """``(long form, abbreviation)`` pairs defined as "long form (ABBR)" (Schwartz and
+    Hearst, 2003: the abbreviation's characters occur in the long form in order, the
+    first at the start of a word; the long form has at most min(|A| + 5, 2|A|) words)."""
     out = []
     for m in _DEFINITION.finditer(text):
         words, short = m.group(1).split(), m.group(2)
-        letters = [c.lower() for c in short if c.isalpha()]
-        if len(letters) < 2 or _ROMAN.match(short):
+        if sum(c.isalpha() for c in short) < 2 or _ROMAN.match(short):
             continue
-        # Walk back from the last word, matching the abbreviation's letters right to left.
-        i = len(letters) - 1
-        j = len(words) - 1
-        while i >= 0 and j >= 0:
-            if words[j][0].lower() == letters[i]:
-                i -= 1
-            elif words[j].lower() not in _STOP:
-                pass  # a word whose initial is not in the abbreviation ("of"-like words included)
-            j -= 1
-            if i < 0:
-                break
-        if i >= 0:
-            continue
-        long_form = " ".join(words[j + 1 :])
-        if len(long_form) > len(short):
+        candidate = " ".join(words[-min(len(short) + 5, 2 * len(short)) :])
+        long_form = _match_abbreviation(short, candidate)
+        if long_form and len(long_form) > len(short) and long_form.split()[0].lower() not in _STOP:
             out.append((long_form, short))
     return out
 
 
+def _match_abbreviation(short: str, long: str) -> str | None:
+    """The shortest end of ``long`` that ``short`` abbreviates, or None."""
+    s, i = len(short) - 1, len(long) - 1
+    while s >= 0:
+        c = short[s].lower()
+        if not c.isalnum():
+            s -= 1
+            continue
+        while i >= 0 and (long[i].lower() != c or (s == 0 and i > 0 and long[i - 1].isalnum())):
+            i -= 1
+        if i < 0:
+            return None
+        i -= 1
+        s -= 1
+    return long[long.rfind(" ", 0, i + 1) + 1 :]
+
+
 def _mentions(sentence: str, definitions: dict[str, str]) -> list[tuple[str, str]]:
+    """``(surface form, type)`` of the entities in ``sentence``, in order; a span taken
+    by an earlier pattern (terms, taxa, identifiers, acronyms, names) is not reused."""
     found: list[tuple[int, str, str]] = []
     taken: list[tuple[int, int]] = []
 
@@ -227,13 +233,13 @@ def _mentions(sentence: str, definitions: dict[str, str]) -> list[tuple[str, str
                 add(at, at + len(long_form), long_form, "term")
     for m in _TAXON.finditer(sentence):
         add(m.start(), m.end(), m.group(), "taxon")
+    for m in _IDENTIFIER.finditer(sentence):
+        add(m.start(), m.end(), m.group(), "identifier")
     for m in _ACRONYM.finditer(sentence):
         word = m.group()
         if word in _NOT_ACRONYM or _ROMAN.match(word) or sum(c.isalpha() for c in word) < 2 and word not in definitions:
             continue
         add(m.start(), m.end(), word, "acronym")
-    for m in _IDENTIFIER.finditer(sentence):
-        add(m.start(), m.end(), m.group(), "identifier")
     for m in _NAME.finditer(sentence):
         words = m.group().split()
         start = m.start()
