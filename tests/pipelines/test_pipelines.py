@@ -16,6 +16,15 @@ from ragstate.cli import app
 from ragstate.plan.desired import desired_state
 
 N_SHORT = 6
+ALL_KINDS = (
+    "doc_embeddings",
+    "chunks",
+    "chunk_embeddings",
+    "token_embeddings",
+    "entities",
+    "entity_embeddings",
+    "fulltext",
+)
 
 
 def test_registry_maps_every_pipeline_to_its_kinds(tmp_path: Path) -> None:
@@ -33,17 +42,7 @@ def test_registry_maps_every_pipeline_to_its_kinds(tmp_path: Path) -> None:
         "hybrid": ("doc_embeddings", "fulltext"),
     }
     order = [k.name for k in desired.kinds]
-    assert sorted(order) == sorted(
-        [
-            "doc_embeddings",
-            "chunks",
-            "chunk_embeddings",
-            "token_embeddings",
-            "entities",
-            "entity_embeddings",
-            "fulltext",
-        ]
-    )
+    assert sorted(order) == sorted(ALL_KINDS)
     for upstream, downstream in [
         ("chunks", "chunk_embeddings"),
         ("chunks", "token_embeddings"),
@@ -144,13 +143,5 @@ def test_init_writes_a_spec_with_every_pipeline(tmp_path: Path, corpus: Path) ->
     plan = CliRunner().invoke(app, ["plan", "-c", str(out), "--json"])
     assert plan.exit_code == 2
     drift = json.loads(plan.output)["drift"]
-    assert set(drift) == {
-        "doc_embeddings",
-        "chunks",
-        "chunk_embeddings",
-        "token_embeddings",
-        "entities",
-        "entity_embeddings",
-        "fulltext",
-    }
+    assert set(drift) == set(ALL_KINDS)
     assert all(d == {"missing": 18} for d in drift.values())

@@ -34,7 +34,7 @@ from ragstate.compute.embedders import Embedder
 from ragstate.hashing import fingerprint
 from ragstate.sources.base import DocRef, Document
 from ragstate.spec.model import Spec
-from ragstate.stores.base import Session, Store, check_vector
+from ragstate.stores.base import Session, Store
 from ragstate.stores.schema import TableDef
 
 #: cosine similarity below which a re-embedded sample disagrees with its stored vector
@@ -127,6 +127,20 @@ class BuildContext:
 
 
 @dataclass(frozen=True)
+class Inspection:
+    """What a kind's checks read: a session inside the observation's snapshot (with the
+    staged scope ``tmp_scope``), the recipe, the target generation's tables and those of
+    the upstream kinds, and the depth (``shallow``, ``audit``, ``deep``)."""
+
+    session: Session
+    store: Store
+    recipe: Recipe
+    tables: tuple[TableDef, ...]
+    upstream: Mapping[str, tuple[TableDef, ...]]
+    depth: str = "shallow"
+
+
+@dataclass(frozen=True)
 class Findings:
     """What a kind's own consistency checks found (documents, sorted)."""
 
@@ -174,35 +188,16 @@ class ArtifactKind(ABC):
         """The rows of ``doc_ids`` in the form dependent kinds build from (by document)."""
         raise NotImplementedError(f"{self.name} has no dependent kinds to read it")
 
-    def inspect(
-        self,
-        session: Session,
-        store: Store,
-        recipe: Recipe,
-        tables: tuple[TableDef, ...],
-        upstream: Mapping[str, tuple[TableDef, ...]],
-        *,
-        depth: str,
-    ) -> Findings:
-        """Consistency checks against the staged scope (``tmp_scope``) and the upstream
-        kinds' target tables, as set operations; at ``depth`` ``audit`` also per-row
-        checks that read every row, at ``deep`` also re-hashing stored texts. None by
-        default."""
+    def inspect(self, at: Inspection) -> Findings:
+        """Consistency checks against the staged scope and the upstream kinds' target
+        tables, as set operations; at depth ``audit`` also per-row checks that read every
+        row, at ``deep`` also re-hashing stored texts. None by default."""
         return Findings()
 
-    def recheck(
-        self,
-        session: Session,
-        store: Store,
-        recipe: Recipe,
-        tables: tuple[TableDef, ...],
-        upstream: Mapping[str, tuple[TableDef, ...]],
-        embedder: Embedder,
-        sample: int,
-        skip: set[str],
-    ) -> list[str] | None:
-        """Documents whose re-embedded sample disagrees with what is stored, or None when
-        the kind re-embeds from the source instead (``recheck_texts``)."""
+    def recheck(self, at: Inspection, embedder: Embedder, sample: int, skip: set[str]) -> list[str] | None:
+        """Documents whose re-embedded sample (at most ``sample`` items, none of the
+        documents in ``skip``) disagrees with what is stored, or None when the kind
+        re-embeds from the source instead (``recheck_texts``)."""
         return None
 
     def estimate_tokens(self, ref: DocRef, recipe: Recipe, max_tokens: int | None) -> int:
@@ -217,20 +212,6 @@ class ArtifactKind(ABC):
 
     def table_name(self, generation: int) -> str:
         return f"{self.name}_g{generation}"
-
-
-def fresh_vectors(store: Store, rows: Sequence[tuple[Any, ...]], dimension: int, normalized: bool) -> dict[Any, Any]:
-    """``{key: stored value}`` of ``(key, stored value)`` rows whose vector passes the quality
-    checks: what a rebuild may keep instead of embedding the same text again."""
-    out = {}
-    for key, value in rows:
-        try:
-            vector = store.decode_vector(value)
-        except ValueError:
-            continue
-        if check_vector(vector, dimension, normalized) is None:
-            out[key] = store.encode_vector(vector)
-    return out
 
 
 def disagreeing(store: Store, embedder: Embedder, rows: Sequence[tuple[str, str, Any]]) -> list[str]:

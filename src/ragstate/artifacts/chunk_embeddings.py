@@ -14,7 +14,7 @@ from typing import Any
 
 from ragstate.artifacts.base import BuildContext, Recipe
 from ragstate.artifacts.chunks import Chunks
-from ragstate.artifacts.per_chunk import PerChunkKind, VectorItems, model_recipe
+from ragstate.artifacts.per_chunk import PerChunkKind, VectorItems, item_columns, model_recipe
 from ragstate.compute.embedders import Embedder
 from ragstate.spec.model import Spec
 from ragstate.stores.schema import ARTIFACT_STAMP, ColumnType, Index, TableDef, col
@@ -37,12 +37,7 @@ class ChunkEmbeddings(VectorItems, PerChunkKind):
     def table(self, recipe: Recipe, generation: int) -> TableDef:
         return TableDef(
             self.table_name(generation),
-            ARTIFACT_STAMP
-            + (
-                col("chunk_id", ColumnType.TEXT, null=False),
-                col("text_hash", ColumnType.TEXT, null=False),
-                col("embedding", ColumnType.VECTOR, null=False, dim=recipe.dimension),
-            ),
+            ARTIFACT_STAMP + item_columns() + (col("embedding", ColumnType.VECTOR, null=False, dim=recipe.dimension),),
             primary_key=("doc_id", "chunk_id"),
             indexes=(Index("embedding_hnsw", ("embedding",), method="vector"),),
         )

@@ -18,11 +18,11 @@ a text that no longer hashes to its ``text_hash`` (``corrupt``).
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ragstate.artifacts.base import ArtifactKind, BuildContext, Built, Findings, Recipe
+from ragstate.artifacts.base import ArtifactKind, BuildContext, Built, Findings, Inspection, Recipe
 from ragstate.compute.chunkers import Piece, make_chunker
 from ragstate.compute.embedders import Embedder, make_embedder
 from ragstate.errors import SpecError
@@ -172,18 +172,9 @@ class Chunks(ArtifactKind):
             out.setdefault(doc_id, Upstream(source_hash, [])).items.append(ChunkRow(chunk_id, text, h))
         return out
 
-    def inspect(
-        self,
-        session: Session,
-        store: Store,
-        recipe: Recipe,
-        tables: tuple[TableDef, ...],
-        upstream: Mapping[str, tuple[TableDef, ...]],
-        *,
-        depth: str,
-    ) -> Findings:
-        t = tables[0].name
-        orphans = session.query(
+    def inspect(self, at: Inspection) -> Findings:
+        t = at.tables[0].name
+        orphans = at.session.query(
             "SELECT DISTINCT c.doc_id FROM {t} c WHERE c.level = 1 "
             "AND c.doc_id IN (SELECT doc_id FROM {tmp_scope}) AND NOT EXISTS "
             "(SELECT 1 FROM {t} p WHERE p.doc_id = c.doc_id AND p.chunk_id = c.parent_id AND p.level = 0)",
@@ -194,7 +185,7 @@ class Chunks(ArtifactKind):
         # bound is exact unless a document has one, and never too small).
         corrupt = [
             (doc_id, f"chunk {chunk_id}: offsets {start}-{end} outside the document or its text")
-            for doc_id, chunk_id, start, end in session.query(
+            for doc_id, chunk_id, start, end in at.session.query(
                 "SELECT c.doc_id, c.chunk_id, c.start_char, c.end_char FROM {t} c "
                 "JOIN {tmp_scope} s ON s.doc_id = c.doc_id "
                 "WHERE c.start_char < 0 OR c.end_char <= c.start_char "
@@ -205,8 +196,8 @@ class Chunks(ArtifactKind):
                 t=t,
             )
         ]
-        if depth == "deep":
-            corrupt += stored_text_mismatches(session, t, "chunk_id")
+        if at.depth == "deep":
+            corrupt += stored_text_mismatches(at.session, t, "chunk_id")
         return Findings(incomplete=tuple(sorted({r[0] for r in orphans})), corrupt=tuple(sorted(set(corrupt))))
 
     def estimate_tokens(self, ref: DocRef, recipe: Recipe, max_tokens: int | None) -> int:

@@ -16,9 +16,9 @@ is gone, or a relation whose end is not an entity of its chunk (``incomplete``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
-from ragstate.artifacts.base import ArtifactKind, BuildContext, Built, Findings, Recipe
+from ragstate.artifacts.base import ArtifactKind, BuildContext, Built, Findings, Inspection, Recipe
 from ragstate.artifacts.chunks import ChunkRow, Chunks, Upstream
 from ragstate.compute.extractors import make_extractor
 from ragstate.hashing import item_id, text_hash
@@ -133,20 +133,11 @@ class Entities(ArtifactKind):
             )
         return out
 
-    def inspect(
-        self,
-        session: Session,
-        store: Store,
-        recipe: Recipe,
-        tables: tuple[TableDef, ...],
-        upstream: Mapping[str, tuple[TableDef, ...]],
-        *,
-        depth: str,
-    ) -> Findings:
-        e, r, c = tables[0].name, tables[1].name, upstream["chunks"][0].name
+    def inspect(self, at: Inspection) -> Findings:
+        e, r, c = at.tables[0].name, at.tables[1].name, at.upstream["chunks"][0].name
         bad = {
             row[0]
-            for row in session.query(
+            for row in at.session.query(
                 "SELECT DISTINCT e.doc_id FROM {e} e WHERE e.doc_id IN (SELECT doc_id FROM {tmp_scope}) "
                 "AND NOT EXISTS (SELECT 1 FROM {c} c WHERE c.doc_id = e.doc_id AND c.chunk_id = e.chunk_id "
                 "AND c.level = 1)",
@@ -156,7 +147,7 @@ class Entities(ArtifactKind):
         }
         bad |= {
             row[0]
-            for row in session.query(
+            for row in at.session.query(
                 "SELECT DISTINCT r.doc_id FROM {r} r WHERE r.doc_id IN (SELECT doc_id FROM {tmp_scope}) "
                 "AND (NOT EXISTS (SELECT 1 FROM {c} c WHERE c.doc_id = r.doc_id AND c.chunk_id = r.chunk_id "
                 "AND c.level = 1) "

@@ -16,7 +16,7 @@ from typing import Any
 from ragstate.artifacts.base import BuildContext, Recipe
 from ragstate.artifacts.chunks import ChunkRow
 from ragstate.artifacts.entities import Entities
-from ragstate.artifacts.per_chunk import PerItemKind, VectorItems, model_recipe
+from ragstate.artifacts.per_chunk import PerItemKind, VectorItems, item_columns, model_recipe
 from ragstate.compute.embedders import Embedder
 from ragstate.sources.base import DocRef
 from ragstate.spec.model import Spec
@@ -51,9 +51,8 @@ class EntityEmbeddings(VectorItems, PerItemKind):
         return TableDef(
             self.table_name(generation),
             ARTIFACT_STAMP
+            + item_columns("entity_id")
             + (
-                col("entity_id", ColumnType.TEXT, null=False),
-                col("text_hash", ColumnType.TEXT, null=False),
                 col("text", ColumnType.TEXT, null=False),
                 col("embedding", ColumnType.VECTOR, null=False, dim=recipe.dimension),
             ),

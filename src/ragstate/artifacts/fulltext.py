@@ -14,14 +14,13 @@ or, on SQLite, holds another number of rows than the table (it is rebuilt), and 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
-from ragstate.artifacts.base import ArtifactKind, BuildContext, Built, Findings, Recipe
+from ragstate.artifacts.base import ArtifactKind, BuildContext, Built, Findings, Inspection, Recipe
 from ragstate.artifacts.chunks import stored_text_mismatches
 from ragstate.hashing import text_hash
 from ragstate.sources.base import DocRef, Document
 from ragstate.spec.model import Spec
-from ragstate.stores.base import Session, Store
 from ragstate.stores.schema import ARTIFACT_STAMP, ColumnType, Index, TableDef, col
 
 
@@ -59,20 +58,11 @@ class Fulltext(ArtifactKind):
             built.source_hashes[doc.doc_id] = doc.content_hash
         return built
 
-    def inspect(
-        self,
-        session: Session,
-        store: Store,
-        recipe: Recipe,
-        tables: tuple[TableDef, ...],
-        upstream: Mapping[str, tuple[TableDef, ...]],
-        *,
-        depth: str,
-    ) -> Findings:
-        if depth != "deep":
+    def inspect(self, at: Inspection) -> Findings:
+        if at.depth != "deep":
             return Findings()
         return Findings(
-            corrupt=tuple(sorted(set(stored_text_mismatches(session, tables[0].name, "doc_id", "content"))))
+            corrupt=tuple(sorted(set(stored_text_mismatches(at.session, at.tables[0].name, "doc_id", "content"))))
         )
 
     def estimate_tokens(self, ref: DocRef, recipe: Recipe, max_tokens: int | None) -> int:

@@ -12,18 +12,32 @@ one per entity of a document. Each row carries its upstream item's id and ``text
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
-from ragstate.artifacts.base import ArtifactKind, BuildContext, Built, Findings, Recipe, VectorColumn, disagreeing
+from ragstate.artifacts.base import (
+    ArtifactKind,
+    BuildContext,
+    Built,
+    Findings,
+    Inspection,
+    Recipe,
+    VectorColumn,
+    disagreeing,
+)
 from ragstate.artifacts.chunks import ChunkRow, Upstream, window
 from ragstate.compute.embedders import Embedder, make_embedder
 from ragstate.errors import SpecError
 from ragstate.sources.base import DocRef, Document
 from ragstate.spec.model import Spec
-from ragstate.stores.base import Session, Store, check_vector
+from ragstate.stores.base import Store, check_vector
 from ragstate.stores.dialect import Col
-from ragstate.stores.schema import TableDef
+from ragstate.stores.schema import Column, ColumnType, col
+
+
+def item_columns(item: str = "chunk_id") -> tuple[Column, ...]:
+    """The columns after the stamp of a per-item kind: the upstream item's id and text hash."""
+    return (col(item, ColumnType.TEXT, null=False), col("text_hash", ColumnType.TEXT, null=False))
 
 
 class PerItemKind(ArtifactKind):
@@ -105,19 +119,10 @@ class PerItemKind(ArtifactKind):
 
     # --- checks -----------------------------------------------------------------------
 
-    def inspect(
-        self,
-        session: Session,
-        store: Store,
-        recipe: Recipe,
-        tables: tuple[TableDef, ...],
-        upstream: Mapping[str, tuple[TableDef, ...]],
-        *,
-        depth: str,
-    ) -> Findings:
-        own, up = tables[0].name, upstream[self.upstream_kind][0].name
-        incomplete = {r[0] for r in session.query(self.missing_rows, t=own, u=up, item=Col(self.item_column))} | {
-            r[0] for r in session.query(self.dangling_rows, t=own, u=up, item=Col(self.item_column))
+    def inspect(self, at: Inspection) -> Findings:
+        own, up = at.tables[0].name, at.upstream[self.upstream_kind][0].name
+        incomplete = {r[0] for r in at.session.query(self.missing_rows, t=own, u=up, item=Col(self.item_column))} | {
+            r[0] for r in at.session.query(self.dangling_rows, t=own, u=up, item=Col(self.item_column))
         }
         return Findings(incomplete=tuple(sorted(incomplete)))
 
@@ -126,28 +131,18 @@ class PerItemKind(ArtifactKind):
     #: documents with a row whose upstream item is gone or changed
     dangling_rows = ""
 
-    def recheck(
-        self,
-        session: Session,
-        store: Store,
-        recipe: Recipe,
-        tables: tuple[TableDef, ...],
-        upstream: Mapping[str, tuple[TableDef, ...]],
-        embedder: Embedder,
-        sample: int,
-        skip: set[str],
-    ) -> list[str] | None:
-        if self.upstream_kind not in upstream:
+    def recheck(self, at: Inspection, embedder: Embedder, sample: int, skip: set[str]) -> list[str] | None:
+        if self.upstream_kind not in at.upstream:
             return []
-        rows = session.query(
+        rows = at.session.query(
             self.sample_texts,
             (sample + len(skip),),
-            t=tables[0].name,
-            u=upstream[self.upstream_kind][0].name,
+            t=at.tables[0].name,
+            u=at.upstream[self.upstream_kind][0].name,
             item=Col(self.item_column),
         )
         rows = [r for r in rows if r[0] not in skip][:sample]
-        return self.disagree(store, embedder, rows)
+        return self.disagree(at.store, embedder, rows)
 
     #: ``(doc_id, text, *values)`` of a deterministic sample of rows (``LIMIT ?``)
     sample_texts = ""
@@ -226,4 +221,4 @@ def model_recipe(kind: ArtifactKind, spec: Spec, model: str, upstream: Recipe, *
     )
 
 
-__all__ = ["ChunkRow", "PerChunkKind", "PerItemKind", "VectorItems", "model_recipe"]
+__all__ = ["ChunkRow", "PerChunkKind", "PerItemKind", "VectorItems", "item_columns", "model_recipe"]

@@ -19,19 +19,18 @@ disagrees (``mock``); every chunk has its matrix (``incomplete``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from ragstate.artifacts.base import RECHECK_MIN_COSINE, BuildContext, Findings, Recipe
+from ragstate.artifacts.base import RECHECK_MIN_COSINE, BuildContext, Findings, Inspection, Recipe
 from ragstate.artifacts.chunks import Chunks
-from ragstate.artifacts.per_chunk import PerChunkKind, model_recipe
+from ragstate.artifacts.per_chunk import PerChunkKind, item_columns, model_recipe
 from ragstate.compute.embedders import Embedder
 from ragstate.spec.model import Spec
 from ragstate.stores import ledger
-from ragstate.stores.base import Session, Store
+from ragstate.stores.base import Store
 from ragstate.stores.schema import ARTIFACT_STAMP, ColumnType, TableDef, col
 
 #: float16 keeps about three decimal digits: unit rows are checked to this tolerance
@@ -92,9 +91,8 @@ class TokenEmbeddings(PerChunkKind):
         return TableDef(
             self.table_name(generation),
             ARTIFACT_STAMP
+            + item_columns()
             + (
-                col("chunk_id", ColumnType.TEXT, null=False),
-                col("text_hash", ColumnType.TEXT, null=False),
                 col("n_tokens", ColumnType.INT, null=False),
                 col("dim", ColumnType.INT, null=False),
                 col("matrix", ColumnType.BLOB, null=False),
@@ -110,28 +108,19 @@ class TokenEmbeddings(PerChunkKind):
         n, dim, blob = values
         return matrix_problem(blob, n, dim, recipe.dimension, recipe.normalized) is None
 
-    def inspect(
-        self,
-        session: Session,
-        store: Store,
-        recipe: Recipe,
-        tables: tuple[TableDef, ...],
-        upstream: Mapping[str, tuple[TableDef, ...]],
-        *,
-        depth: str,
-    ) -> Findings:
-        found = super().inspect(session, store, recipe, tables, upstream, depth=depth)
-        if depth == "shallow":
+    def inspect(self, at: Inspection) -> Findings:
+        found = super().inspect(at)
+        if at.depth == "shallow":
             return found
-        assert recipe.dimension is not None
+        assert at.recipe.dimension is not None
         corrupt = []
-        for doc_id, chunk_id, n, dim, blob in session.iter_query(
-            "SELECT doc_id, chunk_id, n_tokens, dim, matrix FROM {t}", t=tables[0].name
+        for doc_id, chunk_id, n, dim, blob in at.session.iter_query(
+            "SELECT doc_id, chunk_id, n_tokens, dim, matrix FROM {t}", t=at.tables[0].name
         ):
-            problem = matrix_problem(blob, n, dim, recipe.dimension, recipe.normalized)
+            problem = matrix_problem(blob, n, dim, at.recipe.dimension, at.recipe.normalized)
             if problem:
                 corrupt.append((doc_id, f"chunk {chunk_id}: {problem}"))
-        mock = ledger.duplicate_vectors(session, tables[0].name, "matrix")
+        mock = ledger.duplicate_vectors(at.session, at.tables[0].name, "matrix")
         return Findings(
             incomplete=found.incomplete,
             corrupt=tuple(sorted(set(corrupt))),

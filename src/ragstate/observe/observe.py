@@ -25,7 +25,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from ragstate.artifacts.base import disagreeing
+from ragstate.artifacts.base import Inspection, disagreeing
 from ragstate.compute.embedders import make_embedder
 from ragstate.hashing import text_hash
 from ragstate.plan.desired import Desired, DesiredKind
@@ -185,7 +185,8 @@ def _observe_kind(
                 corrupt.extend(store.vector_quality(s, name, vc.column, vc.dimension, vc.normalized, vc.key))
                 mock.extend(ledger.duplicate_vectors(s, name, vc.column))
         if all(upstream.get(u) is not None for u in kind.depends_on):
-            found = kind.inspect(s, store, recipe, tables, upstream, depth=depth)  # type: ignore[arg-type]
+            at = Inspection(s, store, recipe, tables, upstream, depth)  # type: ignore[arg-type]
+            found = kind.inspect(at)
             # Documents rebuilt anyway (new, changed, another recipe) are not reported
             # again for what their outdated rows look like.
             outdated = set(rows.unbuilt) | set(rows.changed) | set(rows.foreign_recipe)
@@ -234,7 +235,7 @@ def _with_recheck(
         return k
     skip = _to_build(k)
     embedder = make_embedder(recipe.model, spec.models[recipe.model])
-    disagree = kind.recheck(s, store, recipe, k.tables, k.upstream, embedder, n, skip)
+    disagree = kind.recheck(Inspection(s, store, recipe, k.tables, k.upstream, "deep"), embedder, n, skip)
     if disagree is None and columns:
         disagree = _recheck_from_source(store, s, source, desired, k.tables, n, skip, embedder)
     if not disagree:
