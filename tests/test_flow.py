@@ -20,7 +20,7 @@ from helpers import (
     vector,
 )
 from ragstate.artifacts.doc_embeddings import DocEmbeddings
-from ragstate.errors import DestructiveRefused, StalePlanError
+from ragstate.errors import DestructiveRefused, ModelError, StalePlanError
 from ragstate.plan.model import Plan
 from ragstate.stores import ledger
 
@@ -250,11 +250,12 @@ def test_interrupted_apply_resumes_without_duplicates(make_project, monkeypatch)
     def dies_on_third_batch(self, docs, recipe, ctx):
         calls["n"] += 1
         if calls["n"] == 3:
-            raise RuntimeError("simulated crash inside a batch")
+            # a fatal error stops the run (an unexpected one would only quarantine a document)
+            raise ModelError("simulated crash inside a batch")
         return real_build(self, docs, recipe, ctx)
 
     monkeypatch.setattr(DocEmbeddings, "build", dies_on_third_batch)
-    with pytest.raises(RuntimeError, match="simulated crash"):
+    with pytest.raises(ModelError, match="simulated crash"):
         project.apply()
     monkeypatch.setattr(DocEmbeddings, "build", real_build)
 

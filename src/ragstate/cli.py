@@ -7,13 +7,17 @@ command    code          meaning
 =========  ============  ========================================================
 plan,      0 / 2 / 1     in sync / drift found / error
 verify
-apply,     0 / 1 / 3     converged / error (or did not converge) / destructive plan
-reconcile                refused without ``--allow-destructive``
+apply,     0 / 1 / 3 /   converged / error (or did not converge) / destructive plan
+reconcile, 4             refused without ``--allow-destructive`` / converged except
+quarantine               items in quarantine
+retry
 status     0 / 2 / 1     every pipeline ready / some not ready / error
 source     0 / 1         mapped (compatible) / not compatible, nothing created
 map-table
 source     0 / 2 / 1     fits, view current / fits, view to (re)create / does not
 check                    fit (or error)
+quarantine 0 / 1         done / error (an item named is not in quarantine)
+list, drop
 =========  ============  ========================================================
 """
 
@@ -40,11 +44,12 @@ from rich.progress import (
 )
 
 from ragstate import __version__
+from ragstate.apply.record import RunRecord
 from ragstate.errors import RagstateError
 from ragstate.plan.model import Plan
 from ragstate.plan.render import render_plan
 from ragstate.project import Project
-from ragstate.reconcile.render import render_run, render_status, render_verify
+from ragstate.reconcile.render import render_quarantine, render_run, render_status, render_verify
 from ragstate.redact import redact
 from ragstate.sources.render import render_mapping
 from ragstate.spec.starter import starter_spec
@@ -193,6 +198,13 @@ def _bar(as_json: bool) -> _Bar:
     return _Bar(enabled=not as_json and err.is_terminal)
 
 
+def _run_exit(record: RunRecord) -> int:
+    """0 converged, 4 converged except items in quarantine, 1 otherwise."""
+    if not record.converged:
+        return 1
+    return 4 if record.quarantined_total else 0
+
+
 # --- commands -------------------------------------------------------------------------
 
 
@@ -243,7 +255,10 @@ def apply(
     allow_destructive: DestructiveOpt = False,
     deep: Annotated[bool, typer.Option("--deep", help="Plan deeply first (as verify does).")] = False,
 ) -> None:
-    """Carry out a plan (or a fresh one) in crash-safe batches (exit 0 converged, 3 refused, 1 error)."""
+    """Carry out a plan (or a fresh one) in crash-safe batches.
+
+    Exit 0 converged, 4 converged except items in quarantine, 3 refused, 1 error.
+    """
     with _handled(as_json), _project(config, profile) as project:
         saved = None
         if plan_file is not None:
@@ -256,7 +271,7 @@ def apply(
                 saved, allow_destructive=allow_destructive, depth="deep" if deep else "audit", progress=bar
             )
         _emit(as_json, record.to_dict(), render_run(record))
-        raise typer.Exit(0 if record.converged else 1)
+        raise typer.Exit(_run_exit(record))
 
 
 @app.command()
@@ -274,7 +289,7 @@ def reconcile(
         if record.verify is not None:
             text += "\n" + ("Verified: in sync." if record.verify["in_sync"] else "Verify still finds drift.")
         _emit(as_json, record.to_dict(), text)
-        raise typer.Exit(0 if record.converged else 1)
+        raise typer.Exit(_run_exit(record))
 
 
 @app.command()
@@ -350,6 +365,63 @@ def source_check(
         report = project.check_source(name)
         _emit(as_json, report.to_dict(), render_mapping(report, dry_run=True))
         raise typer.Exit(1 if not report.compatible else 0 if report.view_state == "current" else 2)
+
+
+quarantine_app = typer.Typer(
+    help="Items that failed for good (unreadable documents, documents the model fails on): list, retry, drop.",
+    no_args_is_help=True,
+)
+app.add_typer(quarantine_app, name="quarantine")
+ItemsArg = Annotated[
+    list[str] | None,
+    typer.Argument(help="Document ids, quarantine items or source paths.", show_default=False),
+]
+AllOpt = Annotated[bool, typer.Option("--all", help="Every item in quarantine.")]
+
+
+@quarantine_app.command("list")
+def quarantine_list(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
+    """List the items in quarantine, with reason, attempts and first and last seen (exit 0)."""
+    with _handled(as_json), _project(config, profile) as project:
+        entries = project.quarantine_list()
+        _emit(as_json, {"entries": [e.to_dict() for e in entries]}, render_quarantine(entries))
+
+
+@quarantine_app.command("retry")
+def quarantine_retry(
+    items: ItemsArg = None,
+    all_items: AllOpt = False,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+    allow_destructive: DestructiveOpt = False,
+) -> None:
+    """Try items again now, then apply (exit codes as apply: 0 converged, 4 some still quarantined)."""
+    with _handled(as_json), _project(config, profile) as project:
+        with _bar(as_json) as bar:
+            record = project.quarantine_retry(
+                items or [], all_items=all_items, allow_destructive=allow_destructive, progress=bar
+            )
+        _emit(as_json, record.to_dict(), render_run(record))
+        raise typer.Exit(_run_exit(record))
+
+
+@quarantine_app.command("drop")
+def quarantine_drop(
+    items: ItemsArg = None,
+    all_items: AllOpt = False,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Leave items out on purpose: not built, no longer counted (tried again if their content changes)."""
+    with _handled(as_json), _project(config, profile) as project:
+        dropped = project.quarantine_drop(items or [], all_items=all_items)
+        _emit(
+            as_json,
+            {"dropped": [e.to_dict() for e in dropped]},
+            f"Dropped {len(dropped)} item(s); they stay unbuilt until their content changes.",
+        )
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ contain a secret (see ``ragstate.redact``).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 
 class RagstateError(Exception):
@@ -24,6 +25,22 @@ class TransientError(RagstateError):
 
 class TerminalError(RagstateError):
     """Marker: trying again without a change of input or spec will fail the same way."""
+
+
+class ItemError(TerminalError):
+    """Marker: one item (a document) cannot be built; the others can.
+
+    The engine quarantines the item and goes on. ``reason`` is the quarantine's reason
+    class; plugins may raise this (or a subclass) for input their model refuses.
+    """
+
+    reason: str = "build_failed"
+
+    def __init__(self, message: str, *, doc_id: str | None = None, reason: str | None = None):
+        self.doc_id = doc_id
+        if reason is not None:
+            self.reason = reason
+        super().__init__(message)
 
 
 # --- spec -----------------------------------------------------------------------------
@@ -49,13 +66,50 @@ class SourceError(TerminalError):
         super().__init__(message)
 
 
-class DocumentError(TerminalError):
-    """One document cannot be loaded (malformed, undecodable, duplicate id)."""
+class DocumentError(ItemError):
+    """One document cannot be loaded; the leaves below say why (``reason``)."""
+
+    reason = "unreadable"
 
     def __init__(self, message: str, *, path: Path | str | None = None, doc_id: str | None = None):
         self.path = str(path) if path is not None else None
-        self.doc_id = doc_id
-        super().__init__(message)
+        super().__init__(message, doc_id=doc_id)
+
+
+class UndecodableDocument(DocumentError):
+    """A document's bytes are not UTF-8 text."""
+
+    reason = "undecodable"
+
+
+class EmptyDocument(DocumentError):
+    """A document has no text at all."""
+
+    reason = "empty"
+
+
+class DocumentTooLarge(DocumentError):
+    """A document is over ``source.max_document_bytes``."""
+
+    reason = "too_large"
+
+
+class MalformedDocument(DocumentError):
+    """A document is not what its format says (XML that does not parse, a bad JSON line)."""
+
+    reason = "malformed"
+
+
+class UnreadableDocument(DocumentError):
+    """A document's file cannot be read, or it vanished since it was observed."""
+
+    reason = "unreadable"
+
+
+class DuplicateDocumentId(DocumentError):
+    """Two documents of the source declare the same id (a source-wide conflict, not quarantined)."""
+
+    reason = "duplicate_id"
 
 
 class MappingError(SourceError):
@@ -82,6 +136,18 @@ class StoreConfigError(StoreError, TerminalError):
     """The store URL or its setup is wrong (unknown scheme, missing extension, no rights)."""
 
 
+class StoreLocked(StoreUnavailable):
+    """Another process holds the store's writer lock (``reconcile.lock: fail``, or the wait timed out)."""
+
+    def __init__(self, message: str, *, holder: dict[str, Any] | None = None):
+        self.holder = holder or {}
+        super().__init__(message)
+
+
+class WriterLockLost(StoreError, TerminalError):
+    """This process lost the store's writer lock to another one while applying; it stopped."""
+
+
 class SchemaError(StoreError, TerminalError):
     """The store's tables differ from what this version of ragstate expects and cannot be migrated."""
 
@@ -99,6 +165,34 @@ class ModelError(TerminalError):
 
 class PluginError(TerminalError):
     """A plugin named in the spec is unknown or failed to load."""
+
+
+class ComputeUnavailable(TransientError):
+    """A model or compute service cannot answer now (timeout, lost connection, rate limit).
+
+    Embedder plugins raise this for failures that may pass; the engine retries them.
+    """
+
+
+class BuildFailing(TerminalError):
+    """Items fail one after another with unexpected errors: a fault of the model or plugin, not of the items."""
+
+    def __init__(self, message: str, *, kind: str, streak: int):
+        self.kind = kind
+        self.streak = streak
+        super().__init__(message)
+
+
+# --- faults ---------------------------------------------------------------------------
+
+
+class CircuitOpen(TransientError):
+    """Calls to a dependency fail fast: it failed too often in a row and is cooling down."""
+
+    def __init__(self, message: str, *, target: str, retry_in: float):
+        self.target = target
+        self.retry_in = retry_in
+        super().__init__(message)
 
 
 # --- plan and apply -------------------------------------------------------------------
@@ -121,6 +215,14 @@ class DestructiveRefused(RagstateError):
         self.deletions = deletions
         self.share = share
         self.limit = limit
+        super().__init__(message)
+
+
+class QuarantineNotFound(TerminalError):
+    """A ``quarantine retry`` or ``drop`` named an item that is not in quarantine."""
+
+    def __init__(self, message: str, *, items: list[str]):
+        self.items = items
         super().__init__(message)
 
 

@@ -98,3 +98,8 @@ def file_digest(path: Path) -> str:
                 h.update(block)
         _file_digest_cache[key] = h.hexdigest()
     return _file_digest_cache[key]
+
+
+def lock_key(name: str) -> int:
+    """A signed 64-bit number for ``name`` (a PostgreSQL advisory lock key)."""
+    return int.from_bytes(hashlib.blake2b(name.encode("utf-8"), digest_size=8).digest(), "big", signed=True)

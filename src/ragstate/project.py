@@ -11,7 +11,13 @@ the CLI calls exactly one of them per command.
 ``status()``          readiness of each pipeline, generations, last and running runs
 ``map_table(...)``    check a user's table against a mapping; if it fits, create its view
 ``check_source()``    re-check the spec's (or a recorded) table mapping
+``quarantine_*()``    list, retry or drop the items set aside as failing
+``writer_lock()``     hold the store's single-writer lock (apply and reconcile take it)
 ====================  ===================================================================
+
+Every method that writes artifacts holds the writer lock for its whole duration, so two
+processes never apply to one store at once (``reconcile.lock``: the second waits or
+fails), and retries its store work through ``self.guard`` (``faults.retry``).
 """
 
 from __future__ import annotations
@@ -19,15 +25,18 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Mapping
-from dataclasses import asdict
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 from ragstate.apply.apply import apply_plan
 from ragstate.apply.progress import Progress
 from ragstate.apply.record import CONVERGED, FAILED, INTERRUPTED, NOT_CONVERGED, REFUSED, RunRecord
-from ragstate.errors import DestructiveRefused, RagstateError, SpecError, StalePlanError
+from ragstate.apply.safety import Safety
+from ragstate.errors import DestructiveRefused, QuarantineNotFound, RagstateError, SpecError, StalePlanError
+from ragstate.faults import FaultLog, Guard, classify
 from ragstate.observe.observe import Observed, observe
 from ragstate.plan.desired import Desired, desired_state
 from ragstate.plan.diff import diff
@@ -44,8 +53,11 @@ from ragstate.redact import redact
 from ragstate.sources import InPlaceSource, Source, open_source
 from ragstate.sources.table import MappingReport, check_recorded, map_table
 from ragstate.spec import Spec, TableSourceSpec, load_spec, spec_hash, table_source_from
-from ragstate.stores import Store, ledger, open_store, records
+from ragstate.stores import Store, ledger, locks, open_store, records
+from ragstate.stores import quarantine as quarantine_store
 from ragstate.stores.migrations import repair
+from ragstate.stores.quarantine import DROPPED, QUARANTINED, RETRY, SOURCE, Entry
+from ragstate.stores.schema import QUARANTINE
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +74,9 @@ class Project:
         self.spec = spec
         self.spec_hash = spec_hash(spec)
         self._store: Store | None = None
+        #: retries and circuit breakers; kept for the project's life (a daemon's cycles share them)
+        self.guard = Guard(spec.reconcile.retry, spec.reconcile.breaker)
+        self._lease: locks.WriterLease | None = None
 
     @classmethod
     def from_file(cls, path: str | Path, *, profile: str | None = None) -> Project:
@@ -81,6 +96,37 @@ class Project:
 
     def desired(self) -> Desired:
         return desired_state(self.spec)
+
+    @contextmanager
+    def writer_lock(self, *, progress: Progress | None = None, command: str = "apply") -> Iterator[locks.WriterLease]:
+        """Hold the store's single-writer lock for the block (re-entrant within this project).
+
+        Waits for another holder or fails at once, as ``reconcile.lock`` says.
+
+        Raises:
+            StoreLocked: another process holds it (``fail``), or the wait timed out.
+        """
+        if self._lease is not None:
+            yield self._lease
+            return
+
+        def waiting(holder: dict[str, Any]) -> None:
+            if progress is not None:
+                progress.note(f"waiting for {locks.describe(holder)} to finish writing the store")
+
+        lease = locks.acquire(
+            self.store,
+            mode=self.spec.reconcile.lock,
+            timeout_s=self.spec.reconcile.lock_timeout_s,
+            command=command,
+            on_wait=waiting,
+        )
+        self._lease = lease
+        try:
+            yield lease
+        finally:
+            self._lease = None
+            lease.release()
 
     def close(self) -> None:
         if self._store is not None:
@@ -123,37 +169,62 @@ class Project:
 
         Returns:
             The run record (also stored in ``runs``), status ``converged`` or
-            ``not_converged`` (the source changed while applying).
+            ``not_converged`` (the source changed while applying); ``quarantined``
+            counts the items left in quarantine (the CLI exits 4 when there are any).
 
         Raises:
+            StoreLocked: another process is writing the store (``reconcile.lock``).
             StalePlanError: the saved plan no longer matches the store and source.
             DestructiveRefused: the plan deletes too much and ``allow_destructive`` is off.
             RagstateError: anything else that stopped the run; committed batches stay.
         """
         started = time.time()
+        with self.writer_lock(progress=progress, command=command) as lease, self.guard.recording(FaultLog()) as log:
+            return self._apply(plan, lease, log, started, allow_destructive, depth, progress, command)
+
+    def _apply(
+        self,
+        plan: Plan | None,
+        lease: locks.WriterLease,
+        log: FaultLog,
+        started: float,
+        allow_destructive: bool,
+        depth: str,
+        progress: Progress | None,
+        command: str,
+    ) -> RunRecord:
         t0 = time.perf_counter()
-        desired, observed = self.observe(depth=plan.depth if plan is not None else depth)
+        safety = Safety(self.guard, fence=lease.fence)
+        desired, observed = safety.read(lambda: self.observe(depth=plan.depth if plan is not None else depth))
         fresh = diff(self.spec, self.spec_hash, desired, observed)
         if plan is not None and plan.fingerprint != fresh.fingerprint:
             raise StalePlanError("the store or source changed since this plan was computed; run `ragstate plan` again")
         record = RunRecord(run_id=new_run_id(), command=command, spec_hash=self.spec_hash, started_at=started)
+        record.schema_repaired = [f"applied migration {v}" for v in lease.migrated]
+        lease.migrated = []
         if fresh.schema or fresh.source_schema:
-            record.schema_repaired = repair(self.store) if fresh.schema else []
+            if fresh.schema:
+                record.schema_repaired += safety.read(lambda: repair(self.store))
             source = self.source()
             if fresh.source_schema and isinstance(source, InPlaceSource):
                 # Raises MappingError, before any run is recorded, when the table no
                 # longer fits the mapping.
                 record.schema_repaired += source.repair()
-            desired, observed = self.observe(depth=fresh.depth, desired=desired)
+            desired, observed = safety.read(lambda: self.observe(depth=fresh.depth, desired=desired))
             fresh = diff(self.spec, self.spec_hash, desired, observed)
         record.drift = fresh.drift
         record.timings["plan_s"] = round(time.perf_counter() - t0, 4)
-        with self.store.session() as s:
-            records.start(self.store, s, record.run_id, command, self.spec_hash, _plan_summary(fresh))
+        summary = _plan_summary(fresh)
+
+        def start() -> None:
+            with self.store.session() as s:
+                records.start(self.store, s, record.run_id, command, self.spec_hash, summary)
+
+        safety.read(start)
         if fresh.destructive and not allow_destructive:
             record.status = REFUSED
             record.error = "; ".join(fresh.destructive_reasons)
-            self._finish(record)
+            self._finish(record, log)
             deletions = sum(len(k.delete) for k in fresh.kinds)
             raise DestructiveRefused(
                 "refusing destructive plan (use --allow-destructive): " + record.error,
@@ -171,11 +242,13 @@ class Project:
                 source=self.source(),
                 record=record,
                 progress=progress,
+                safety=safety,
             )
             t1 = time.perf_counter()
-            _, after = self.observe(depth="shallow", desired=desired)
+            _, after = safety.read(lambda: self.observe(depth="shallow", desired=desired))
             remaining = diff(self.spec, self.spec_hash, desired, after)
             record.timings["check_s"] = round(time.perf_counter() - t1, 4)
+            record.quarantined = dict(remaining.quarantine.get("quarantined", {}))
             record.status = CONVERGED if remaining.in_sync else NOT_CONVERGED
             if not remaining.in_sync:
                 record.error = "drift remains after apply (the source changed while applying): " + _drift_words(
@@ -183,15 +256,16 @@ class Project:
                 )
         except KeyboardInterrupt:
             record.status, record.error, record.error_type = INTERRUPTED, "interrupted", "KeyboardInterrupt"
-            self._finish(record)
+            self._finish(record, log)
             raise
         except BaseException as exc:
             record.status = FAILED
             record.error = redact(str(exc)) or type(exc).__name__
             record.error_type = type(exc).__name__
-            self._finish(record)
+            record.error_class = log.stopped_by = classify(exc).family
+            self._finish(record, log)
             raise
-        self._finish(record)
+        self._finish(record, log)
         return record
 
     def verify(self) -> VerifyReport:
@@ -206,6 +280,10 @@ class Project:
 
     def reconcile(self, *, allow_destructive: bool = False, progress: Progress | None = None) -> RunRecord:
         """Plan and apply deeply, then verify; one more pass if the source moved meanwhile."""
+        with self.writer_lock(progress=progress, command="reconcile"):
+            return self._reconcile(allow_destructive, progress)
+
+    def _reconcile(self, allow_destructive: bool, progress: Progress | None) -> RunRecord:
         record = self.apply(allow_destructive=allow_destructive, depth="deep", progress=progress, command="reconcile")
         report = self.verify()
         if not report.in_sync:
@@ -274,6 +352,7 @@ class Project:
         last = finished[0] if finished else None
         self._record_readiness(plan, observed, desired)
         return StatusReport(
+            quarantine=plan.quarantine,
             store=self.store.description,
             source=self.source().description,
             scope_size=plan.scope_size,
@@ -340,16 +419,94 @@ class Project:
             return self.spec.source
         raise SpecError("the spec's source is a folder, not a table: give the table to map (or a mapping's name)")
 
+    # --- quarantine -------------------------------------------------------------------
+
+    def quarantine_list(self) -> list[Entry]:
+        """Every item in quarantine (states quarantined, retry and dropped), by kind and item."""
+        with self.store.session() as s:
+            if self.store.columns(s, QUARANTINE.name) is None:
+                return []
+            return quarantine_store.entries(s)
+
+    def quarantine_retry(
+        self,
+        items: Sequence[str] = (),
+        *,
+        all_items: bool = False,
+        allow_destructive: bool = False,
+        progress: Progress | None = None,
+    ) -> RunRecord:
+        """Try quarantined items again now: mark them ``retry``, then apply.
+
+        Args:
+            items: document ids, quarantine items or source paths (see ``quarantine_list``).
+            all_items: every item in state ``quarantined`` instead.
+
+        Returns:
+            The run record of the apply; items that fail again are back in quarantine.
+
+        Raises:
+            QuarantineNotFound: an item named is not in quarantine, or none was named.
+        """
+        with self.writer_lock(progress=progress, command="quarantine retry"):
+            chosen = self._select(items, all_items, "retry")
+
+            def mark(s: Any) -> None:
+                quarantine_store.set_state(s, [e.key for e in chosen], RETRY)
+                # A file that could not be read is read again only if its stat is forgotten.
+                quarantine_store.forget_files(s, [e.path for e in chosen if e.kind == SOURCE and e.path])
+
+            with self.store.transaction() as s:
+                mark(s)
+            return self.apply(allow_destructive=allow_destructive, progress=progress, command="quarantine retry")
+
+    def quarantine_drop(self, items: Sequence[str] = (), *, all_items: bool = False) -> list[Entry]:
+        """Leave items out on purpose: state ``dropped``, no longer counted (apply exits 0).
+
+        A dropped item stays unbuilt until its content changes (then it is tried again)
+        or ``quarantine_retry`` names it.
+
+        Raises:
+            QuarantineNotFound: an item named is not in quarantine, or none was named.
+        """
+        with self.writer_lock(command="quarantine drop"):
+            chosen = self._select(items, all_items, "drop")
+            with self.store.transaction() as s:
+                quarantine_store.set_state(s, [e.key for e in chosen], DROPPED)
+        return [replace(e, state=DROPPED) for e in chosen]
+
+    def _select(self, items: Sequence[str], all_items: bool, verb: str) -> list[Entry]:
+        entries = self.quarantine_list()
+        if all_items:
+            return [e for e in entries if e.state in (QUARANTINED, RETRY)]
+        if not items:
+            raise QuarantineNotFound(
+                f"name the items to {verb} (see `ragstate quarantine list`) or pass --all", items=[]
+            )
+        chosen = [e for e in entries if {e.item, e.doc_id, e.path} & set(items)]
+        unknown = sorted(i for i in items if not any(i in (e.item, e.doc_id, e.path) for e in entries))
+        if unknown:
+            raise QuarantineNotFound(
+                "not in quarantine: " + ", ".join(unknown) + " (see `ragstate quarantine list`)", items=unknown
+            )
+        return chosen
+
     # --- internals --------------------------------------------------------------------
 
-    def _finish(self, record: RunRecord) -> None:
+    def _finish(self, record: RunRecord, fault_log: FaultLog | None = None) -> None:
         record.finished_at = time.time()
         record.timings["total_s"] = round(record.finished_at - record.started_at, 4)
-        try:
+        if fault_log is not None:
+            record.faults = fault_log.to_dict()
+
+        def write() -> None:
             with self.store.session() as s:
                 records.finish(
                     self.store, s, record.run_id, record.status, record.counts(), record.timings, record.error
                 )
+
+        try:
+            self.guard.call("database", write)
         except RagstateError as exc:  # the store may be what failed; the run's own error matters more
             log.warning("could not record the end of run %s: %s", record.run_id, exc)
 

@@ -16,6 +16,12 @@ so a dependent kind reads its upstream kinds' complete target generation.
 
 Apply is idempotent: a batch re-run after a crash rewrites the same rows. Builds are
 computed on this thread while the writer thread commits the previous batch.
+
+Faults (``docs/failures.md``): every write goes through ``Safety.commit`` (fenced by the
+writer lock, retried when transient); batches are sized to the memory budget
+(``batching``); a document that fails is found and set aside (``isolate``) and written
+to quarantine in its batch's transaction, together with the rows of the others.
+Quarantined documents are not built and their old rows are not deleted.
 """
 
 from __future__ import annotations
@@ -24,17 +30,20 @@ import logging
 import time
 from collections.abc import Sequence
 
+from ragstate.apply.batching import BatchSizer
+from ragstate.apply.isolate import BatchResult, Isolator
 from ragstate.apply.progress import NullProgress, Progress
 from ragstate.apply.record import KindCounts, RunRecord
+from ragstate.apply.safety import Safety
 from ragstate.apply.writer import BatchWriter
-from ragstate.artifacts.base import BuildContext, Built, Recipe
+from ragstate.artifacts.base import BuildContext, Recipe
 from ragstate.compute.embedders import make_embedder
 from ragstate.observe.observe import Observed
 from ragstate.plan.desired import Desired, DesiredKind
 from ragstate.plan.model import KindPlan, Plan
 from ragstate.sources.base import DocRef, Source
 from ragstate.spec.model import Spec
-from ragstate.stores import ledger, records, registry
+from ragstate.stores import ledger, quarantine, records, registry
 from ragstate.stores.base import Session, Store, now
 from ragstate.stores.migrations import add_missing_columns
 from ragstate.stores.schema import TableDef
@@ -52,24 +61,42 @@ def apply_plan(
     source: Source,
     record: RunRecord,
     progress: Progress | None = None,
+    safety: Safety | None = None,
 ) -> RunRecord:
     """Carry out ``plan`` (computed from ``observed``), filling ``record`` as it goes.
 
-    The run row must already exist (``records.start``). Raises whatever stops the work;
+    The run row must already exist (``records.start``). ``safety`` fences and retries
+    writes (default: retries only, no writer lock). Raises whatever stops the work;
     everything committed before that stays committed.
     """
     progress = progress or NullProgress()
+    safety = safety or Safety.unlocked(spec)
     t0 = time.perf_counter()
-    if observed.snapshot is not None and observed.registry_changed:
-        with store.transaction() as s:
-            record.documents_recorded = registry.sync(s, observed.snapshot, observed.known)
+    registry_changed = observed.snapshot is not None and observed.registry_changed
+    view = observed.quarantine
+    if registry_changed or view.writes:
+
+        def record_source(s: Session) -> None:
+            # The registry and the quarantine of unreadable documents change together: a
+            # file recorded as seen is never re-read, so its problem must be kept now.
+            if registry_changed and observed.snapshot is not None:
+                record.documents_recorded = registry.sync(s, observed.snapshot, observed.known)
+            quarantine.remove(s, view.stale)
+            quarantine.record(s, view.new, record.run_id)
+
+        safety.commit(store, record_source)
     # The generation each kind's work went into, for the dependent kinds that read it.
     targets: dict[str, int] = {k.kind: k.target_generation for k in plan.kinds if k.target_generation is not None}
+    # Documents set aside during this run, per kind: kinds built from them skip them too.
+    set_aside: dict[str, set[str]] = {}
     for kind_plan in plan.kinds:
+        blocked = {d for u in desired.kind(kind_plan.kind).kind.depends_on for d in set_aside.get(u, ())}
         if kind_plan.has_work:
-            targets[kind_plan.kind] = _apply_kind(
-                kind_plan, observed, spec, desired, targets, store, source, record, progress
+            targets[kind_plan.kind], failed = _apply_kind(
+                kind_plan, observed, spec, desired, targets, store, source, record, progress, safety, blocked
             )
+            blocked |= failed
+        set_aside[kind_plan.kind] = blocked
     record.timings["apply_s"] = round(time.perf_counter() - t0, 4)
     return record
 
@@ -84,39 +111,56 @@ def _apply_kind(
     source: Source,
     record: RunRecord,
     progress: Progress,
-) -> int:
-    """Apply ``kp``; return the generation its work went into."""
+    safety: Safety,
+    blocked: set[str],
+) -> tuple[int, set[str]]:
+    """Apply ``kp``; return the generation its work went into and the documents set aside.
+
+    ``blocked`` documents were set aside by an upstream kind in this run: they are not
+    built (their upstream rows are missing or stale), as if quarantined.
+    """
     this = desired.kind(kp.kind)
     kind, recipe = this.kind, this.recipe
     counts = record.kinds.setdefault(kp.kind, KindCounts(recipe_fp=recipe.fingerprint))
-    with store.session() as s:
-        generation = kp.target_generation
-        if generation is None:
-            with s.transaction():
-                gen = ledger.create_generation(store, s, kind.name, recipe.fingerprint, recipe.params, record.run_id)
-                for t in kind.tables(recipe, gen.generation):
-                    store.ensure_table(s, t)
-            generation = gen.generation
-            counts.created_generation = True
-            progress.note(f"{kind.name}: building generation {generation} (recipe {recipe.fingerprint})")
-        tables = kind.tables(recipe, generation)
-        names = [t.name for t in tables]
-        counts.generation = generation
-        if kp.repair:
-            with s.transaction():
-                for t in tables:
-                    store.ensure_table(s, t)
-                    add_missing_columns(store, s, t)
-            counts.repaired.extend(kp.repair)
-        for ids, what in ((kp.purge, "purged"), (kp.delete, "deleted")):
-            for chunk in _chunks(ids, spec.reconcile.batch_size):
-                with s.transaction():
-                    ledger.delete_rows(s, names, chunk)
-                    if what == "deleted":
-                        ledger.delete(s, kind.name, generation, chunk)
-                setattr(counts, what, getattr(counts, what) + len(chunk))
+    generation = kp.target_generation
+    if generation is None:
+        created: list[int] = []
 
-    refs = sorted((observed.refs[d] for d in kp.build_ids), key=lambda r: (r.path, r.pos))
+        def create(s: Session) -> None:
+            gen = ledger.create_generation(store, s, kind.name, recipe.fingerprint, recipe.params, record.run_id)
+            for t in kind.tables(recipe, gen.generation):
+                store.ensure_table(s, t)
+            created[:] = [gen.generation]
+
+        safety.commit(store, create)
+        generation = created[0]
+        counts.created_generation = True
+        progress.note(f"{kind.name}: building generation {generation} (recipe {recipe.fingerprint})")
+    tables = kind.tables(recipe, generation)
+    names = [t.name for t in tables]
+    counts.generation = generation
+    if kp.repair:
+
+        def repair(s: Session) -> None:
+            for t in tables:
+                store.ensure_table(s, t)
+                add_missing_columns(store, s, t)
+
+        safety.commit(store, repair)
+        counts.repaired.extend(kp.repair)
+    for ids, what in ((kp.purge, "purged"), (kp.delete, "deleted")):
+        for chunk in _chunks(ids, spec.reconcile.batch_size):
+
+            def delete(s: Session, chunk: Sequence[str] = chunk, what: str = what) -> None:
+                ledger.delete_rows(s, names, chunk)
+                if what == "deleted":
+                    ledger.delete(s, kind.name, generation, chunk)
+
+            safety.commit(store, delete)
+            setattr(counts, what, getattr(counts, what) + len(chunk))
+
+    refs = sorted((observed.refs[d] for d in kp.build_ids if d not in blocked), key=lambda r: (r.path, r.pos))
+    failed: set[str] = set()
     if refs:
         upstream = {u: desired.kind(u) for u in kind.depends_on}
         ctx = BuildContext(
@@ -131,7 +175,7 @@ def _apply_kind(
             kinds={kind.name: kind} | {u: d.kind for u, d in upstream.items()},
             fresh=frozenset(kp.build.get("corrupt", ()) + kp.build.get("mock", ())),
         )
-        _build(
+        failed = _build(
             refs,
             kind_name=kind.name,
             desired=this,
@@ -144,24 +188,42 @@ def _apply_kind(
             record=record,
             counts=counts,
             progress=progress,
+            safety=safety,
+            clear_quarantine=kind.name in observed.quarantine.recorded_kinds,
         )
 
     if kp.switch:
-        with store.session() as s:
-            done = int(
-                s.scalar("SELECT count(*) FROM {ledger} WHERE kind = ? AND generation = ?", (kind.name, generation))
-            )
-            if done >= observed.scope_size:
+        # Quarantined documents are not in the new generation; they must not keep it
+        # from being switched in forever.
+        held = len(kp.quarantined) + counts.quarantined + len(blocked & set(kp.build_ids))
+
+        def switch() -> bool:
+            with store.session() as s:
+                done = int(
+                    s.scalar("SELECT count(*) FROM {ledger} WHERE kind = ? AND generation = ?", (kind.name, generation))
+                )
+                if done + held < observed.scope_size:
+                    return False
                 for t in tables:
                     store.vector_index(s, t)
-                ledger.activate(s, kind.name, generation)
-                counts.switched = True
-                progress.note(f"{kind.name}: generation {generation} is now active")
+                with s.transaction():
+                    if safety.fence is not None:
+                        safety.fence(s)
+                    ledger.activate(s, kind.name, generation)
+                return True
+
+        if safety.read(switch):
+            counts.switched = True
+            progress.note(f"{kind.name}: generation {generation} is now active")
     elif kp.repair:
-        with store.session() as s:
-            for t in tables:
-                store.vector_index(s, t)
-    return generation
+
+        def index() -> None:
+            with store.session() as s:
+                for t in tables:
+                    store.vector_index(s, t)
+
+        safety.read(index)
+    return generation, failed
 
 
 def _build(
@@ -178,37 +240,67 @@ def _build(
     record: RunRecord,
     counts: KindCounts,
     progress: Progress,
-) -> None:
+    safety: Safety,
+    clear_quarantine: bool,
+) -> set[str]:
+    """Build ``refs`` in batches; return the documents set aside (quarantined)."""
     kind, recipe = desired.kind, desired.recipe
     if recipe.model is not None:
-        ctx.embedder(recipe.model).load()  # before the clock starts: rates measure work, not start-up
+        # before the clock starts: rates measure work, not start-up
+        safety.guard.call("embedder", lambda: ctx.embedder(recipe.model).load())
     total = len(refs)
     progress.start(kind_name, total)
-    writer = BatchWriter(store)
+    sizer = BatchSizer.from_spec(spec.reconcile.batch_size, spec.reconcile.memory_budget_mb)
+    isolator = Isolator(
+        kind=kind,
+        recipe=recipe,
+        ctx=ctx,
+        tables=tables,
+        store=store,
+        guard=safety.guard,
+        sizer=sizer,
+        max_streak=spec.reconcile.max_failure_streak,
+    )
+    writer = BatchWriter(store, commit=safety.commit)
     started = time.perf_counter()
+    failed: set[str] = set()
     try:
-        for batch in _chunks(refs, spec.reconcile.batch_size):
-            docs = list(source.load(batch))
-            built = kind.build(docs, recipe, ctx)
-            doc_ids = [d.doc_id for d in docs]
+        for batch in sizer.batches(refs):
+            result = isolator.run(source, batch)
             writer.submit(
-                _batch_job(store, kind_name, generation, tables, doc_ids, built, recipe, record, counts, total)
+                _batch_job(
+                    store,
+                    kind_name,
+                    generation,
+                    tables,
+                    result,
+                    recipe,
+                    record,
+                    counts,
+                    total,
+                    clear_quarantine=clear_quarantine,
+                )
             )
-            counts.built += len(doc_ids)
+            built = result.built
+            failed.update(f.ref.doc_id for f in result.failures)
+            counts.built += len(result.doc_ids)
+            counts.quarantined += len(result.failures)
             counts.rows += sum(len(r) for r in built.table_rows(len(tables)))
             counts.embedded += built.embedded
             counts.reused += built.reused
             counts.tokens += built.tokens
             counts.truncated += built.truncated
             counts.batches += 1
-            progress.advance(kind_name, len(doc_ids))
+            progress.advance(kind_name, len(batch))
         writer.close()
     except BaseException:
         writer.abandon()
         raise
     finally:
         counts.build_seconds += time.perf_counter() - started
+        safety.guard.log.memory[kind_name] = sizer.summary()
         progress.finish(kind_name)
+    return failed
 
 
 def _batch_job(
@@ -216,18 +308,28 @@ def _batch_job(
     kind: str,
     generation: int,
     tables: tuple[TableDef, ...],
-    doc_ids: list[str],
-    built: Built,
+    result: BatchResult,
     recipe: Recipe,
     record: RunRecord,
     counts: KindCounts,
     total: int,
+    *,
+    clear_quarantine: bool,
 ):
-    done_after = counts.built + len(doc_ids)
-    progress_doc = {"kind": kind, "generation": generation, "done": done_after, "total": total, "at": now()}
+    doc_ids = result.doc_ids
+    built = result.built
+    failed = [f.entry(kind) for f in result.failures]
+    progress_doc = {
+        "kind": kind,
+        "generation": generation,
+        "done": counts.built + counts.quarantined + len(doc_ids) + len(failed),
+        "total": total,
+        "quarantined": counts.quarantined + len(failed),
+        "at": now(),
+    }
 
     def job(s: Session) -> None:
-        # One transaction: old rows out, new rows in, ledger rows, progress.
+        # One transaction: old rows out, new rows in, ledger rows, quarantine, progress.
         ledger.delete_rows(s, [t.name for t in tables], doc_ids)
         for table, rows in zip(tables, built.table_rows(len(tables)), strict=True):
             s.copy_rows(table, rows)
@@ -238,6 +340,9 @@ def _batch_job(
             [(d, built.source_hashes[d], recipe.fingerprint, built.items.get(d, 0)) for d in doc_ids],
             record.run_id,
         )
+        if clear_quarantine and doc_ids:
+            quarantine.remove(s, [(kind, d) for d in doc_ids])
+        quarantine.record(s, failed, record.run_id)
         records.progress(store, s, record.run_id, progress_doc)
 
     return job

@@ -32,6 +32,8 @@ class KindCounts:
     truncated: int = 0
     deleted: int = 0
     purged: int = 0
+    #: documents set aside (quarantined) during this run
+    quarantined: int = 0
     batches: int = 0
     build_seconds: float = 0.0
     created_generation: bool = False
@@ -57,6 +59,12 @@ class RunRecord:
     verify: dict[str, Any] | None = None
     error: str | None = None
     error_type: str | None = None
+    #: transient, item or fatal: the class of the error that stopped the run
+    error_class: str | None = None
+    #: what went wrong and what was done about it (``faults.log.FaultLog.to_dict``)
+    faults: dict[str, Any] = field(default_factory=dict)
+    #: items in quarantine after the run, by kind (``source`` or an artifact kind)
+    quarantined: dict[str, int] = field(default_factory=dict)
 
     @property
     def converged(self) -> bool:
@@ -65,6 +73,10 @@ class RunRecord:
     @property
     def built(self) -> int:
         return sum(k.built for k in self.kinds.values())
+
+    @property
+    def quarantined_total(self) -> int:
+        return sum(self.quarantined.values())
 
     def counts(self) -> dict[str, Any]:
         """What ``runs.counts`` stores."""
@@ -75,10 +87,14 @@ class RunRecord:
             "drift": self.drift,
             "verify": self.verify,
             "error_type": self.error_type,
+            "error_class": self.error_class,
+            "faults": self.faults,
+            "quarantined": self.quarantined,
         }
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["converged"] = self.converged
         data["built"] = self.built
+        data["quarantined_total"] = self.quarantined_total
         return data

@@ -2,8 +2,10 @@
 
 The queue is bounded: when writes fall behind, ``submit`` blocks, so memory holds at
 most ``depth`` batches whatever the corpus size. Each submitted job runs in its own
-transaction; a job that fails stops the writer, and the error comes back from the next
-``submit`` or from ``close``. Jobs already committed stay committed.
+transaction, through ``commit`` (by default a plain transaction; apply passes
+``Safety.commit``, which fences and retries); a job that fails for good stops the
+writer, and the error comes back from the next ``submit`` or from ``close``. Jobs
+already committed stay committed.
 """
 
 from __future__ import annotations
@@ -19,8 +21,9 @@ _STOP = object()
 
 
 class BatchWriter:
-    def __init__(self, store: Store, *, depth: int = 2):
+    def __init__(self, store: Store, *, depth: int = 2, commit: Callable[[Store, Job], None] | None = None):
         self._store = store
+        self._commit = commit or _plain_commit
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="ragstate-writer", daemon=True)
@@ -34,8 +37,7 @@ class BatchWriter:
             if self._error is not None:
                 continue  # drain: nothing more is written after a failure
             try:
-                with self._store.transaction() as session:
-                    job(session)  # type: ignore[operator]
+                self._commit(self._store, job)  # type: ignore[arg-type]
             except BaseException as exc:  # re-raised in the caller's thread
                 self._error = exc
 
@@ -58,3 +60,8 @@ class BatchWriter:
     def _raise(self) -> None:
         if self._error is not None:
             raise self._error
+
+
+def _plain_commit(store: Store, job: Job) -> None:
+    with store.transaction() as session:
+        job(session)

@@ -28,10 +28,11 @@ from dataclasses import dataclass, field, replace
 from ragstate.artifacts.base import Inspection, disagreeing
 from ragstate.compute.embedders import make_embedder
 from ragstate.hashing import text_hash
+from ragstate.observe.quarantine import QuarantineView, held_downstream, quarantine_view
 from ragstate.plan.desired import Desired, DesiredKind
 from ragstate.sources.base import DocRef, FileStat, InPlaceSource, Snapshot, Source, SourceProblem
 from ragstate.spec.model import Spec
-from ragstate.stores import ledger, records, registry
+from ragstate.stores import ledger, quarantine, records, registry
 from ragstate.stores.base import SchemaProblem, Session, Store
 from ragstate.stores.dialect import Col
 from ragstate.stores.ledger import DriftRows, Generation
@@ -64,6 +65,8 @@ class KindObservation:
     tables: tuple[TableDef, ...] | None = None
     #: the target tables of the kinds this one depends on
     upstream: Mapping[str, tuple[TableDef, ...]] = field(default_factory=dict)
+    #: documents in scope held back by quarantine (not built, not counted as drift)
+    quarantined: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class Observed:
     snapshot: Snapshot | None = None
     known: Mapping[str, FileStat] = field(default_factory=dict)
     depth: str = "shallow"
+    quarantine: QuarantineView = field(default_factory=QuarantineView)
 
     @property
     def registry_changed(self) -> bool:
@@ -97,8 +101,11 @@ DEPTHS = ("shallow", "audit", "deep")
 def observe(spec: Spec, desired: Desired, store: Store, source: Source, *, depth: str = "shallow") -> Observed:
     """Observe the store and the source against ``desired``, at ``depth`` (see above).
 
+    Documents the source cannot read, and documents quarantined earlier, are in
+    ``Observed.quarantine``; their drift is held back (see ``observe.quarantine``).
+
     Raises:
-        SourceError, DocumentError: the source cannot be read; nothing was written.
+        SourceError, DuplicateDocumentId: the source cannot be read; nothing was written.
         StoreError: the store failed.
     """
     with store.session() as s:
@@ -123,10 +130,13 @@ def observe(spec: Spec, desired: Desired, store: Store, source: Source, *, depth
                 else:
                     assert snapshot is not None
                     scope_size = registry.stage_scope(store, s, snapshot, known, spec.scope_limit)
+                view = quarantine_view(s, quarantine.entries(s), snapshot, (d.name for d in desired.kinds))
+                held = held_downstream(view.held, {d.name: d.kind.depends_on for d in desired.kinds})
                 kinds: dict[str, KindObservation] = {}
                 for d in desired.kinds:  # upstream first: checks read upstream tables
                     upstream = {u: kinds[u].tables for u in d.kind.depends_on if u in kinds}
-                    kinds[d.name] = _observe_kind(store, s, d, upstream, depth=depth)
+                    found = _observe_kind(store, s, d, upstream, depth=depth)
+                    kinds[d.name] = _held(found, held.get(d.name, frozenset()), view.kept)
                 need = {doc for k in kinds.values() for doc in _to_build(k)}
                 refs = registry.scope_refs(s, sorted(need)) if need else {}
                 if depth == "deep":
@@ -138,7 +148,15 @@ def observe(spec: Spec, desired: Desired, store: Store, source: Source, *, depth
                         refs = {**refs, **registry.scope_refs(s, sorted(extra))}
             finally:
                 registry.drop_scope(s)
-    return Observed(scope_size=scope_size, kinds=kinds, refs=refs, snapshot=snapshot, known=known, depth=depth)
+    return Observed(
+        scope_size=scope_size,
+        kinds=kinds,
+        refs=refs,
+        snapshot=snapshot,
+        known=known,
+        depth=depth,
+        quarantine=view,
+    )
 
 
 def _observe_kind(
@@ -208,6 +226,35 @@ def _observe_kind(
         rate=records.measured_rate(store, s, kind.name, recipe.fingerprint),
         tables=tables,
         upstream={u: t for u, t in upstream.items() if t is not None},
+    )
+
+
+def _held(k: KindObservation, held: frozenset[str], kept: frozenset[str]) -> KindObservation:
+    """``k`` without the documents quarantine holds back: ``held`` are not built, ``kept``
+    (out of scope, their file unreadable now) not deleted."""
+    if not held and not kept:
+        return k
+    r = k.rows
+
+    def minus(ids: tuple[str, ...], out: frozenset[str]) -> tuple[str, ...]:
+        return tuple(d for d in ids if d not in out)
+
+    rows = replace(
+        r,
+        unbuilt=minus(r.unbuilt, held),
+        rows_absent=minus(r.rows_absent, held),
+        changed=minus(r.changed, held),
+        foreign_recipe=minus(r.foreign_recipe, held),
+        out_of_scope=minus(r.out_of_scope, kept),
+        strays=minus(r.strays, kept),
+    )
+    return replace(
+        k,
+        rows=rows,
+        corrupt=tuple(c for c in k.corrupt if c[0] not in held),
+        mock=minus(k.mock, held),
+        incomplete=minus(k.incomplete, held),
+        quarantined=tuple(sorted(held)),
     )
 
 

@@ -33,6 +33,8 @@ Kinds are planned in build order. A document that an upstream kind rebuilds is r
 downstream too (``chunks`` → ``chunk_embeddings``), so one apply converges whatever
 the upstream rows turn out to be; the dependent kinds reuse the stored vectors of items
 whose text did not change, so this costs no model time for unchanged items.
+Documents held back by quarantine (``observe.quarantine``) are in no class: they are
+listed in ``KindPlan.quarantined`` and ``Plan.quarantine``.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ def diff(spec: Spec, spec_hash: str, desired: Desired, observed: Observed, *, no
         destructive=bool(destructive_reasons),
         destructive_reasons=tuple(destructive_reasons),
         notes=tuple(notes),
+        quarantine=observed.quarantine.to_dict(),
     )
     return replace(plan, fingerprint=action_fingerprint(plan))
 
@@ -97,7 +100,7 @@ def _kind_plan(desired: DesiredKind, k: KindObservation, observed: Observed, ups
     new_generation = target is None or k.table_incompatible
     drift = dict.fromkeys(DRIFT_CLASSES, 0)
     build: dict[str, list[str]] = {c: [] for c in BUILD_CLASSES}
-    seen: set[str] = set()
+    seen: set[str] = set(k.quarantined)  # held back: not even when upstream rebuilds them
 
     def add(cls: str, ids: tuple[str, ...] | list[str]) -> None:
         for d in ids:
@@ -151,4 +154,5 @@ def _kind_plan(desired: DesiredKind, k: KindObservation, observed: Observed, ups
         purge=purge,
         repair=repair,
         estimate=estimate,
+        quarantined=k.quarantined,
     )

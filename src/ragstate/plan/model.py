@@ -61,6 +61,8 @@ class KindPlan:
     #: problems of the target's table that apply repairs (create what is missing)
     repair: tuple[str, ...] = ()
     estimate: Estimate = Estimate()
+    #: documents in scope held back by quarantine: not built, not drift
+    quarantined: tuple[str, ...] = ()
 
     @property
     def build_ids(self) -> tuple[str, ...]:
@@ -91,11 +93,20 @@ class Plan:
     destructive_reasons: tuple[str, ...] = ()
     fingerprint: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: ``{"quarantined": {kind: n}, "dropped": {kind: n}, "new": [entries], "stale": n}``:
+    #: items in quarantine, and what apply would add to it (documents the source cannot
+    #: read, found now) or remove from it
+    quarantine: dict[str, Any] = field(default_factory=dict)
 
     @property
     def in_sync(self) -> bool:
-        """True when nothing needs doing."""
-        return not self.schema and not self.source_schema and not any(k.has_work for k in self.kinds)
+        """True when nothing needs doing (quarantined items are not work: they wait)."""
+        return (
+            not self.schema
+            and not self.source_schema
+            and not any(k.has_work for k in self.kinds)
+            and not self.quarantine.get("new")
+        )
 
     @property
     def drift(self) -> dict[str, dict[str, int]]:
@@ -148,6 +159,7 @@ class Plan:
                     purge=tuple(str(d) for d in k["purge"]),
                     repair=tuple(str(p) for p in k["repair"]),
                     estimate=Estimate(**k["estimate"]),
+                    quarantined=tuple(str(d) for d in k.get("quarantined", ())),
                 )
                 for k in data["kinds"]
             )
@@ -164,6 +176,7 @@ class Plan:
                 destructive_reasons=tuple(str(r) for r in data["destructive_reasons"]),
                 fingerprint=str(data["fingerprint"]),
                 notes=tuple(str(n) for n in data.get("notes", ())),
+                quarantine=dict(data.get("quarantine") or {}),
             )
         except PlanError:
             raise
@@ -203,8 +216,10 @@ def action_fingerprint(plan: Plan) -> str:
                     "delete": list(k.delete),
                     "purge": list(k.purge),
                     "repair": list(k.repair),
+                    "quarantined": list(k.quarantined),
                 }
                 for k in plan.kinds
             ],
+            "quarantine": [[e.get("kind"), e.get("item")] for e in plan.quarantine.get("new", ())],
         }
     )

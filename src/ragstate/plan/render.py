@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from ragstate.plan.model import DRIFT_CLASSES, Plan
 
 #: document ids shown per drift class before "… and N more"
@@ -55,7 +57,28 @@ def render_plan(plan: Plan, *, store: str = "") -> str:
         lines.append("DESTRUCTIVE: " + "; ".join(plan.destructive_reasons))
         lines.append("  apply refuses this without --allow-destructive")
     lines += [f"Note: {n}" for n in plan.notes]
+    lines += quarantine_lines(plan.quarantine)
     return "\n".join(lines)
+
+
+def quarantine_lines(quarantine: dict[str, Any]) -> list[str]:
+    """Lines about quarantine for plan, verify and status (none when it is empty)."""
+    lines = []
+    held, dropped, new = quarantine.get("quarantined") or {}, quarantine.get("dropped") or {}, quarantine.get("new")
+    if held:
+        lines.append(f"Quarantined (not built, not drift): {counts_text(held)}; see `ragstate quarantine list`")
+    if dropped:
+        lines.append(f"Dropped from quarantine on purpose: {counts_text(dropped)}")
+    for e in (new or [])[:SHOWN]:
+        lines.append(f"  cannot read {e['item']}: {e['reason']}: {e['message']} (apply quarantines it)")
+    if new and len(new) > SHOWN:
+        lines.append(f"  … and {len(new) - SHOWN} more documents that cannot be read")
+    return lines
+
+
+def counts_text(by_kind: dict[str, int]) -> str:
+    """``3 doc_embeddings, 2 source``."""
+    return ", ".join(f"{n} {kind}" for kind, n in sorted(by_kind.items()))
 
 
 def _seconds(s: float) -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import time
 
 from ragstate.apply.record import RunRecord
-from ragstate.plan.render import SHOWN
+from ragstate.plan.render import SHOWN, counts_text, quarantine_lines
 from ragstate.reconcile.reports import StatusReport, VerifyReport
+from ragstate.stores.quarantine import Entry
 
 
 def render_run(record: RunRecord) -> str:
@@ -32,6 +33,17 @@ def render_run(record: RunRecord) -> str:
         lines.append(f"  {name}: " + ", ".join(parts))
     if not record.kinds and record.converged:
         lines.append("  nothing to do")
+    set_aside = sum(k.quarantined for k in record.kinds.values())
+    if set_aside:
+        lines.append(f"  {set_aside} document(s) failed and were set aside in quarantine")
+    if record.quarantined_total:
+        lines.append(
+            f"  in quarantine: {counts_text(record.quarantined)} (see `ragstate quarantine list`; "
+            "fix and `ragstate quarantine retry`, or `drop`)"
+        )
+    retries = record.faults.get("retries") or {}
+    if retries:
+        lines.append("  retried after transient errors: " + ", ".join(f"{t} {n}" for t, n in sorted(retries.items())))
     total = record.timings.get("total_s")
     if total is not None:
         lines.append(f"  took {total:.1f} s")
@@ -42,7 +54,10 @@ def render_run(record: RunRecord) -> str:
 
 def render_verify(report: VerifyReport) -> str:
     if report.in_sync:
-        return f"Verified: in sync ({report.scope_size} documents in scope, every artifact checked)."
+        return "\n".join(
+            [f"Verified: in sync ({report.scope_size} documents in scope, every artifact checked)."]
+            + quarantine_lines(report.quarantine)
+        )
     lines = [f"Verify found drift ({report.scope_size} documents in scope):"]
     lines += [f"  store: {p}" for p in report.schema]
     lines += [f"  source: {p}" for p in report.source_schema]
@@ -54,6 +69,18 @@ def render_verify(report: VerifyReport) -> str:
         for doc_id, reason in report.corrupt.get(kind, [])[:SHOWN]:
             lines.append(f"    corrupt {doc_id}: {reason}")
     lines.append("Run `ragstate apply --deep` (or `ragstate reconcile`) to heal it.")
+    return "\n".join(lines)
+
+
+def render_quarantine(entries: list[Entry]) -> str:
+    if not entries:
+        return "Quarantine is empty."
+    lines = [f"{len(entries)} item(s) in quarantine:"]
+    for e in entries:
+        seen = time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_seen))
+        lines.append(f"  {e.kind:<16} {e.item}  [{e.state}] {e.reason}, {e.attempts} attempt(s), last {seen}")
+        lines.append(f"    {e.message}")
+    lines.append("Fix the input, then `ragstate quarantine retry ITEM` (or --all); `drop` leaves an item out.")
     return "\n".join(lines)
 
 
@@ -89,4 +116,5 @@ def render_status(status: StatusReport) -> str:
         lines.append(f"Last run: {lr['command']} {lr['run_id']} at {when}: {lr['status']}")
         if lr.get("error"):
             lines.append(f"  {lr['error']}")
+    lines += quarantine_lines(status.quarantine)
     return "\n".join(lines)

@@ -28,6 +28,8 @@ class VerifyReport:
     checked: dict[str, Any] = field(default_factory=dict)
     #: schema drift of an in-place source (its view, or its table against the mapping)
     source_schema: list[str] = field(default_factory=list)
+    #: items in quarantine (``Plan.quarantine``); they are not drift
+    quarantine: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -63,6 +65,7 @@ def verify_report(plan: Plan, observed: Observed, desired: Desired) -> VerifyRep
             "documents_in_scope": observed.scope_size,
             "invariants": invariants,
         },
+        quarantine=plan.quarantine,
     )
 
 
@@ -105,6 +108,8 @@ class StatusReport:
     last_run: dict[str, Any] | None
     running: list[dict[str, Any]]
     source_schema: list[str] = field(default_factory=list)
+    #: items in quarantine (``Plan.quarantine``)
+    quarantine: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:

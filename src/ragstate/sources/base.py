@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from ragstate.errors import DocumentError
+from ragstate.errors import DocumentError, DuplicateDocumentId
 from ragstate.hashing import content_hash
 
 if TYPE_CHECKING:
@@ -118,18 +118,57 @@ class FileStat:
 
 
 @dataclass(frozen=True, slots=True)
+class DocumentProblem:
+    """A document the source holds but cannot read (a poison document).
+
+    It is quarantined, not a reason to fail the plan: every other document goes on.
+    ``key`` identifies it across runs: the file's path, or ``path:line`` for one record
+    of a multi-document file. ``fingerprint`` is the file's size and modification time
+    when it was read; when it changes, the document is read (tried) again.
+    """
+
+    key: str
+    path: str
+    doc_id: str | None
+    #: undecodable | empty | too_large | malformed | unreadable
+    reason: str
+    error_type: str
+    message: str
+    fingerprint: str
+
+    @classmethod
+    def of(cls, key: str, error: DocumentError, stat: FileStat) -> DocumentProblem:
+        return cls(
+            key=key,
+            path=stat.path,
+            doc_id=error.doc_id,
+            reason=error.reason,
+            error_type=type(error).__name__,
+            message=str(error),
+            fingerprint=file_fingerprint(stat),
+        )
+
+
+def file_fingerprint(stat: FileStat) -> str:
+    """What says a file changed, for quarantine entries: size and modification time."""
+    return f"{stat.size}:{stat.mtime_ns}"
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     """The source's current state, relative to what the store recorded.
 
     ``unchanged`` names recorded files whose stat is identical, so their recorded
     ``DocRef`` rows still hold; ``fresh`` holds the documents of every file that is new
     or changed, read and hashed now. Files recorded but not found are simply absent from
-    ``files``.
+    ``files``. ``problems`` are the documents of new or changed files that could not be
+    read (they are in no ``fresh``).
     """
 
     files: tuple[FileStat, ...]
     unchanged: frozenset[str]
     fresh: tuple[DocRef, ...]
+    problems: tuple[DocumentProblem, ...] = ()
 
     @property
     def changed_paths(self) -> frozenset[str]:
@@ -151,9 +190,13 @@ class Source(Protocol):
             known: the file stats recorded by the last apply, by path.
             rehash: read and hash every file, trusting no recorded stat (``verify``).
 
+        A document that cannot be read (undecodable, empty, too large, malformed) is
+        reported in ``Snapshot.problems``, never raised: one poison document must not
+        stop the others.
+
         Raises:
             SourceError: the source as a whole cannot be read.
-            DocumentError: a document is malformed; names the file (and line).
+            DuplicateDocumentId: two documents declare the same id.
         """
         ...
 
@@ -161,7 +204,8 @@ class Source(Protocol):
         """Read the full text of ``refs`` again, in the given order.
 
         A document that changed since it was observed is returned as it is now (its
-        ``content_hash`` tells); one that disappeared raises ``DocumentError``.
+        ``content_hash`` tells); one that disappeared or cannot be read any more raises
+        a ``DocumentError`` leaf.
         """
         ...
 
@@ -217,12 +261,12 @@ class InPlaceSource(Protocol):
 
 
 def check_unique_ids(docs: Iterable[Document | DocRef]) -> None:
-    """Raise ``DocumentError`` naming both places when two documents share an id."""
+    """Raise ``DuplicateDocumentId`` naming both places when two documents share an id."""
     seen: dict[str, str] = {}
     for doc in docs:
         where = f"{doc.path}#{doc.pos}" if doc.pos else doc.path
         if doc.doc_id in seen:
-            raise DocumentError(
+            raise DuplicateDocumentId(
                 f"document id '{doc.doc_id}' appears twice: in {seen[doc.doc_id]} and in {where}",
                 path=doc.path,
                 doc_id=doc.doc_id,

@@ -7,6 +7,10 @@ arise because every path is taken from the walk, never from input.
 
 Change detection: a file whose size, mtime, ctime and inode all equal what the last
 apply recorded is not read again. ``verify`` (``rehash=True``) reads everything.
+
+Poison documents (not UTF-8, empty, over ``source.max_document_bytes``, XML that does
+not parse, a JSONL line that is not a document) are reported as ``DocumentProblem``
+values, one per file or JSONL line, and the rest of the folder is read as usual.
 """
 
 from __future__ import annotations
@@ -16,11 +20,12 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from ragstate.errors import DocumentError, SourceError
-from ragstate.sources.base import DocRef, Document, FileStat, Snapshot, check_unique_ids
+from ragstate.errors import DocumentError, DocumentTooLarge, SourceError, UnreadableDocument
+from ragstate.sources.base import DocRef, Document, DocumentProblem, FileStat, Snapshot, check_unique_ids
 from ragstate.sources.loaders import (
     FORMAT_OF_SUFFIX,
     SINGLE_DOCUMENT_PARSERS,
+    RecordError,
     iter_jsonl,
     parse_jsonl_record,
 )
@@ -53,11 +58,14 @@ class FolderSource:
         files = tuple(self._walk())
         unchanged = frozenset(f.path for f in files if not rehash and known.get(f.path) == f)
         fresh: list[DocRef] = []
+        problems: list[DocumentProblem] = []
         for stat in files:
             if stat.path not in unchanged:
-                fresh.extend(doc.ref() for doc in self._read_file(stat.path))
+                docs, errors = self._parse(stat.path)
+                fresh.extend(doc.ref() for doc in docs)
+                problems.extend(DocumentProblem.of(key, error, stat) for key, error in errors)
         check_unique_ids(fresh)
-        return Snapshot(files=files, unchanged=unchanged, fresh=tuple(fresh))
+        return Snapshot(files=files, unchanged=unchanged, fresh=tuple(fresh), problems=tuple(problems))
 
     def load(self, refs: Sequence[DocRef]) -> Iterator[Document]:
         by_path: dict[str, list[DocRef]] = defaultdict(list)
@@ -73,7 +81,7 @@ class FolderSource:
         for ref in refs:
             doc = loaded.get(ref.doc_id)
             if doc is None:
-                raise DocumentError(
+                raise UnreadableDocument(
                     f"document '{ref.doc_id}' is no longer in {ref.path}", path=ref.path, doc_id=ref.doc_id
                 )
             yield doc
@@ -130,30 +138,53 @@ class FolderSource:
         try:
             st = os.stat(full)
         except OSError as exc:
-            raise DocumentError(f"{rel}: cannot read: {exc.strerror}", path=rel) from None
+            raise UnreadableDocument(f"{rel}: cannot read: {exc.strerror}", path=rel) from None
         return FileStat(path=rel, size=st.st_size, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, inode=st.st_ino)
 
-    def _read_file(self, rel: str) -> list[Document]:
+    def _parse(self, rel: str) -> tuple[list[Document], list[tuple[str, DocumentError]]]:
+        """The documents of file ``rel``, and the error of each that cannot be read.
+
+        Errors are keyed by the file's path, or ``path:line`` for a JSONL record; the
+        document id of a one-document file is its path, so its error names it too.
+        """
         fmt = self._format(rel)
         full = self.root / rel
         try:
             if fmt == "jsonl":
+                docs: list[Document] = []
+                errors: list[tuple[str, DocumentError]] = []
                 with open(full, "rb") as stream:
-                    return list(iter_jsonl(stream, rel, max_record_bytes=self.max_document_bytes))
+                    for item in iter_jsonl(stream, rel, max_record_bytes=self.max_document_bytes):
+                        if isinstance(item, RecordError):
+                            errors.append((f"{rel}:{item.line}", item.error))
+                        else:
+                            docs.append(item)
+                return docs, errors
             size = os.path.getsize(full)
             if size > self.max_document_bytes:
-                raise DocumentError(
+                raise DocumentTooLarge(
                     f"{rel}: document is {size} bytes; the limit (source.max_document_bytes) is "
                     f"{self.max_document_bytes}",
                     path=rel,
-                    doc_id=rel,
                 )
             with open(full, "rb") as f:
                 data = f.read()
+            assert fmt is not None
+            return SINGLE_DOCUMENT_PARSERS[fmt](data, rel), []
         except OSError as exc:
-            raise DocumentError(f"{rel}: cannot read: {exc.strerror}", path=rel) from None
-        assert fmt is not None
-        return SINGLE_DOCUMENT_PARSERS[fmt](data, rel)
+            error: DocumentError = UnreadableDocument(f"{rel}: cannot read: {exc.strerror}", path=rel)
+        except DocumentError as exc:
+            error = exc
+        if error.doc_id is None and fmt != "jsonl":
+            error.doc_id = rel
+        return [], [(rel, error)]
+
+    def _read_file(self, rel: str) -> list[Document]:
+        """The readable documents of ``rel``; a one-document file that cannot be read raises."""
+        docs, errors = self._parse(rel)
+        if errors and self._format(rel) != "jsonl":
+            raise errors[0][1]
+        return docs
 
     def _load_jsonl(self, rel: str, refs: list[DocRef]) -> list[Document]:
         docs: list[Document] = []
@@ -172,7 +203,7 @@ class FolderSource:
                         return [d for d in self._read_file(rel) if d.doc_id in {r.doc_id for r in refs}]
                     docs.append(doc)
         except OSError as exc:
-            raise DocumentError(f"{rel}: cannot read: {exc.strerror}", path=rel) from None
+            raise UnreadableDocument(f"{rel}: cannot read: {exc.strerror}", path=rel) from None
         except DocumentError:
             return [d for d in self._read_file(rel) if d.doc_id in {r.doc_id for r in refs}]
         return docs

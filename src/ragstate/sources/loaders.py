@@ -13,8 +13,9 @@ format     title                                       abstract / body
 ``.jsonl`` ``title``                                   ``abstract`` / ``body`` or ``text``
 =========  ==========================================  ===============================
 
-Every parser raises ``DocumentError`` naming the file (and line) for input it cannot
-read; no other exception escapes.
+Every parser raises a ``DocumentError`` leaf naming the file (and line) for input it
+cannot read (its ``reason``: undecodable, empty, too_large, malformed); no other
+exception escapes. The source turns these into quarantine entries, not failed plans.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 from xml.etree.ElementTree import Element, ParseError
 
@@ -29,7 +31,13 @@ import defusedxml.ElementTree as SafeET
 import yaml
 from defusedxml import DefusedXmlException
 
-from ragstate.errors import DocumentError
+from ragstate.errors import (
+    DocumentError,
+    DocumentTooLarge,
+    EmptyDocument,
+    MalformedDocument,
+    UndecodableDocument,
+)
 from ragstate.sources.base import Document
 
 FORMAT_OF_SUFFIX = {".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md", ".xml": "xml", ".jsonl": "jsonl"}
@@ -44,7 +52,7 @@ def decode(data: bytes, path: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise DocumentError(f"{path}: not UTF-8 text (invalid byte at offset {exc.start})", path=path) from None
+        raise UndecodableDocument(f"{path}: not UTF-8 text (invalid byte at offset {exc.start})", path=path) from None
 
 
 def parse_text(data: bytes, path: str) -> list[Document]:
@@ -52,7 +60,7 @@ def parse_text(data: bytes, path: str) -> list[Document]:
     lines = text.splitlines()
     first = next((i for i, line in enumerate(lines) if line.strip()), None)
     if first is None:
-        raise DocumentError(f"{path}: empty document (no text)", path=path, doc_id=path)
+        raise EmptyDocument(f"{path}: empty document (no text)", path=path, doc_id=path)
     title = lines[first].strip()
     body = "\n".join(lines[first + 1 :]).strip("\n")
     return [Document(doc_id=path, title=title, abstract="", body=body, path=path)]
@@ -64,13 +72,13 @@ def parse_markdown(data: bytes, path: str) -> list[Document]:
     if text.startswith("---\n"):
         end = text.find("\n---", 4)
         if end == -1:
-            raise DocumentError(f"{path}: front matter opened with --- is never closed", path=path)
+            raise MalformedDocument(f"{path}: front matter opened with --- is never closed", path=path)
         try:
             front = yaml.safe_load(text[4:end]) or {}
         except yaml.YAMLError as exc:
-            raise DocumentError(f"{path}: front matter is not valid YAML: {exc}", path=path) from None
+            raise MalformedDocument(f"{path}: front matter is not valid YAML: {exc}", path=path) from None
         if not isinstance(front, dict):
-            raise DocumentError(f"{path}: front matter must be a mapping", path=path)
+            raise MalformedDocument(f"{path}: front matter must be a mapping", path=path)
         metadata = {str(k): str(v) for k, v in front.items() if isinstance(v, (str, int, float, bool))}
         text = text[end + 4 :].lstrip("\n")
 
@@ -99,7 +107,7 @@ def parse_markdown(data: bytes, path: str) -> list[Document]:
             title, body = lines[first].strip(), "\n".join(lines[first + 1 :]).strip("\n")
     abstract = "\n".join(abstract_lines).strip("\n")
     if not (title or abstract or body):
-        raise DocumentError(f"{path}: empty document (no text)", path=path, doc_id=path)
+        raise EmptyDocument(f"{path}: empty document (no text)", path=path, doc_id=path)
     return [Document(doc_id=path, title=title, abstract=abstract, body=body, path=path, metadata=metadata)]
 
 
@@ -109,10 +117,10 @@ def parse_jats(data: bytes, path: str) -> list[Document]:
         # untrusted input and must not make ragstate fetch DTDs or expand entity bombs.
         root = SafeET.fromstring(data)
     except (ParseError, DefusedXmlException) as exc:
-        raise DocumentError(f"{path}: not well-formed XML: {exc}", path=path) from None
+        raise MalformedDocument(f"{path}: not well-formed XML: {exc}", path=path) from None
     article = root if _local(root.tag) == "article" else _first(root, "article")
     if article is None:
-        raise DocumentError(f"{path}: no <article> element (expected JATS XML)", path=path)
+        raise MalformedDocument(f"{path}: no <article> element (expected JATS XML)", path=path)
     meta = _first(article, "article-meta")
     title_el = _first(meta, "article-title") if meta is not None else None
     title = _text(title_el) if title_el is not None else ""
@@ -123,7 +131,7 @@ def parse_jats(data: bytes, path: str) -> list[Document]:
     body_el = _first(article, "body")
     body = _paragraphs(body_el) if body_el is not None else ""
     if not (title or abstract or body):
-        raise DocumentError(f"{path}: JATS article has no title, abstract or body text", path=path, doc_id=path)
+        raise EmptyDocument(f"{path}: JATS article has no title, abstract or body text", path=path, doc_id=path)
     metadata: dict[str, str] = {}
     journal = _first(root, "journal-title")
     if journal is not None:
@@ -135,10 +143,20 @@ def parse_jats(data: bytes, path: str) -> list[Document]:
     return [Document(doc_id=path, title=title, abstract=abstract, body=body, path=path, metadata=metadata)]
 
 
-def iter_jsonl(stream: BinaryIO, path: str, *, max_record_bytes: int) -> Iterator[Document]:
+@dataclass(frozen=True)
+class RecordError:
+    """A line of a JSONL file that is not a readable document (the other lines still are)."""
+
+    line: int
+    error: DocumentError
+
+
+def iter_jsonl(stream: BinaryIO, path: str, *, max_record_bytes: int) -> Iterator[Document | RecordError]:
     """Yield one document per non-empty line of a binary stream, with byte offsets.
 
-    Reads line by line, so memory stays flat however large the file is.
+    A line that cannot be read yields a ``RecordError`` and the lines after it are read
+    as usual. Reads line by line, and skips an over-long line in bounded pieces, so
+    memory stays flat however large the file or the line is.
     """
     offset = 0
     pos = 0
@@ -150,10 +168,23 @@ def iter_jsonl(stream: BinaryIO, path: str, *, max_record_bytes: int) -> Iterato
         lineno += 1
         start, offset = offset, offset + len(raw)
         if len(raw) > max_record_bytes and not raw.endswith(b"\n"):
-            raise DocumentError(f"{path}:{lineno}: record is over the limit of {max_record_bytes} bytes", path=path)
+            while raw and not raw.endswith(b"\n"):
+                raw = stream.readline(1 << 20)
+                offset += len(raw)
+            error = DocumentTooLarge(
+                f"{path}:{lineno}: record is over the limit (source.max_document_bytes) of {max_record_bytes} bytes",
+                path=path,
+            )
+            yield RecordError(lineno, error)
+            continue
         if not raw.strip():
             continue
-        yield parse_jsonl_record(raw, path, lineno, pos=pos, offset=start)
+        try:
+            doc = parse_jsonl_record(raw, path, lineno, pos=pos, offset=start)
+        except DocumentError as exc:
+            yield RecordError(lineno, exc)
+            continue
+        yield doc
         pos += 1
 
 
@@ -162,12 +193,12 @@ def parse_jsonl_record(raw: bytes, path: str, lineno: int | str, *, pos: int, of
     try:
         record = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DocumentError(f"{path}:{lineno}: not valid JSON: {exc.msg} (column {exc.colno})", path=path) from None
+        raise MalformedDocument(f"{path}:{lineno}: not valid JSON: {exc.msg} (column {exc.colno})", path=path) from None
     if not isinstance(record, dict):
-        raise DocumentError(f"{path}:{lineno}: a record must be a JSON object", path=path)
+        raise MalformedDocument(f"{path}:{lineno}: a record must be a JSON object", path=path)
     doc_id = record.get("doc_id", record.get("id"))
     if not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool) or str(doc_id).strip() == "":
-        raise DocumentError(f"{path}:{lineno}: record has no doc_id (or id) string", path=path)
+        raise MalformedDocument(f"{path}:{lineno}: record has no doc_id (or id) string", path=path)
     doc_id = str(doc_id)
     fields = {}
     for name in ("title", "abstract", "body", "text"):
@@ -175,13 +206,13 @@ def parse_jsonl_record(raw: bytes, path: str, lineno: int | str, *, pos: int, of
         if value is None:
             value = ""
         if not isinstance(value, str):
-            raise DocumentError(
+            raise MalformedDocument(
                 f"{path}:{lineno}: field '{name}' of document '{doc_id}' must be a string", path=path, doc_id=doc_id
             )
         fields[name] = value
     body = fields["body"] or fields["text"]
     if not (fields["title"].strip() or fields["abstract"].strip() or body.strip()):
-        raise DocumentError(f"{path}:{lineno}: document '{doc_id}' is empty (no text)", path=path, doc_id=doc_id)
+        raise EmptyDocument(f"{path}:{lineno}: document '{doc_id}' is empty (no text)", path=path, doc_id=doc_id)
     metadata = {
         k: str(v) for k, v in record.items() if k not in _JSONL_TEXT_FIELDS and isinstance(v, (str, int, float, bool))
     }

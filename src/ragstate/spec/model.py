@@ -371,6 +371,29 @@ class ArtifactsSpec(_Section):
     fulltext: FulltextSpec = FulltextSpec()
 
 
+class RetrySpec(_Section):
+    """Retries of an operation that failed transiently (lost connection, busy database, model timeout)."""
+
+    attempts: int = Field(
+        8, ge=1, le=100, description="tries of one operation (a batch's write, a model call) before the run fails"
+    )
+    initial_delay_s: float = Field(0.5, ge=0, le=600, description="wait before the second try")
+    multiplier: float = Field(2.0, ge=1, le=10, description="each wait is this many times the one before")
+    max_delay_s: float = Field(30.0, ge=0, le=3600, description="longest wait between two tries")
+    jitter_s: float = Field(0.5, ge=0, le=600, description="up to this much random time added to each wait")
+
+
+class BreakerSpec(_Section):
+    """Circuit breakers around the database and the embedder: an outage is not a storm of retries."""
+
+    threshold: int = Field(
+        3, ge=1, le=1000, description="transient failures in a row that open the breaker (calls then fail fast)"
+    )
+    cooldown_s: float = Field(
+        5.0, gt=0, le=3600, description="how long an open breaker waits before it lets one probe call through"
+    )
+
+
 class ReconcileSpec(_Section):
     """How apply works through a plan."""
 
@@ -384,6 +407,28 @@ class ReconcileSpec(_Section):
     sample_recheck: int = Field(
         8, ge=0, le=10_000, description="stored vectors re-embedded by verify to catch placeholders"
     )
+    retry: RetrySpec = RetrySpec()
+    breaker: BreakerSpec = BreakerSpec()
+    memory_budget_mb: int | None = Field(
+        None,
+        ge=16,
+        le=16_000_000,
+        description="memory the batches in flight may take; batch sizes shrink to fit it "
+        "(default: half the memory available when apply starts)",
+    )
+    max_failure_streak: int = Field(
+        10,
+        ge=1,
+        le=100_000,
+        description="documents failing one after another with unexpected errors, with no success "
+        "between them, that stop the run as a fault of the model or plugin rather than of the documents",
+    )
+    lock: Literal["wait", "fail"] = Field(
+        "wait",
+        description="when another apply is writing the store: wait for it to finish, or fail at once "
+        "with a message naming it",
+    )
+    lock_timeout_s: float = Field(900.0, gt=0, le=86_400, description="with lock: wait, give up after this long")
 
 
 class Spec(BaseSettings):

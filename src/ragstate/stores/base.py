@@ -14,6 +14,8 @@ templates, so a third backend (IRIS) is one more folder with the same two files.
 ``vector_quality``     rows whose vectors are unreadable, non-finite, zero, or not
                        unit length when they should be
 ``fulltext_search``    rows matching a text query through a table's fulltext index
+``process_lock``       a lock released by the OS or server when its holder dies
+                       (the single-writer lock of ``stores.locks`` is built on it)
 =====================  ===========================================================
 """
 
@@ -110,6 +112,23 @@ class Session(ABC):
         return tuple(self.dialect.list_param(p) if isinstance(p, list) else p for p in params)
 
 
+class ProcessLock(ABC):
+    """A lock held by this process, released by the OS or the server when it dies (kill -9 too)."""
+
+    @abstractmethod
+    def check(self) -> None:
+        """Return if the lock is still held; take it again if it was lost and is free.
+
+        Raises:
+            WriterLockLost: another process holds it now.
+            StoreUnavailable: it cannot be told now (the server is unreachable).
+        """
+
+    @abstractmethod
+    def release(self) -> None:
+        """Let the lock go (idempotent)."""
+
+
 class Store(ABC):
     """A database holding ragstate's tables: SQLite (default) or PostgreSQL."""
 
@@ -136,6 +155,10 @@ class Store(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @abstractmethod
+    def process_lock(self, name: str) -> ProcessLock | None:
+        """Try once to take the store-wide lock ``name``; None if another process holds it."""
 
     # --- schema -----------------------------------------------------------------------
 

@@ -16,7 +16,9 @@ from ragstate.stores.schema import (
     DOCUMENTS,
     GENERATIONS,
     LEDGER,
+    LOCKS,
     PIPELINE_STATES,
+    QUARANTINE,
     RUNS,
     SCHEMA_VERSIONS,
     SOURCE_FILES,
@@ -40,7 +42,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         "universal tables: documents, source_files, ledger, generations, runs, pipeline_states",
         (DOCUMENTS, SOURCE_FILES, LEDGER, GENERATIONS, RUNS, PIPELINE_STATES),
     ),
-    # 2 is reserved (quarantine and locks); migrations are applied by number, gaps allowed.
+    Migration(2, "fault handling: quarantine, locks (the writer lock's fencing epoch)", (QUARANTINE, LOCKS)),
     Migration(3, "view_mappings: user tables read in place through views", (VIEW_MAPPINGS,)),
 )
 

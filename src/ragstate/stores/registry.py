@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from ragstate.errors import DocumentError
+from ragstate.errors import DuplicateDocumentId
 from ragstate.sources.base import DocRef, FileStat, Snapshot
 from ragstate.stores.base import Session, Store, now
 from ragstate.stores.schema import DOCUMENTS, SCOPE, SOURCE_FILES, STALE_PATHS
@@ -35,7 +35,7 @@ def stage_scope(
     Must run inside ``session.read_transaction()``; ``drop_scope`` removes it after.
 
     Raises:
-        DocumentError: a new or changed file declares a document id that an unchanged
+        DuplicateDocumentId: a new or changed file declares a document id that an unchanged
             file already holds.
     """
     create_scope(session)
@@ -55,7 +55,9 @@ def stage_scope(
     )
     if clash:
         doc_id, old, new = clash[0]
-        raise DocumentError(f"document id '{doc_id}' appears twice: in {old} and in {new}", path=new, doc_id=doc_id)
+        raise DuplicateDocumentId(
+            f"document id '{doc_id}' appears twice: in {old} and in {new}", path=new, doc_id=doc_id
+        )
     if limit is not None:
         session.execute(
             "DELETE FROM {tmp_scope} WHERE doc_id NOT IN (SELECT doc_id FROM {tmp_scope} ORDER BY path, pos LIMIT ?)",

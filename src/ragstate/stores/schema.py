@@ -258,6 +258,42 @@ SCHEMA_VERSIONS = TableDef(
     primary_key=("version",),
 )
 
+QUARANTINE = TableDef(
+    "quarantine",
+    (
+        # an artifact kind (a build failed), or "source" (the document cannot be read)
+        col("kind", T, null=False),
+        # the document id; for a source problem the file's path, or path:line
+        col("item", T, null=False),
+        col("doc_id", T),
+        col("path", T),
+        col("reason", T, null=False),
+        col("error_type", T, null=False),
+        col("message", T, null=False),
+        col("attempts", I, null=False),
+        # content hash (kind) or file size:mtime (source) when it failed; a change means "try again"
+        col("fingerprint", T, null=False),
+        col("state", T, null=False),  # quarantined | retry | dropped
+        col("first_seen", F, null=False),
+        col("last_seen", F, null=False),
+        col("run_id", T),
+    ),
+    primary_key=("kind", "item"),
+)
+
+LOCKS = TableDef(
+    "locks",
+    (
+        col("name", T, null=False),
+        # fencing token: bumped by every new holder; a batch commits only under its own epoch
+        col("epoch", BI, null=False),
+        col("holder", J),
+        col("acquired_at", F, null=False),
+        col("heartbeat_at", F, null=False),
+    ),
+    primary_key=("name",),
+)
+
 #: in-place sources: each user table mapped through a view in ragstate's schema (migration 3)
 VIEW_MAPPINGS = TableDef(
     "view_mappings",

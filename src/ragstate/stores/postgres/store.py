@@ -17,10 +17,11 @@ from typing import Any
 
 import numpy as np
 
-from ragstate.errors import StoreConfigError, StoreError, StoreUnavailable
+from ragstate.errors import StoreConfigError, StoreError, StoreUnavailable, WriterLockLost
+from ragstate.hashing import lock_key
 from ragstate.redact import redact, register_secret
 from ragstate.spec.model import StoreSpec
-from ragstate.stores.base import ColumnInfo, Session, Store
+from ragstate.stores.base import ColumnInfo, ProcessLock, Session, Store
 from ragstate.stores.dialect import Col
 from ragstate.stores.postgres.dialect import PostgresDialect
 from ragstate.stores.schema import ColumnType, TableDef
@@ -133,6 +134,61 @@ class PostgresSession(Session):
             yield self
 
 
+class _AdvisoryLock(ProcessLock):
+    """A session-level advisory lock on a connection of its own (outside the pool).
+
+    The server releases it when that connection ends, including when this process is
+    killed. If the connection is lost (the server restarted), ``check`` reconnects and
+    takes the lock again, unless another process has it by then.
+    """
+
+    def __init__(self, store: PostgresStore, name: str):
+        self._store = store
+        self._name = name
+        self._key = lock_key(f"ragstate:{store.dialect.schema}:{name}")
+        self._conn: psycopg.Connection | None = None
+
+    def try_acquire(self) -> bool:
+        with _translated(self._store.description):
+            conn = psycopg.connect(self._store.url, **self._store._kwargs, application_name=f"ragstate {self._name}")
+        session = PostgresSession(conn, self._store.dialect, self._store.description)
+        try:
+            held = bool(session.scalar("SELECT pg_try_advisory_lock(?)", (self._key,)))
+        except BaseException:
+            conn.close()
+            raise
+        if not held:
+            conn.close()
+            return False
+        self._conn = conn
+        return True
+
+    def check(self) -> None:
+        if self._conn is not None and not self._conn.closed:
+            try:
+                PostgresSession(self._conn, self._store.dialect, self._store.description).scalar("SELECT 1")
+                return
+            except StoreUnavailable:
+                pass
+        self._close()
+        if not self.try_acquire():
+            raise WriterLockLost(
+                f"{self._store.description}: the connection holding the writer lock was lost and another "
+                "process has taken the lock; this run stopped (committed batches stay)"
+            )
+
+    def release(self) -> None:
+        self._close()
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except psycopg.Error:
+                pass
+
+
 def _json_value(value: Any) -> Any:
     import json
 
@@ -168,6 +224,9 @@ class PostgresStore(Store):
             configure=register_vector,
             open=False,
             name="ragstate",
+            # Waiting for a connection is bounded like connecting: during an outage each
+            # try fails within this time, and the retry policy and breaker decide the rest.
+            timeout=spec.connect_timeout_s,
         )
         with _translated(self.description):
             self._pool.open(wait=True, timeout=spec.connect_timeout_s)
@@ -192,6 +251,10 @@ class PostgresStore(Store):
 
     def close(self) -> None:
         self._pool.close()
+
+    def process_lock(self, name: str) -> ProcessLock | None:
+        lock = _AdvisoryLock(self, name)
+        return lock if lock.try_acquire() else None
 
     # --- schema -----------------------------------------------------------------------
 

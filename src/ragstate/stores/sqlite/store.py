@@ -27,9 +27,9 @@ import sqlite_vec
 
 from ragstate.errors import StoreConfigError, StoreError, StoreUnavailable
 from ragstate.hashing import content_hash
-from ragstate.stores.base import ColumnInfo, Session, Store, check_vector
+from ragstate.stores.base import ColumnInfo, ProcessLock, Session, Store, check_vector
 from ragstate.stores.dialect import Col
-from ragstate.stores.schema import TableDef
+from ragstate.stores.schema import TableDef, ident
 from ragstate.stores.sqlite.dialect import SQLiteDialect
 
 BUSY_TIMEOUT_MS = 30_000
@@ -138,6 +138,56 @@ class SQLiteSession(Session):
                 self.conn.execute(commit)
 
 
+class _FileLock(ProcessLock):
+    """An OS lock on a file beside the database (``flock``; ``msvcrt.locking`` on Windows).
+
+    The kernel releases it when the process dies, however it dies, and it cannot be lost
+    while the process lives, so ``check`` has nothing to do.
+    """
+
+    def __init__(self, fd: int):
+        self._fd: int | None = fd
+
+    def check(self) -> None:
+        return None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            _unlock_file(fd)
+            os.close(fd)
+
+
+def _lock_file(fd: int) -> bool:
+    """Take an exclusive lock on open file ``fd`` without waiting; False if it is held."""
+    if os.name == "nt":  # pragma: no cover - exercised on Windows only
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    import fcntl
+
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _unlock_file(fd: int) -> None:
+    if os.name == "nt":  # pragma: no cover
+        import msvcrt
+
+        msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
+        return
+    import fcntl
+
+    fcntl.flock(fd, fcntl.LOCK_UN)
+
+
 class SQLiteStore(Store):
     """ragstate's tables in one SQLite file (prefix ``rs_`` by default)."""
 
@@ -196,6 +246,19 @@ class SQLiteStore(Store):
                     pass
             self._connections.clear()
         self._local = threading.local()
+
+    def process_lock(self, name: str) -> ProcessLock | None:
+        # Beside the database, never deleted: unlinking a lock file lets two processes
+        # lock two different files of the same name.
+        path = self.path.with_name(f"{self.path.name}.{ident(name, what='lock name')}.lock")
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise StoreConfigError(f"{self.description}: cannot open the lock file {path}: {exc.strerror}") from None
+        if not _lock_file(fd):
+            os.close(fd)
+            return None
+        return _FileLock(fd)
 
     # --- schema -----------------------------------------------------------------------
 
