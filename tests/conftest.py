@@ -238,3 +238,23 @@ def built(backend: str, request: pytest.FixtureRequest, tmp_path: Path, _built_t
         project.close()
     if backend == "postgres":
         _pg_admin(request.getfixturevalue("pg_url"), "DROP DATABASE IF EXISTS {} WITH (FORCE)", name)
+
+
+@pytest.fixture
+def embedder_plugin(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, Any], None]:
+    """Register an embedder class under a provider name for this test (fresh instances)."""
+    from ragstate.compute import embedders
+
+    monkeypatch.setattr(embedders, "_embedders", {})
+
+    def register(name: str, factory: Any) -> None:
+        monkeypatch.setitem(embedders.BUILTIN, name, factory)
+
+    return register
+
+
+def embedder_of(project: Any, name: str = "default") -> Any:
+    """The embedder instance a project's spec names (as built by apply)."""
+    from ragstate.compute.embedders import make_embedder
+
+    return make_embedder(name, project.spec.models[name])

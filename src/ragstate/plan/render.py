@@ -70,7 +70,7 @@ def quarantine_lines(quarantine: dict[str, Any]) -> list[str]:
     if dropped:
         lines.append(f"Dropped from quarantine on purpose: {counts_text(dropped)}")
     for e in (new or [])[:SHOWN]:
-        lines.append(f"  cannot read {e['item']}: {e['reason']}: {e['message']} (apply quarantines it)")
+        lines.append(f"  cannot read ({e['reason']}) {e['message']}; apply quarantines it")
     if new and len(new) > SHOWN:
         lines.append(f"  … and {len(new) - SHOWN} more documents that cannot be read")
     return lines
