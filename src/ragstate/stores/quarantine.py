@@ -27,6 +27,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from ragstate.redact import redact
 from ragstate.stores.base import Session, now
 from ragstate.stores.schema import QUARANTINE
 
@@ -107,7 +108,7 @@ def record(session: Session, found: Iterable[Entry], run_id: str) -> int:
         merged.append(
             replace(
                 e,
-                message=e.message[:MAX_MESSAGE],
+                message=redact(e.message)[:MAX_MESSAGE],
                 attempts=(old.attempts + 1) if old is not None else max(1, e.attempts),
                 state=DROPPED if keep_dropped else QUARANTINED,
                 first_seen=old.first_seen if old is not None else stamp,
