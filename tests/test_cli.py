@@ -196,16 +196,23 @@ def test_unreachable_postgres(tmp_path: Path, corpus: Path) -> None:
     ],
     ids=["jsonl", "utf8", "xml", "empty"],
 )
-def test_malformed_document_names_it_and_writes_nothing(spec_file, corpus: Path, name, content, expect) -> None:
+def test_malformed_document_is_named_and_quarantined(spec_file, corpus: Path, name, content, expect) -> None:
+    # One bad document does not stop the others (docs/failures.md): it is named by plan,
+    # quarantined by apply (exit 4), and everything else is built.
     (corpus / name).write_bytes(content)
-    spec = str(spec_file())
-    code, _, err = run("apply", "-c", spec)
-    assert code == 1 and expect in err
+    spec = str(spec_file(models={"default": {"provider": "hash", "dimension": 32}}))
+    code, out, _ = run("plan", "-c", spec)
+    assert code == 2 and expect in out
+    code, out, _ = run("apply", "-c", spec, "--json")
+    assert code == 4 and as_json(out)["quarantined"] == {"source": 1}
+    code, out, _ = run("quarantine", "list", "-c", spec)
+    assert code == 0 and expect in out
     from ragstate import Project
 
+    good = 19 if name.endswith(".jsonl") else 18  # bad.jsonl holds one good record too
     with Project.from_file(spec) as project, project.store.session() as s:
-        assert s.scalar("SELECT count(*) FROM {ledger}") == 0
-        assert s.scalar("SELECT count(*) FROM {documents}") == 0
+        assert s.scalar("SELECT count(*) FROM {ledger}") == good
+        assert s.scalar("SELECT count(*) FROM {documents}") == good
 
 
 def test_duplicate_document_id_names_both_places(spec_file, corpus: Path) -> None:

@@ -6,8 +6,6 @@ both backends.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from conftest import embedder_of
