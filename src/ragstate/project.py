@@ -120,6 +120,7 @@ class Project:
             timeout_s=self.spec.reconcile.lock_timeout_s,
             command=command,
             on_wait=waiting,
+            retry=lambda fn: self.guard.call("database", fn),
         )
         self._lease = lease
         try:

@@ -25,7 +25,7 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from ragstate.errors import StoreLocked, WriterLockLost
 from ragstate.stores.base import ProcessLock, Session, Store, now
@@ -36,6 +36,14 @@ log = logging.getLogger(__name__)
 
 #: how often a waiting applier tries the lock again
 POLL_S = 0.2
+
+T = TypeVar("T")
+#: runs a piece of store work, trying again on transient failures (``Guard.call`` bound to a target)
+Retry = Callable[[Callable[[], T]], T]
+
+
+def _once(fn: Callable[[], T]) -> T:
+    return fn()
 
 
 @dataclass
@@ -82,17 +90,23 @@ def acquire(
     timeout_s: float = 900.0,
     command: str = "apply",
     on_wait: Callable[[dict[str, Any]], None] | None = None,
+    retry: Retry | None = None,
 ) -> WriterLease:
     """Take the writer lock of ``store``, waiting for it or not (``mode`` wait | fail).
+
+    ``retry`` runs the store work (taking the process lock, migrating, bumping the
+    epoch) so that a transient failure, such as two processes opening a new SQLite
+    file at the same moment, is tried again rather than fatal.
 
     Raises:
         StoreLocked: another process holds it (``fail``), or it did not come free in
             ``timeout_s`` (``wait``). The message names the holder.
     """
+    retry = retry or _once
     started = time.monotonic()
     announced = False
     while True:
-        plock = store.process_lock(name)
+        plock = retry(lambda: store.process_lock(name))
         if plock is not None:
             break
         holder = current_holder(store, name)
@@ -106,8 +120,8 @@ def acquire(
                 on_wait(holder)
         time.sleep(POLL_S)
     holder = {"pid": os.getpid(), "host": socket.gethostname(), "command": command, "since": now()}
-    try:
-        migrated = migrate(store)
+
+    def take() -> tuple[int, int]:
         with store.transaction() as s:
             store.ensure_table(s, LOCKS)
             epoch = int(s.scalar("SELECT epoch FROM {locks} WHERE name = ?", (name,)) or 0) + 1
@@ -116,7 +130,11 @@ def acquire(
                 s.dialect.upsert(LOCKS.name, LOCKS.column_names, LOCKS.primary_key),
                 (name, epoch, store.encode_json(holder), stamp, stamp),
             )
-            interrupted = _interrupt_dead_runs(store, s)
+            return epoch, _interrupt_dead_runs(store, s)
+
+    try:
+        migrated = retry(lambda: migrate(store))
+        epoch, interrupted = retry(take)
     except BaseException:
         plock.release()
         raise
