@@ -178,6 +178,15 @@ class _AdvisoryLock(ProcessLock):
             )
 
     def release(self) -> None:
+        # Unlock before closing: closing alone frees the lock only when the server's
+        # backend has exited, a moment later, and a caller may try to take it at once.
+        if self._conn is not None and not self._conn.closed:
+            try:
+                PostgresSession(self._conn, self._store.dialect, self._store.description).scalar(
+                    "SELECT pg_advisory_unlock(?)", (self._key,)
+                )
+            except StoreError:
+                pass  # the connection is gone, and the lock with it
         self._close()
 
     def _close(self) -> None:
@@ -271,14 +280,21 @@ class PostgresStore(Store):
                 with session.transaction():
                     session.execute("CREATE EXTENSION IF NOT EXISTS vector")
             except StoreError as exc:
-                raise StoreConfigError(
-                    f"{self.description}: pgvector is not enabled in this database and this role cannot "
-                    f"enable it; ask an administrator to run CREATE EXTENSION vector ({exc})"
-                ) from None
+                # IF NOT EXISTS is not atomic: a process opening the store at the same
+                # moment may have created it first, which is as good.
+                if session.scalar("SELECT extversion FROM pg_extension WHERE extname = 'vector'") is None:
+                    raise StoreConfigError(
+                        f"{self.description}: pgvector is not enabled in this database and this role cannot "
+                        f"enable it; ask an administrator to run CREATE EXTENSION vector ({exc})"
+                    ) from None
         exists = session.scalar("SELECT 1 FROM pg_namespace WHERE nspname = ?", (self.dialect.schema,))
         if exists is None:
-            with session.transaction():
-                session.execute("CREATE SCHEMA IF NOT EXISTS {s}", s=Col(self.dialect.schema))
+            try:
+                with session.transaction():
+                    session.execute("CREATE SCHEMA IF NOT EXISTS {s}", s=Col(self.dialect.schema))
+            except StoreError:
+                if session.scalar("SELECT 1 FROM pg_namespace WHERE nspname = ?", (self.dialect.schema,)) is None:
+                    raise
 
     def columns(self, session: Session, table: str) -> dict[str, ColumnInfo] | None:
         rows = session.query(
