@@ -451,14 +451,10 @@ class Project:
         """
         with self.writer_lock(progress=progress, command="quarantine retry"):
             chosen = self._select(items, all_items, "retry")
-
-            def mark(s: Any) -> None:
+            with self.store.transaction() as s:
                 quarantine_store.set_state(s, [e.key for e in chosen], RETRY)
                 # A file that could not be read is read again only if its stat is forgotten.
                 quarantine_store.forget_files(s, [e.path for e in chosen if e.kind == SOURCE and e.path])
-
-            with self.store.transaction() as s:
-                mark(s)
             return self.apply(allow_destructive=allow_destructive, progress=progress, command="quarantine retry")
 
     def quarantine_drop(self, items: Sequence[str] = (), *, all_items: bool = False) -> list[Entry]:
