@@ -115,15 +115,24 @@ _WORDS = (
     "seed soil root leaf water light growth cell gene protein signal stress yield field plant "
     "enzyme membrane sample trial cohort dose response model measure effect"
 ).split()
+#: sentences with entities the built-in ``rules`` extractor finds (acronyms, names, taxa)
+_ENTITY_SENTENCES = (
+    "Levels of interleukin six (IL-6) rose in the Mayo Clinic cohort.",
+    "Deep vein thrombosis (DVT) was rarer with E. coli than with SARS-CoV-2.",
+    "The World Health Organization (WHO) reviewed COVID-19 data from Hidradenitis Suppurativa patients.",
+    "Samples from the Amazon Basin showed TNF-alpha and IL-6 together.",
+)
 
 
 def tiny_text(i: int, words: int = 30, salt: str = "") -> tuple[str, str]:
-    """A deterministic (title, body) for document ``i``."""
+    """A deterministic (title, body) for document ``i``, with a few entities."""
     import random
 
     rng = random.Random(f"{i}:{salt}")
     title = f"Study {i} of " + " ".join(rng.choice(_WORDS) for _ in range(3))
-    body = " ".join(rng.choice(_WORDS) for _ in range(words)) + f". Document {i} {salt}."
+    body = (
+        " ".join(rng.choice(_WORDS) for _ in range(words)) + f". {rng.choice(_ENTITY_SENTENCES)} Document {i} {salt}."
+    )
     return title, body
 
 
@@ -148,45 +157,58 @@ def write_tiny_corpus(root: Any, n: int, *, jsonl_share: float = 0.5, salt: str 
     return ids
 
 
-def check_store(store: Any) -> dict[str, int]:
+def check_store(project: Any) -> dict[str, int]:
     """Assert the invariants a crash must never break, over every generation of every kind.
 
-    No duplicate rows; no artifact row without its ledger row and no ledger row without
-    its rows (with the row count the ledger records); no vector failing the quality
-    checks; at most one active generation per kind. Returns rows per generation table.
+    For each generation: no artifact row without its ledger row, and every ledger row
+    matches the rows the kind's tables hold for the document (its ``items``, over all the
+    kind's tables); no duplicate document in a one-row-per-document table; no vector
+    failing the quality checks; at most one active generation per kind. Returns the rows
+    per table. (Tables are derived from the desired recipe with each generation's own
+    fingerprint: the tests change recipes only in ways that keep tables alike.)
     """
+    from dataclasses import replace
+
     from ragstate.stores import ledger as ledger_repo
 
+    store = project.store
+    desired = {d.name: d for d in project.desired().kinds}
     seen: dict[str, int] = {}
     with store.session() as s:
         gens = ledger_repo.generations(store, s)
         for kind in {g.kind for g in gens}:
             assert sum(1 for g in gens if g.kind == kind and g.state == "active") <= 1, kind
         for g in gens:
-            if store.columns(s, g.table_name) is None:
+            d = desired.get(g.kind)
+            if d is None:
                 continue
-            t = g.table_name
-            dup = s.scalar("SELECT count(*) - count(DISTINCT doc_id) FROM {t}", t=t)
-            assert int(dup) == 0, f"{t}: {dup} duplicate rows"
-            no_ledger = s.scalar(
-                "SELECT count(*) FROM {t} a WHERE NOT EXISTS (SELECT 1 FROM {ledger} l "
-                "WHERE l.kind = ? AND l.generation = ? AND l.doc_id = a.doc_id)",
-                (g.kind, g.generation),
-                t=t,
-            )
-            assert int(no_ledger) == 0, f"{t}: {no_ledger} artifact rows without a ledger row"
-            mismatched = s.scalar(
-                "SELECT count(*) FROM {ledger} l WHERE l.kind = ? AND l.generation = ? AND l.items <> "
-                "(SELECT count(*) FROM {t} a WHERE a.doc_id = l.doc_id)",
-                (g.kind, g.generation),
-                t=t,
-            )
-            assert int(mismatched) == 0, f"{t}: {mismatched} ledger rows without their artifact rows"
-            dim = g.recipe["model"]["dimension"]
-            normalized = bool(g.recipe["model"]["normalize"])
-            bad = store.vector_quality(s, t, "embedding", dim, normalized)
-            assert bad == [], f"{t}: vectors failing the quality checks: {bad[:5]}"
-            seen[t] = int(s.scalar("SELECT count(*) FROM {t}", t=t))
+            recipe = replace(d.recipe, params=g.recipe, fingerprint=g.recipe_fp)
+            tables = d.kind.tables(recipe, g.generation)
+            if any(store.columns(s, t.name) is None for t in tables):
+                continue  # created in the same transaction as the generation row: both or neither
+            ledger = {
+                r[0]: int(r[1])
+                for r in s.query(
+                    "SELECT doc_id, items FROM {ledger} WHERE kind = ? AND generation = ?", (g.kind, g.generation)
+                )
+            }
+            rows: dict[str, int] = {}
+            for t in tables:
+                per_doc = s.query("SELECT doc_id, count(*) FROM {t} GROUP BY doc_id", t=t.name)
+                for doc_id, n in per_doc:
+                    rows[doc_id] = rows.get(doc_id, 0) + int(n)
+                seen[t.name] = sum(int(n) for _, n in per_doc)
+                if t.primary_key == ("doc_id",):
+                    dup = s.scalar("SELECT count(*) - count(DISTINCT doc_id) FROM {t}", t=t.name)
+                    assert int(dup) == 0, f"{t.name}: {dup} duplicate rows"
+            orphans = sorted(set(rows) - set(ledger))
+            assert not orphans, f"{g.kind} g{g.generation}: artifact rows without a ledger row: {orphans[:5]}"
+            wrong = sorted(doc for doc, n in ledger.items() if rows.get(doc, 0) != n)
+            assert not wrong, f"{g.kind} g{g.generation}: ledger rows that do not match their rows: {wrong[:5]}"
+            for vc in d.kind.vector_columns(recipe):
+                name = tables[vc.table].name
+                bad = store.vector_quality(s, name, vc.column, vc.dimension, vc.normalized, vc.key)
+                assert bad == [], f"{name}: vectors failing the quality checks: {bad[:5]}"
     return seen
 
 

@@ -66,7 +66,7 @@ def test_two_appliers_at_once_build_every_item_exactly_once(setup) -> None:
 
     project = project_for(spec)
     try:
-        check_store(project.store)
+        check_store(project)
         with project.store.session() as s:
             stamps = {r[0] for r in s.query("SELECT DISTINCT run_id FROM {ledger}")}
         assert stamps <= {r["run_id"] for r in records}
@@ -104,6 +104,6 @@ def test_the_second_applier_waits_or_fails_by_the_spec(setup) -> None:
         out, _ = waiting.communicate(timeout=120)
         assert waiting.returncode == 0
         assert json.loads(out)["built"] == N
-        check_store(holder.store)
+        check_store(holder)
     finally:
         holder.close()

@@ -39,7 +39,7 @@ def test_transient_embedder_errors_are_retried_and_the_run_converges(make_projec
     assert faults["retries"]["embedder"] == embedder.raised, "every transient failure was retried, and counted"
     assert faults["failures"]["embedder"] == {"transient": embedder.raised}
     assert all(e["class"] == "transient" and e["type"] == "ComputeUnavailable" for e in faults["events"])
-    check_store(project.store)
+    check_store(project)
     with project.store.session() as s:
         stored = project.store.decode_json(s.scalar("SELECT counts FROM {runs} WHERE run_id = ?", (record.run_id,)))
     assert stored["faults"]["retries"]["embedder"] == embedder.raised, "the run record keeps the count"
@@ -68,4 +68,4 @@ def test_retries_run_out_the_run_fails_and_the_next_one_resumes(make_project, em
     monkeypatch.setattr(FlakyEmbedder, "rate", 0.0)
     record = project.apply()
     assert record.converged and record.kinds["doc_embeddings"].built == 40
-    check_store(project.store)
+    check_store(project)

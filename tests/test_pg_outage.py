@@ -106,7 +106,7 @@ def test_postgres_stopped_mid_run_retries_and_converges(own_pg, tmp_path, embedd
         assert changes[0] == ("closed", "open") and changes[-1] == ("half_open", "closed")
         assert ("open", "half_open") in changes
         assert project.guard.states()["database"] == "closed"
-        check_store(project.store)
+        check_store(project)
         with project.store.session() as s:
             row = records.get(project.store, s, record.run_id)
         assert row is not None and row.status == "converged"

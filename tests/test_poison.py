@@ -128,4 +128,4 @@ def test_a_document_that_breaks_keeps_its_artifacts_until_fixed_or_removed(make_
     record = project.apply()
     assert record.kinds["doc_embeddings"].deleted == 1 and record.quarantined == {}
     assert project.quarantine_list() == [] and "text/PMC12430510.txt" not in artifact_ids(project)
-    check_store(project.store)
+    check_store(project)

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import embedder_of
+from conftest import ALL_PIPELINES, embedder_of
 from embedders import BrokenEmbedder, HungryEmbedder, PickyEmbedder
 from helpers import HASH_MODELS, check_store, run_rows, write_tiny_corpus
+from ragstate.artifacts.chunks import Chunks
 from ragstate.errors import BuildFailing, QuarantineNotFound
 
 N = 40
@@ -57,7 +58,7 @@ def test_failing_documents_are_found_quarantined_and_the_rest_converges(make_pro
     assert record.faults["quarantined"] == {"doc_embeddings": 3}
     assert record.faults["failures"]["embedder"]["item"] >= 2
     assert record.faults["failures"]["embedder"]["unexpected"] >= 1
-    check_store(project.store)  # no NaN vector was written
+    check_store(project)  # no NaN vector was written
 
     plan = project.plan()
     assert plan.in_sync, "quarantined documents are not drift"
@@ -82,7 +83,7 @@ def test_a_quarantined_document_whose_content_changes_is_tried_again(make_projec
     assert record.kinds["doc_embeddings"].built == 1 and record.quarantined == {"doc_embeddings": 1}
     (entry,) = project.quarantine_list()
     assert entry.item == "txt/p2.txt" and entry.attempts == 1, "new content is a new failure"
-    check_store(project.store)
+    check_store(project)
 
 
 def test_retry_and_drop(make_project, embedder_plugin, tiny):
@@ -151,7 +152,7 @@ def test_out_of_memory_halves_the_batch_and_converges(make_project, embedder_plu
     successful = [n for n in embedder.batches if n <= HungryEmbedder.limit]
     assert sum(successful) == N
     assert record.faults["failures"]["embedder"]["memory"] >= 1
-    check_store(project.store)
+    check_store(project)
 
 
 def test_a_memory_budget_bounds_the_batch_size(make_project, embedder_plugin, tiny):
@@ -165,3 +166,49 @@ def test_a_memory_budget_bounds_the_batch_size(make_project, embedder_plugin, ti
     limit = max(1, int(16 * 2**20 // (memory["bytes_per_item"] * 4)))
     assert memory["batch_sizes"][1] <= max(8, min(64, limit))
     assert record.kinds["doc_embeddings"].built == N
+
+
+def test_a_document_failing_upstream_is_held_by_every_kind_built_from_it(make_project, tiny, monkeypatch):
+    real = Chunks.build
+
+    def chunker_fails_on_marker(self, docs, recipe, ctx):
+        if any("BADCHUNK" in d.body for d in docs):
+            raise ValueError("chunker crashed (simulated)")
+        return real(self, docs, recipe, ctx)
+
+    monkeypatch.setattr(Chunks, "build", chunker_fails_on_marker)
+    bad = poison(tiny, "bad.txt", "BADCHUNK")
+    project = make_project(source={"path": str(tiny)}, models=HASH_MODELS, pipelines=ALL_PIPELINES)
+    dependents = ("chunk_embeddings", "token_embeddings", "entities", "entity_embeddings")
+
+    def ledgered(kind: str) -> set[str]:
+        with project.store.session() as s:
+            return {r[0] for r in s.query("SELECT doc_id FROM {ledger} WHERE kind = ?", (kind,))}
+
+    record = project.apply()
+    assert record.converged and record.quarantined == {"chunks": 1}
+    for kind in dependents:
+        assert bad not in ledgered(kind) and len(ledgered(kind)) == N, kind
+    assert bad in ledgered("doc_embeddings") and bad in ledgered("fulltext"), "kinds not built from chunks go on"
+    plan = project.plan(depth="audit")
+    assert plan.in_sync
+    assert {k: plan.kind(k).quarantined for k in ("chunks", *dependents)} == dict.fromkeys(
+        ("chunks", *dependents), (bad,)
+    )
+    assert all(k.active_generation is not None for k in plan.kinds), "one bad document does not block a switch"
+    check_store(project)
+
+    (tiny / "txt" / "bad.txt").write_text("Fine now\n\nThe IL-6 levels were normal.\n")
+    record = project.apply()
+    assert record.converged and record.quarantined == {} and project.quarantine_list() == []
+    for kind in ("chunks", *dependents):
+        assert bad in ledgered(kind), kind
+
+    # Built once, then its new content fails upstream: every kind keeps its last good rows.
+    (tiny / "txt" / "bad.txt").write_text("Broken again BADCHUNK\n\nBADCHUNK everywhere.\n")
+    record = project.apply()
+    assert record.quarantined == {"chunks": 1}
+    for kind in ("chunks", *dependents):
+        assert bad in ledgered(kind), kind
+    assert project.plan(depth="audit").in_sync
+    check_store(project)
