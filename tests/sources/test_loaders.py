@@ -36,7 +36,10 @@ def test_jats_refuses_entity_expansion() -> None:
 
 
 def test_markdown_sections_and_front_matter() -> None:
-    text = b"---\ntitle: From front matter\nauthor: A. N. Other\n---\n## Abstract\n\nShort abstract.\n\n## Methods\n\nWe did it.\n"
+    text = (
+        b"---\ntitle: From front matter\nauthor: A. N. Other\n---\n"
+        b"## Abstract\n\nShort abstract.\n\n## Methods\n\nWe did it.\n"
+    )
     (doc,) = parse_markdown(text, "a.md")
     assert doc.title == "From front matter" and doc.abstract == "Short abstract."
     assert "## Methods" in doc.body and doc.metadata == {"author": "A. N. Other"}
