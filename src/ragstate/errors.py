@@ -163,6 +163,10 @@ class ModelError(TerminalError):
     """A model cannot be found locally, loaded, or gave output of the wrong shape."""
 
 
+class ExecutorError(RagstateError):
+    """The executor (a Ray cluster and its workers) cannot be started, reached or kept."""
+
+
 class PluginError(TerminalError):
     """A plugin named in the spec is unknown or failed to load."""
 

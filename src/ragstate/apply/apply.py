@@ -15,7 +15,10 @@ Kinds are applied in build order (upstream first), each to completion before the
 so a dependent kind reads its upstream kinds' complete target generation.
 
 Apply is idempotent: a batch re-run after a crash rewrites the same rows. Builds are
-computed on this thread while the writer thread commits the previous batch.
+computed by the executor while the writer thread commits the previous batch: in this
+thread, or on the actors of a Ray cluster (``compute.executors``); results come back in
+batch order, so the write order is the same whatever computes them. A batch that fails
+on an actor is built again here, with the retries and isolation below.
 
 Faults (``docs/failures.md``): every write goes through ``Safety.commit`` (fenced by the
 writer lock, retried when transient); batches are sized to the memory budget
@@ -28,7 +31,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 from ragstate.apply.batching import BatchSizer
 from ragstate.apply.isolate import BatchResult, Isolator
@@ -38,6 +42,7 @@ from ragstate.apply.safety import Safety
 from ragstate.apply.writer import BatchWriter
 from ragstate.artifacts.base import BuildContext, Recipe
 from ragstate.compute.embedders import make_embedder
+from ragstate.compute.executors import Executor, LocalExecutor, open_executor
 from ragstate.observe.observe import Observed
 from ragstate.plan.desired import Desired, DesiredKind
 from ragstate.plan.model import KindPlan, Plan
@@ -89,14 +94,32 @@ def apply_plan(
     targets: dict[str, int] = {k.kind: k.target_generation for k in plan.kinds if k.target_generation is not None}
     # Documents set aside during this run, per kind: kinds built from them skip them too.
     set_aside: dict[str, set[str]] = {}
-    for kind_plan in plan.kinds:
-        blocked = {d for u in desired.kind(kind_plan.kind).kind.depends_on for d in set_aside.get(u, ())}
-        if kind_plan.has_work:
-            targets[kind_plan.kind], failed = _apply_kind(
-                kind_plan, observed, spec, desired, targets, store, source, record, progress, safety, blocked
-            )
-            blocked |= failed
-        set_aside[kind_plan.kind] = blocked
+    executor = open_executor(spec)
+    record.executor = executor.description
+    try:
+        for kind_plan in plan.kinds:
+            blocked = {d for u in desired.kind(kind_plan.kind).kind.depends_on for d in set_aside.get(u, ())}
+            if kind_plan.has_work:
+                targets[kind_plan.kind], failed = _apply_kind(
+                    kind_plan,
+                    observed,
+                    spec,
+                    desired,
+                    targets,
+                    store,
+                    source,
+                    record,
+                    progress,
+                    safety,
+                    blocked,
+                    executor,
+                )
+                blocked |= failed
+            set_aside[kind_plan.kind] = blocked
+    finally:
+        executor.close()
+        if executor.startup_seconds:
+            record.timings["executor_start_s"] = round(executor.startup_seconds, 4)
     record.timings["apply_s"] = round(time.perf_counter() - t0, 4)
     return record
 
@@ -113,6 +136,7 @@ def _apply_kind(
     progress: Progress,
     safety: Safety,
     blocked: set[str],
+    executor: Executor,
 ) -> tuple[int, set[str]]:
     """Apply ``kp``; return the generation its work went into and the documents set aside.
 
@@ -190,6 +214,7 @@ def _apply_kind(
             progress=progress,
             safety=safety,
             clear_quarantine=kind.name in observed.quarantine.recorded_kinds,
+            executor=executor,
         )
 
     if kp.switch:
@@ -242,10 +267,11 @@ def _build(
     progress: Progress,
     safety: Safety,
     clear_quarantine: bool,
+    executor: Executor,
 ) -> set[str]:
     """Build ``refs`` in batches; return the documents set aside (quarantined)."""
     kind, recipe = desired.kind, desired.recipe
-    if recipe.model is not None:
+    if recipe.model is not None and isinstance(executor, LocalExecutor):
         # before the clock starts: rates measure work, not start-up
         safety.guard.call("embedder", lambda: ctx.embedder(recipe.model).load())
     total = len(refs)
@@ -264,9 +290,17 @@ def _build(
     writer = BatchWriter(store, commit=safety.commit)
     started = time.perf_counter()
     failed: set[str] = set()
+    if isinstance(executor, LocalExecutor):
+        outcomes: Iterator[tuple[Sequence[DocRef], Any, Any]] = ((b, None, None) for b in sizer.batches(refs))
+    else:
+        # Documents are read as the executor asks for batches (a bounded number ahead of
+        # the writer); each comes back with its Built, or the error it raised remotely.
+        outcomes = (
+            (b, got, out) for (b, got), out in executor.map(kind, recipe, ctx, _loaded(isolator, source, sizer, refs))
+        )
     try:
-        for batch in sizer.batches(refs):
-            result = isolator.run(source, batch)
+        for batch, got, outcome in outcomes:
+            result = isolator.run(source, batch, loaded=got, prebuilt=outcome)
             writer.submit(
                 _batch_job(
                     store,
@@ -301,6 +335,13 @@ def _build(
         safety.guard.log.memory[kind_name] = sizer.summary()
         progress.finish(kind_name)
     return failed
+
+
+def _loaded(isolator: Isolator, source: Source, sizer: BatchSizer, refs: Sequence[DocRef]):
+    """``((refs, (docs, failures)), docs)`` of each batch, read as the executor asks for it."""
+    for batch in sizer.batches(refs):
+        got = isolator.load(source, batch)
+        yield (batch, got), got[0]
 
 
 def _batch_job(

@@ -107,10 +107,24 @@ class Isolator:
             if vc.table < len(tables) and vc.column in tables[vc.table].column_names
         ]
 
-    def run(self, source: Source, refs: Sequence[DocRef]) -> BatchResult:
-        """Read and build ``refs``; failing documents are returned, not raised."""
+    def run(
+        self,
+        source: Source,
+        refs: Sequence[DocRef],
+        *,
+        loaded: tuple[list[Document], list[Failure]] | None = None,
+        prebuilt: Built | BaseException | None = None,
+    ) -> BatchResult:
+        """Read and build ``refs``; failing documents are returned, not raised.
+
+        ``loaded`` is what ``load`` returned for ``refs``, and ``prebuilt`` the build of
+        all its documents made elsewhere (another executor): used as is when it is a
+        ``Built``; when it is the error that build raised, the batch is built again here,
+        with the retries and isolation of a local build.
+        """
         by_id = {r.doc_id: r for r in refs}
-        docs, failures = self._load(source, refs)
+        docs, failures = loaded if loaded is not None else self._load(source, refs)
+        done = prebuilt if isinstance(prebuilt, Built) else None
         parts: list[Built] = []
         stack: list[list[Document]] = [docs]
         while stack:
@@ -118,7 +132,7 @@ class Isolator:
             if not group:
                 continue
             try:
-                built = self._build(group)
+                built, done = (done, None) if done is not None else (self._build(group), None)
             except BaseException as exc:
                 cls = classify(exc)
                 if cls not in (FaultClass.MEMORY, FaultClass.ITEM, FaultClass.UNEXPECTED):
@@ -131,6 +145,10 @@ class Isolator:
         result.doc_ids = [d for d in (r.doc_id for r in refs) if d in result.built.source_hashes]
         result.failures = failures
         return result
+
+    def load(self, source: Source, refs: Sequence[DocRef]) -> tuple[list[Document], list[Failure]]:
+        """Read ``refs``: the documents, and a failure for each that cannot be read."""
+        return self._load(source, refs)
 
     # --- internals --------------------------------------------------------------------
 

@@ -54,6 +54,8 @@ class RunRecord:
     drift: dict[str, dict[str, int]] = field(default_factory=dict)
     kinds: dict[str, KindCounts] = field(default_factory=dict)
     documents_recorded: int = 0
+    #: where the batches were computed (``local``, or ``ray (N workers, …)``)
+    executor: str = "local"
     schema_repaired: list[str] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     verify: dict[str, Any] | None = None
@@ -83,6 +85,7 @@ class RunRecord:
         return {
             "kinds": {name: asdict(k) for name, k in self.kinds.items()},
             "documents_recorded": self.documents_recorded,
+            "executor": self.executor,
             "schema_repaired": self.schema_repaired,
             "drift": self.drift,
             "verify": self.verify,

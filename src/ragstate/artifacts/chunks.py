@@ -10,8 +10,9 @@ texts precede it in the document, so a chunk whose text is unchanged keeps its i
 its document changes elsewhere (even though its offsets move); a section's id is a hash
 of its heading likewise. Dependent kinds reuse their stored items by chunk id and text.
 
-Checks: a child whose parent section is gone (``incomplete``); offsets outside the
-document or a chunk whose text is not as long as its span (``corrupt``); at ``deep``,
+Checks: a child whose parent section is gone (``incomplete``, every depth); from depth
+``audit`` on, offsets outside the document or a chunk whose text is not as long as its
+span (``corrupt``); at ``deep``,
 a text that no longer hashes to its ``text_hash`` (``corrupt``).
 """
 
@@ -180,6 +181,10 @@ class Chunks(ArtifactKind):
             "(SELECT 1 FROM {t} p WHERE p.doc_id = c.doc_id AND p.chunk_id = c.parent_id AND p.level = 0)",
             t=t,
         )
+        if at.depth == "shallow":
+            # Offsets are values, checked row by row like vectors: corrupt is found by
+            # apply and verify (README, "What ragstate checks"); a plan checks references.
+            return Findings(incomplete=tuple(sorted({r[0] for r in orphans})))
         # The document's length is bounded from the staged sizes: Document.text joins the
         # present parts with a blank line (a part of only whitespace is left out, so the
         # bound is exact unless a document has one, and never too small).

@@ -135,7 +135,7 @@ def observe(spec: Spec, desired: Desired, store: Store, source: Source, *, depth
                 kinds: dict[str, KindObservation] = {}
                 for d in desired.kinds:  # upstream first: checks read upstream tables
                     upstream = {u: kinds[u].tables for u in d.kind.depends_on if u in kinds}
-                    found = _observe_kind(store, s, d, upstream, depth=depth)
+                    found = _observe_kind(store, s, d, upstream, depth=depth, scope_size=scope_size)
                     kinds[d.name] = _held(found, held.get(d.name, frozenset()), view.kept)
                 need = {doc for k in kinds.values() for doc in _to_build(k)}
                 refs = registry.scope_refs(s, sorted(need)) if need else {}
@@ -166,6 +166,7 @@ def _observe_kind(
     upstream: Mapping[str, tuple[TableDef, ...] | None],
     *,
     depth: str,
+    scope_size: int,
 ) -> KindObservation:
     kind, recipe = desired.kind, desired.recipe
     gens = ledger.generations(store, s, kind.name)
@@ -192,6 +193,7 @@ def _observe_kind(
         [t.name for t in tables] if tables is not None else None,
         recipe.fingerprint,
         multi_row=kind.multi_row,
+        scope_size=scope_size,
     )
     corrupt: list[tuple[str, str]] = []
     mock: list[str] = []

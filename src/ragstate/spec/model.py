@@ -431,6 +431,24 @@ class ReconcileSpec(_Section):
     lock_timeout_s: float = Field(900.0, gt=0, le=86_400, description="with lock: wait, give up after this long")
 
 
+class ExecutorSpec(_Section):
+    """Where the batches of a kind are computed (docs/scale.md)."""
+
+    type: Literal["local", "ray"] = Field(
+        "local", description="local: in the applying process; ray: on the actors of a Ray cluster"
+    )
+    address: str | None = Field(
+        None, description="Ray cluster to join (auto, or ray://host:port); default: start a local one for the run"
+    )
+    workers: int = Field(2, ge=1, le=1024, description="Ray actors; each loads the models once")
+    cpus_per_worker: float = Field(1.0, gt=0, le=256, description="CPUs Ray reserves for each actor")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, value: Any) -> Any:
+        return {"type": value} if isinstance(value, str) else value
+
+
 class Spec(BaseSettings):
     """The desired state of one project's RAG data."""
 
@@ -446,6 +464,7 @@ class Spec(BaseSettings):
     models: dict[str, ModelSpec] = Field(default_factory=lambda: {"default": ModelSpec()})
     artifacts: ArtifactsSpec = ArtifactsSpec()
     reconcile: ReconcileSpec = ReconcileSpec()
+    executor: ExecutorSpec = Field(ExecutorSpec(), description="local, or ray (a string, or the mapping)")
 
     @classmethod
     def settings_customise_sources(

@@ -95,6 +95,9 @@ class Dialect(ABC):
     """How one backend spells identifiers, types, DDL and parameters."""
 
     name: str
+    #: True when the planner needs ``ANALYZE`` of a freshly filled temporary table to
+    #: join it well (PostgreSQL: autovacuum never visits temporary tables)
+    analyze_temp_tables: bool = False
 
     # --- identifiers ------------------------------------------------------------------
 

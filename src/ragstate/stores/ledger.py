@@ -106,13 +106,15 @@ def drift_rows(
     recipe_fp: str,
     *,
     multi_row: bool,
+    scope_size: int,
 ) -> DriftRows:
     """Run the drift set operations for ``kind``/``generation`` against the staged scope.
 
     ``tables`` are the generation's tables (a kind may keep rows in several); None when
     one of them does not exist (not created yet, or dropped behind ragstate's back):
     every ledger row then counts as rows absent. A multi-row kind's rows are counted per
-    document over all its tables, against the ledger's ``items``.
+    document over all its tables, against the ledger's ``items``. ``scope_size`` is the
+    number of staged documents.
     """
     params: tuple[Any, ...]
     if tables is None:
@@ -153,7 +155,6 @@ def drift_rows(
             "OR l.recipe_fp <> ? OR a.lo_fp <> ? OR a.hi_fp <> ?",
             params,
         )
-        session.execute("DROP TABLE IF EXISTS {tmp_row_counts}")
     unbuilt, absent, changed, foreign = [], [], [], []
     for doc_id, no_ledger, rows_absent, hash_differs, fp_differs in rows:
         if no_ledger:
@@ -164,27 +165,51 @@ def drift_rows(
             changed.append(doc_id)
         elif fp_differs:
             foreign.append(doc_id)
-    out_of_scope = [
-        r[0]
-        for r in session.query(
-            "SELECT l.doc_id FROM {ledger} l WHERE l.kind = ? AND l.generation = ? "
-            "AND NOT EXISTS (SELECT 1 FROM {tmp_scope} s WHERE s.doc_id = l.doc_id)",
-            (kind, generation),
-        )
-    ]
+    built = int(session.scalar("SELECT count(*) FROM {ledger} WHERE kind = ? AND generation = ?", (kind, generation)))
+    # Counting decides exactly, and cheaply, whether the anti-joins below can find
+    # anything (the no-op case): ledger and artifact rows are unique per document (per
+    # item), so when every row is accounted for by a document in scope, none is outside.
+    in_scope = scope_size - len(unbuilt)  # documents in scope with a ledger row
+    out_of_scope: list[str] = []
+    if built != in_scope:
+        out_of_scope = [
+            r[0]
+            for r in session.query(
+                "SELECT l.doc_id FROM {ledger} l WHERE l.kind = ? AND l.generation = ? "
+                "AND NOT EXISTS (SELECT 1 FROM {tmp_scope} s WHERE s.doc_id = l.doc_id)",
+                (kind, generation),
+            )
+        ]
     strays: set[str] = set()
-    for table in tables or ():
+    if tables is not None and multi_row:
+        # per document, not per row: the row counts are staged already
         strays.update(
             r[0]
             for r in session.query(
-                "SELECT DISTINCT a.doc_id FROM {t} a WHERE NOT EXISTS "
+                "SELECT DISTINCT a.doc_id FROM {tmp_row_counts} a WHERE NOT EXISTS "
                 "(SELECT 1 FROM {ledger} l WHERE l.kind = ? AND l.generation = ? AND l.doc_id = a.doc_id) "
                 "AND NOT EXISTS (SELECT 1 FROM {tmp_scope} s WHERE s.doc_id = a.doc_id)",
                 (kind, generation),
-                t=table,
             )
         )
-    built = int(session.scalar("SELECT count(*) FROM {ledger} WHERE kind = ? AND generation = ?", (kind, generation)))
+        session.execute("DROP TABLE IF EXISTS {tmp_row_counts}")
+    elif tables is not None:
+        # one row per document: rows of documents in scope with a ledger row are
+        # in_scope - len(absent); any more rows belong to some other document
+        single = len(tables) == 1 and int(session.scalar("SELECT count(*) FROM {t}", t=tables[0])) == in_scope - len(
+            absent
+        )
+        for table in () if single else tables:
+            strays.update(
+                r[0]
+                for r in session.query(
+                    "SELECT DISTINCT a.doc_id FROM {t} a WHERE NOT EXISTS "
+                    "(SELECT 1 FROM {ledger} l WHERE l.kind = ? AND l.generation = ? AND l.doc_id = a.doc_id) "
+                    "AND NOT EXISTS (SELECT 1 FROM {tmp_scope} s WHERE s.doc_id = a.doc_id)",
+                    (kind, generation),
+                    t=table,
+                )
+            )
     return DriftRows(
         unbuilt=tuple(sorted(unbuilt)),
         rows_absent=tuple(sorted(absent)),
@@ -210,6 +235,8 @@ def _stage_row_counts(session: Session, tables: Sequence[str]) -> None:
             (part,),
             t=table,
         )
+    if session.dialect.analyze_temp_tables:
+        session.execute("ANALYZE {tmp_row_counts}")
 
 
 def duplicate_vectors(session: Session, table: str, column: str) -> list[str]:

@@ -42,16 +42,31 @@ def stage_scope(
     stale = [(p,) for p in known if p not in snapshot.unchanged]
     session.copy_rows(STALE_PATHS, stale, temp=True)
     session.copy_rows(SCOPE, (_ref_row(r) for r in snapshot.fresh), temp=True)
-    session.execute(
-        "INSERT INTO {tmp_scope} (doc_id, content_hash, title, path, pos, byte_offset, title_chars, "
-        "abstract_chars, body_chars) "
-        "SELECT doc_id, content_hash, title, path, pos, byte_offset, title_chars, abstract_chars, body_chars "
-        "FROM {documents} d WHERE NOT EXISTS (SELECT 1 FROM {tmp_stale_paths} p WHERE p.path = d.path) "
-        "AND NOT EXISTS (SELECT 1 FROM {tmp_scope} s WHERE s.doc_id = d.doc_id)"
-    )
-    clash = session.query(
-        "SELECT d.doc_id, d.path, s.path FROM {documents} d JOIN {tmp_scope} s ON s.doc_id = d.doc_id "
-        "WHERE d.path <> s.path AND NOT EXISTS (SELECT 1 FROM {tmp_stale_paths} p WHERE p.path = d.path) LIMIT 1"
+    if not stale and not snapshot.fresh:
+        # Nothing changed (a no-op plan): every recorded document is in scope as recorded.
+        session.execute(
+            "INSERT INTO {tmp_scope} (doc_id, content_hash, title, path, pos, byte_offset, title_chars, "
+            "abstract_chars, body_chars) "
+            "SELECT doc_id, content_hash, title, path, pos, byte_offset, title_chars, abstract_chars, body_chars "
+            "FROM {documents}"
+        )
+    else:
+        session.execute(
+            "INSERT INTO {tmp_scope} (doc_id, content_hash, title, path, pos, byte_offset, title_chars, "
+            "abstract_chars, body_chars) "
+            "SELECT doc_id, content_hash, title, path, pos, byte_offset, title_chars, abstract_chars, body_chars "
+            "FROM {documents} d WHERE NOT EXISTS (SELECT 1 FROM {tmp_stale_paths} p WHERE p.path = d.path) "
+            "AND NOT EXISTS (SELECT 1 FROM {tmp_scope} s WHERE s.doc_id = d.doc_id)"
+        )
+    # Only a fresh document can clash with a recorded one (documents are unique by id).
+    clash = (
+        session.query(
+            "SELECT d.doc_id, d.path, s.path FROM {documents} d JOIN {tmp_scope} s ON s.doc_id = d.doc_id "
+            "WHERE d.path <> s.path AND NOT EXISTS (SELECT 1 FROM {tmp_stale_paths} p WHERE p.path = d.path) "
+            "LIMIT 1"
+        )
+        if snapshot.fresh
+        else []
     )
     if clash:
         doc_id, old, new = clash[0]
@@ -63,6 +78,8 @@ def stage_scope(
             "DELETE FROM {tmp_scope} WHERE doc_id NOT IN (SELECT doc_id FROM {tmp_scope} ORDER BY path, pos LIMIT ?)",
             (limit,),
         )
+    if session.dialect.analyze_temp_tables:
+        session.execute("ANALYZE {tmp_scope}")
     return int(session.scalar("SELECT count(*) FROM {tmp_scope}"))
 
 

@@ -19,6 +19,8 @@ _TYPES = {
 class PostgresDialect(Dialect):
     name = "postgresql"
 
+    analyze_temp_tables = True
+
     def __init__(self, schema: str):
         self.schema = ident(schema, what="schema name")
 
