@@ -138,7 +138,11 @@ def observe(spec: Spec, desired: Desired, store: Store, source: Source, *, depth
                     found = _observe_kind(store, s, d, upstream, depth=depth, scope_size=scope_size)
                     kinds[d.name] = _held(found, held.get(d.name, frozenset()), view.kept)
                 need = {doc for k in kinds.values() for doc in _to_build(k)}
-                refs = registry.scope_refs(s, sorted(need)) if need else {}
+                # Documents read just now are in hand already; only the others are looked up
+                # (a first build of a large corpus would otherwise hold every ref twice).
+                fresh = {r.doc_id: r for r in snapshot.fresh if r.doc_id in need} if snapshot is not None else {}
+                rest = sorted(need.difference(fresh))
+                refs = {**fresh, **registry.scope_refs(s, rest)} if rest else fresh
                 if depth == "deep":
                     kinds = {
                         name: _with_recheck(spec, store, s, source, desired.kind(name), k) for name, k in kinds.items()
