@@ -130,6 +130,7 @@ class RayExecutor:
         self.address = settings.address
         self.workers = settings.workers
         self.cpus_per_worker = settings.cpus_per_worker
+        self.gpus_per_worker = settings.gpus_per_worker
         self.description = f"ray ({self.workers} workers, {self.address or 'local cluster'})"
         self._actors: list[Any] = []
         self._started_ray = False
@@ -157,7 +158,7 @@ class RayExecutor:
             except Exception as exc:  # Ray raises many kinds: connection, version mismatch, ...
                 raise ExecutorError(f"executor: cannot start or reach Ray ({self.address or 'local'}): {exc}") from exc
             self._started_ray = True
-        actor = ray.remote(num_cpus=self.cpus_per_worker)(BuildWorker)
+        actor = ray.remote(num_cpus=self.cpus_per_worker, num_gpus=self.gpus_per_worker)(BuildWorker)
         self._actors = [actor.remote(self.spec) for _ in range(self.workers)]
         self.worker_pids.update(self._get([a.load.remote(list(models)) for a in self._actors]))
 

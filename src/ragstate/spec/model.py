@@ -442,6 +442,7 @@ class ExecutorSpec(_Section):
     )
     workers: int = Field(2, ge=1, le=1024, description="Ray actors; each loads the models once")
     cpus_per_worker: float = Field(1.0, gt=0, le=256, description="CPUs Ray reserves for each actor")
+    gpus_per_worker: float = Field(0.0, ge=0, le=64, description="GPUs Ray reserves for each actor (models on cuda)")
 
     @model_validator(mode="before")
     @classmethod
