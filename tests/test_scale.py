@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from helpers import active_table, artifact_ids, delete_rows, ledger_ids
 
+from helpers import active_table, artifact_ids, delete_rows, ledger_ids
 from ragstate.errors import ModelError
 
 
