@@ -72,6 +72,17 @@ def set_vector(project: Any, doc_id: str, value: Any, kind: str = "doc_embedding
         s.execute("UPDATE {t} SET {c} = ? WHERE doc_id = ?", (value, doc_id), t=table, c=Col("embedding"))
 
 
+def copy_row(project: Any, doc_id: str, new_id: str) -> None:
+    """Insert a copy of ``doc_id``'s document vector under ``new_id``, with no ledger row."""
+    with project.store.transaction() as s:
+        s.execute(
+            "INSERT INTO {t} (doc_id, source_hash, recipe_fp, run_id, created_at, text_hash, embedding) "
+            "SELECT ?, source_hash, recipe_fp, run_id, created_at, text_hash, embedding FROM {t} WHERE doc_id = ?",
+            (new_id, doc_id),
+            t=active_table(project),
+        )
+
+
 def delete_rows(project: Any, doc_ids: list[str], kind: str = "doc_embeddings") -> None:
     table = active_table(project, kind)
     with project.store.transaction() as s:

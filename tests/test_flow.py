@@ -12,6 +12,7 @@ from conftest import edit
 from helpers import (
     active_table,
     artifact_ids,
+    copy_row,
     delete_rows,
     duplicate_rows,
     ledger_ids,
@@ -166,15 +167,7 @@ def test_placeholder_vectors_are_mock_drift(make_project) -> None:
 def test_rows_without_ledger_are_orphaned_and_purged(make_project) -> None:
     project = make_project()
     project.apply()
-    table = active_table(project)
-    with project.store.transaction() as s:
-        s.execute(
-            "INSERT INTO {t} (doc_id, source_hash, recipe_fp, run_id, created_at, text_hash, embedding) "
-            "SELECT 'ghost', source_hash, recipe_fp, run_id, created_at, text_hash, embedding FROM {t} "
-            "WHERE doc_id = ?",
-            (artifact_ids(project)[0],),
-            t=table,
-        )
+    copy_row(project, artifact_ids(project)[0], "ghost")
     plan = project.plan()
     assert plan.drift == {"doc_embeddings": {"orphaned": 1}}
     assert plan.kind("doc_embeddings").purge == ("ghost",)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import active_table, artifact_ids, delete_rows, ledger_ids
+from helpers import artifact_ids, copy_row, delete_rows, ledger_ids
 from ragstate.errors import ModelError
 
 
@@ -13,15 +13,7 @@ def test_counts_that_balance_out_do_not_hide_drift(make_project) -> None:
     project = make_project()
     project.apply()
     ids = artifact_ids(project)
-    table = active_table(project)
-    with project.store.transaction() as s:
-        s.execute(
-            "INSERT INTO {t} (doc_id, source_hash, recipe_fp, run_id, created_at, text_hash, embedding) "
-            "SELECT 'ghost', source_hash, recipe_fp, run_id, created_at, text_hash, embedding FROM {t} "
-            "WHERE doc_id = ?",
-            (ids[0],),
-            t=table,
-        )
+    copy_row(project, ids[0], "ghost")
     delete_rows(project, [ids[1]])
     plan = project.plan()
     assert plan.drift == {"doc_embeddings": {"missing": 1, "orphaned": 1}}
