@@ -483,17 +483,27 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--work", type=Path, default=None, help="work folder (kept; default: a temporary one)")
+    for name, what in (
+        ("heal-n", "documents healed (heal)"),
+        ("lost-n", "documents built before vectors are lost (lost)"),
+        ("pipelines-n", "documents built by all seven pipelines (pipelines)"),
+        ("write-n", "vectors written (write)"),
+        ("ray-n", "documents healed per executor (ray)"),
+    ):
+        parser.add_argument(f"--{name}", type=int, default=None, help=what)
+    parser.add_argument("--memory-sizes", default=None, help="SMALL,LARGE documents healed (memory)")
     args = parser.parse_args()
     full = args.full
     args.backends = args.backends.split(",")
     args.noop_sizes = [int(x) for x in (args.noop_sizes or ("100000" if full else "10000")).split(",")]
     args.repeats = args.repeats or 3
-    args.heal_n = 872 if full else 200
-    args.lost_n, args.k = (400 if full else 100), 5
-    args.memory_sizes = (10_000, 100_000) if full else (2_000, 20_000)
-    args.pipelines_n = 24 if full else 8
-    args.write_n = 100_000 if full else 20_000
-    args.ray_n = 400 if full else 120
+    args.heal_n = args.heal_n or (872 if full else 200)
+    args.lost_n, args.k = args.lost_n or (400 if full else 100), 5
+    sizes = args.memory_sizes.split(",") if args.memory_sizes else (10_000, 100_000) if full else (2_000, 20_000)
+    args.memory_sizes = tuple(int(x) for x in sizes)
+    args.pipelines_n = args.pipelines_n or (24 if full else 8)
+    args.write_n = args.write_n or (100_000 if full else 20_000)
+    args.ray_n = args.ray_n or (400 if full else 120)
     args.ray_workers = [1, 2, 4]
     sections = args.only.split(",")
     work = args.work or Path(tempfile.mkdtemp(prefix="ragstate-bench-"))

@@ -39,6 +39,11 @@ class EntityEmbeddings(VectorItems, PerItemKind):
         "SELECT DISTINCT e.doc_id FROM {t} e WHERE e.doc_id IN (SELECT doc_id FROM {tmp_scope}) "
         "AND NOT EXISTS (SELECT 1 FROM {u} x WHERE x.doc_id = e.doc_id AND x.entity_id = e.entity_id)"
     )
+    # an entity has one row per chunk it occurs in upstream, and one vector per document here
+    items_in_scope = (
+        "SELECT count(*) FROM (SELECT DISTINCT x.doc_id, x.entity_id FROM {u} x "
+        "WHERE x.doc_id IN (SELECT doc_id FROM {tmp_scope})) d"
+    )
     sample_texts = (
         "SELECT doc_id, text, embedding FROM {t} WHERE doc_id IN (SELECT doc_id FROM {tmp_scope}) "
         "ORDER BY text_hash LIMIT ?"

@@ -121,15 +121,24 @@ class PerItemKind(ArtifactKind):
 
     def inspect(self, at: Inspection) -> Findings:
         own, up = at.tables[0].name, at.upstream[self.upstream_kind][0].name
-        incomplete = {r[0] for r in at.session.query(self.missing_rows, t=own, u=up, item=Col(self.item_column))} | {
-            r[0] for r in at.session.query(self.dangling_rows, t=own, u=up, item=Col(self.item_column))
-        }
+        names = {"t": own, "u": up, "item": Col(self.item_column)}
+        incomplete = {r[0] for r in at.session.query(self.missing_rows, **names)}
+        # When every upstream item has its row, a row without its item exists exactly
+        # when there are more rows than items: item keys are unique per document on both
+        # sides, so each item's row is a different row. Counting is cheaper than the
+        # anti-join below, which then runs only when the counts differ.
+        if incomplete or at.session.scalar(self.items_in_scope, **names) != at.session.scalar(
+            "SELECT count(*) FROM {t} WHERE doc_id IN (SELECT doc_id FROM {tmp_scope})", **names
+        ):
+            incomplete |= {r[0] for r in at.session.query(self.dangling_rows, **names)}
         return Findings(incomplete=tuple(sorted(incomplete)))
 
     #: documents with an upstream item that has no row here (same id and text)
     missing_rows = ""
     #: documents with a row whose upstream item is gone or changed
     dangling_rows = ""
+    #: the number of upstream items (distinct keys) of the documents in scope
+    items_in_scope = ""
 
     def recheck(self, at: Inspection, embedder: Embedder, sample: int, skip: set[str]) -> list[str] | None:
         if self.upstream_kind not in at.upstream:
@@ -170,6 +179,7 @@ class PerChunkKind(PerItemKind):
         "AND NOT EXISTS (SELECT 1 FROM {u} c WHERE c.doc_id = e.doc_id AND c.chunk_id = e.chunk_id "
         "AND c.level = 1 AND c.text_hash = e.text_hash)"
     )
+    items_in_scope = "SELECT count(*) FROM {u} c WHERE c.level = 1 AND c.doc_id IN (SELECT doc_id FROM {tmp_scope})"
 
 
 class VectorItems:
