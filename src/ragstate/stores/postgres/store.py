@@ -11,6 +11,7 @@ zero norm and unit length.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -30,6 +31,9 @@ try:
     import psycopg
     import psycopg.errors as pg_errors
     from pgvector.psycopg import register_vector
+    from psycopg.adapt import Dumper
+    from psycopg.pq import Format
+    from psycopg.types import TypeInfo
     from psycopg.types.json import Jsonb
     from psycopg_pool import ConnectionPool, PoolTimeout
 except ImportError as exc:  # pragma: no cover - exercised only without the extra
@@ -55,6 +59,44 @@ _TRANSIENT = (
     pg_errors.AdminShutdown,
     pg_errors.CannotConnectNow,
 )
+
+
+class EncodedVector(bytes):
+    """A vector already in pgvector's binary wire format (dimension, then big-endian
+    float32s). Encoded where the batch is computed, so the writer thread's COPY passes
+    the bytes through instead of converting every vector as it writes."""
+
+    @classmethod
+    def of(cls, vector: np.ndarray) -> EncodedVector:
+        values = np.asarray(vector, dtype=">f4").ravel()
+        return cls(struct.pack(">HH", len(values), 0) + values.tobytes())
+
+    def array(self) -> np.ndarray:
+        (dim,) = struct.unpack_from(">H", self)
+        return np.frombuffer(self, dtype=">f4", count=dim, offset=4).astype(np.float32)
+
+
+def _configure(conn: psycopg.Connection) -> None:
+    """Per pooled connection: pgvector's types, and the pass-through dumper of ``EncodedVector``."""
+    register_vector(conn)
+    info = TypeInfo.fetch(conn, "vector")
+    assert info is not None  # register_vector raised otherwise
+
+    class Binary(Dumper):
+        format = Format.BINARY
+        oid = info.oid
+
+        def dump(self, obj: EncodedVector) -> bytes:
+            return bytes(obj)
+
+    class Text(Dumper):
+        oid = info.oid
+
+        def dump(self, obj: EncodedVector) -> bytes:
+            return ("[" + ",".join(repr(float(v)) for v in obj.array()) + "]").encode()
+
+    conn.adapters.register_dumper(EncodedVector, Text)
+    conn.adapters.register_dumper(EncodedVector, Binary)
 
 
 @contextmanager
@@ -230,7 +272,7 @@ class PostgresStore(Store):
             min_size=1,
             max_size=spec.pool_size,
             kwargs=self._kwargs,
-            configure=register_vector,
+            configure=_configure,
             open=False,
             name="ragstate",
             # Waiting for a connection is bounded like connecting: during an outage each
@@ -337,12 +379,14 @@ class PostgresStore(Store):
 
     # --- values -----------------------------------------------------------------------
 
-    def encode_vector(self, vector: np.ndarray) -> np.ndarray:
-        return np.ascontiguousarray(vector, dtype=np.float32)
+    def encode_vector(self, vector: np.ndarray) -> EncodedVector:
+        return EncodedVector.of(vector)
 
     def decode_vector(self, value: Any) -> np.ndarray:
         if value is None:
             raise ValueError("no vector")
+        if isinstance(value, EncodedVector):
+            value = value.array()
         if hasattr(value, "to_numpy"):  # pgvector's Vector
             value = value.to_numpy()
         return np.asarray(value, dtype=np.float32)
