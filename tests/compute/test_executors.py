@@ -46,6 +46,7 @@ def _same(a: Any, b: Any, store: Any) -> bool:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # a Ray cluster and two actors loading the model, on two shared cores
 def test_ray_executor_converges_to_the_local_store(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
