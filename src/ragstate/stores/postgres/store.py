@@ -30,6 +30,7 @@ from ragstate.stores.schema import ColumnType, TableDef
 try:
     import psycopg
     import psycopg.errors as pg_errors
+    from pgvector.utils import Vector
     from pgvector.psycopg import register_vector
     from psycopg.adapt import Dumper
     from psycopg.pq import Format
@@ -82,18 +83,20 @@ def _configure(conn: psycopg.Connection) -> None:
     info = TypeInfo.fetch(conn, "vector")
     assert info is not None  # register_vector raised otherwise
 
+    # COPY with set_types picks the dumper by the column's type, not the value's: these
+    # also take what pgvector's own dumpers take (arrays, Vector), e.g. reused stored values.
     class Binary(Dumper):
         format = Format.BINARY
         oid = info.oid
 
-        def dump(self, obj: EncodedVector) -> bytes:
-            return bytes(obj)
+        def dump(self, obj: Any) -> bytes:
+            return bytes(obj) if isinstance(obj, EncodedVector) else Vector._to_db_binary(obj)
 
     class Text(Dumper):
         oid = info.oid
 
-        def dump(self, obj: EncodedVector) -> bytes:
-            return ("[" + ",".join(repr(float(v)) for v in obj.array()) + "]").encode()
+        def dump(self, obj: Any) -> bytes:
+            return Vector._to_db(obj.array() if isinstance(obj, EncodedVector) else obj).encode()
 
     conn.adapters.register_dumper(EncodedVector, Text)
     conn.adapters.register_dumper(EncodedVector, Binary)
