@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import os
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -134,10 +135,19 @@ class RayExecutor:
         self.description = f"ray ({self.workers} workers, {self.address or 'local cluster'})"
         self._actors: list[Any] = []
         self._started_ray = False
+        #: seconds spent starting the cluster and the actors and loading their models
+        self.startup_seconds = 0.0
         #: process ids of the actors that built batches (for run records and tests)
         self.worker_pids: set[int] = set()
 
     def _start(self, models: Sequence[str]) -> None:
+        t0 = time.perf_counter()
+        try:
+            self._start_actors(models)
+        finally:
+            self.startup_seconds += time.perf_counter() - t0
+
+    def _start_actors(self, models: Sequence[str]) -> None:
         try:
             import ray
         except ImportError:

@@ -30,8 +30,8 @@ from ragstate.stores.schema import ColumnType, TableDef
 try:
     import psycopg
     import psycopg.errors as pg_errors
-    from pgvector.utils import Vector
     from pgvector.psycopg import register_vector
+    from pgvector.utils import Vector
     from psycopg.adapt import Dumper
     from psycopg.pq import Format
     from psycopg.types import TypeInfo
