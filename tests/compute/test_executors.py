@@ -95,3 +95,56 @@ def test_executor_from_spec(tmp_path: Path) -> None:
     executor = open_executor(spec)
     assert isinstance(executor, RayExecutor) and executor.workers == 2
     executor.close()  # nothing was started, nothing to stop
+
+
+class ElsewhereExecutor:
+    """An executor that is not the local one: builds in this process, as an actor would
+    remotely, and hands back the error of a batch whose build raised (the Ray contract)."""
+
+    description = "elsewhere"
+    startup_seconds = 0.0
+
+    def __init__(self) -> None:
+        self.batches = 0
+        self.errors = 0
+
+    def map(self, kind, recipe, ctx, batches):
+        for key, docs in batches:
+            self.batches += 1
+            try:
+                yield key, kind.build(docs, recipe, ctx)
+            except Exception as exc:
+                self.errors += 1
+                yield key, exc
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_batch_failing_on_the_executor_is_rebuilt_here_and_isolated(
+    make_project, embedder_plugin, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch whose build raised elsewhere is built again in the applying process, through
+    the same splitting and quarantine as a local build; every other batch is used as built."""
+    from embedders import PickyEmbedder
+    from helpers import HASH_MODELS, check_store, write_tiny_corpus
+    from ragstate.apply import apply as apply_module
+
+    embedder_plugin("picky", PickyEmbedder)
+    write_tiny_corpus(tmp_path / "tiny", 24)
+    (tmp_path / "tiny" / "txt" / "p1.txt").write_text("Bad one POISON\n\nThis document makes the model fail.\n")
+    executor = ElsewhereExecutor()
+    monkeypatch.setattr(apply_module, "open_executor", lambda spec: executor)
+    project = make_project(
+        source={"path": str(tmp_path / "tiny")},
+        models={"default": {**HASH_MODELS["default"], "provider": "picky"}},
+        reconcile={"batch_size": 5},
+    )
+    record = project.apply()
+
+    assert record.converged and record.executor == "elsewhere"
+    assert executor.batches == 5 and executor.errors == 1
+    assert (record.kinds["doc_embeddings"].built, record.quarantined) == (24, {"doc_embeddings": 1})
+    assert [e.item for e in project.quarantine_list()] == ["txt/p1.txt"]
+    check_store(project)
+    assert project.plan().in_sync
