@@ -447,6 +447,9 @@ def bench_ray(args, backends: Backends, work: Path) -> None:
         results = {}
         for workers in [0] + args.ray_workers:
             executor = {"type": "ray", "workers": workers} if workers else {"type": "local"}
+            if workers and args.device.startswith("cuda"):
+                # Ray hides the GPUs from actors that reserve none: the actors share one
+                executor["gpus_per_worker"] = 1 / workers
             store = backends.store(backend, f"ray{workers}")
             with project(store, corpus, models=models, executor=executor, reconcile={"batch_size": 32}) as p:
                 t0 = time.perf_counter()
