@@ -144,6 +144,10 @@ class StoreLocked(StoreUnavailable):
         super().__init__(message)
 
 
+class DaemonRunning(StoreLocked):
+    """Another ``ragstate daemon`` already reconciles this store (``daemon.on_conflict: fail``)."""
+
+
 class WriterLockLost(StoreError, TerminalError):
     """This process lost the store's writer lock to another one while applying; it stopped."""
 

@@ -8,7 +8,9 @@ the CLI calls exactly one of them per command.
 ``apply(plan)``       carry out a plan (or a fresh one), then check convergence
 ``verify()``          deep audit; remaining drift must be zero
 ``reconcile()``       plan, apply, verify: the main job
-``status()``          readiness of each pipeline, generations, last and running runs
+``status()``          readiness and conditions of each pipeline and kind, generations, runs
+``report()``          conditions and recent runs, for ``ragstate report`` (an HTML page)
+``daemon(...)``       reconcile on an interval until stopped (``reconcile.daemon``)
 ``map_table(...)``    check a user's table against a mapping; if it fits, create its view
 ``check_source()``    re-check the spec's (or a recorded) table mapping
 ``quarantine_*()``    list, retry or drop the items set aside as failing
@@ -32,8 +34,9 @@ from pathlib import Path
 from typing import Any
 
 from ragstate.apply.apply import apply_plan
+from ragstate.apply.budget import Budget
 from ragstate.apply.progress import Progress
-from ragstate.apply.record import CONVERGED, FAILED, INTERRUPTED, NOT_CONVERGED, REFUSED, RunRecord
+from ragstate.apply.record import CONVERGED, FAILED, INTERRUPTED, NOT_CONVERGED, PARTIAL, REFUSED, RunRecord
 from ragstate.apply.safety import Safety
 from ragstate.errors import DestructiveRefused, QuarantineNotFound, RagstateError, SpecError, StalePlanError
 from ragstate.faults import FaultLog, Guard, classify
@@ -41,11 +44,13 @@ from ragstate.observe.observe import Observed, observe
 from ragstate.plan.desired import Desired, desired_state
 from ragstate.plan.diff import diff
 from ragstate.plan.model import Plan
+from ragstate.reconcile import conditions as cond
 from ragstate.reconcile.reports import (
     KindStatus,
     StatusReport,
     VerifyReport,
     completeness_of,
+    live_progress,
     pipeline_readiness,
     verify_report,
 )
@@ -54,6 +59,7 @@ from ragstate.sources import InPlaceSource, Source, open_source
 from ragstate.sources.table import MappingReport, check_recorded, map_table
 from ragstate.spec import Spec, TableSourceSpec, load_spec, spec_hash, table_source_from
 from ragstate.stores import Store, ledger, locks, open_store, records
+from ragstate.stores import conditions as conditions_store
 from ragstate.stores import quarantine as quarantine_store
 from ragstate.stores.migrations import repair
 from ragstate.stores.quarantine import DROPPED, QUARANTINED, RETRY, SOURCE, Entry
@@ -159,6 +165,9 @@ class Project:
         depth: str = "audit",
         progress: Progress | None = None,
         command: str = "apply",
+        budget: Budget | None = None,
+        run_id: str | None = None,
+        daemon: dict[str, Any] | None = None,
     ) -> RunRecord:
         """Carry out ``plan``, or a plan computed now, and check that the store converged.
 
@@ -167,11 +176,17 @@ class Project:
             allow_destructive: carry out deletions beyond ``reconcile.max_delete_share``.
             depth: how closely to observe when computing the plan (``plan.depth`` wins).
             progress: receives progress events.
+            budget: stops the work early, at a batch boundary (items, seconds, or a
+                stop request); the run is then ``partial``.
+            run_id: the id to record the run under (default: a new one).
+            daemon: what the daemon says about this run (cycle, trigger, wait), kept
+                in the record.
 
         Returns:
-            The run record (also stored in ``runs``), status ``converged`` or
-            ``not_converged`` (the source changed while applying); ``quarantined``
-            counts the items left in quarantine (the CLI exits 4 when there are any).
+            The run record (also stored in ``runs``), status ``converged``,
+            ``not_converged`` (the source changed while applying) or ``partial`` (the
+            budget stopped it); ``quarantined`` counts the items left in quarantine
+            (the CLI exits 4 when there are any).
 
         Raises:
             StoreLocked: another process is writing the store (``reconcile.lock``).
@@ -180,19 +195,22 @@ class Project:
             RagstateError: anything else that stopped the run; committed batches stay.
         """
         started = time.time()
+        record = RunRecord(
+            run_id=run_id or new_run_id(), command=command, spec_hash=self.spec_hash, started_at=started, daemon=daemon
+        )
         with self.writer_lock(progress=progress, command=command) as lease, self.guard.recording(FaultLog()) as log:
-            return self._apply(plan, lease, log, started, allow_destructive, depth, progress, command)
+            return self._apply(plan, record, lease, log, allow_destructive, depth, progress, budget or Budget())
 
     def _apply(
         self,
         plan: Plan | None,
+        record: RunRecord,
         lease: locks.WriterLease,
         log: FaultLog,
-        started: float,
         allow_destructive: bool,
         depth: str,
         progress: Progress | None,
-        command: str,
+        budget: Budget,
     ) -> RunRecord:
         t0 = time.perf_counter()
         safety = Safety(self.guard, fence=lease.fence)
@@ -200,7 +218,7 @@ class Project:
         fresh = diff(self.spec, self.spec_hash, desired, observed)
         if plan is not None and plan.fingerprint != fresh.fingerprint:
             raise StalePlanError("the store or source changed since this plan was computed; run `ragstate plan` again")
-        record = RunRecord(run_id=new_run_id(), command=command, spec_hash=self.spec_hash, started_at=started)
+        command = record.command
         record.schema_repaired = [f"applied migration {v}" for v in lease.migrated]
         lease.migrated = []
         if fresh.schema or fresh.source_schema:
@@ -222,6 +240,7 @@ class Project:
                 records.start(self.store, s, record.run_id, command, self.spec_hash, summary)
 
         safety.read(start)
+        self._record_state(fresh, observed, desired)
         if fresh.destructive and not allow_destructive:
             record.status = REFUSED
             record.error = "; ".join(fresh.destructive_reasons)
@@ -244,14 +263,23 @@ class Project:
                 record=record,
                 progress=progress,
                 safety=safety,
+                budget=budget,
             )
             t1 = time.perf_counter()
-            _, after = safety.read(lambda: self.observe(depth="shallow", desired=desired))
-            remaining = diff(self.spec, self.spec_hash, desired, after)
+            if fresh.in_sync:  # nothing was to be done: the plan is what a new look would see
+                after, remaining = observed, fresh
+            else:
+                _, after = safety.read(lambda: self.observe(depth="shallow", desired=desired))
+                remaining = diff(self.spec, self.spec_hash, desired, after)
             record.timings["check_s"] = round(time.perf_counter() - t1, 4)
             record.quarantined = dict(remaining.quarantine.get("quarantined", {}))
-            record.status = CONVERGED if remaining.in_sync else NOT_CONVERGED
-            if not remaining.in_sync:
+            record.remaining = remaining.drift
+            record.budget = budget.to_dict()
+            record.status = CONVERGED if remaining.in_sync else PARTIAL if budget.stopped else NOT_CONVERGED
+            if budget.stopped and not remaining.in_sync:
+                record.error = budget.describe() + "; the next run continues (left: " + _drift_words(remaining.drift)
+                record.error += ")"
+            elif not remaining.in_sync:
                 record.error = "drift remains after apply (the source changed while applying): " + _drift_words(
                     remaining.drift
                 )
@@ -264,9 +292,11 @@ class Project:
             record.error = redact(str(exc)) or type(exc).__name__
             record.error_type = type(exc).__name__
             record.error_class = log.stopped_by = classify(exc).family
+            record.budget = budget.to_dict()
             self._finish(record, log)
             raise
         self._finish(record, log)
+        self._record_state(remaining, after, desired)
         return record
 
     def verify(self) -> VerifyReport:
@@ -276,21 +306,45 @@ class Project:
         plan = diff(self.spec, self.spec_hash, desired, observed)
         report = verify_report(plan, observed, desired)
         report.checked["seconds"] = round(time.perf_counter() - t0, 3)
-        self._record_readiness(plan, observed, desired)
+        self._record_state(plan, observed, desired)
         return report
 
-    def reconcile(self, *, allow_destructive: bool = False, progress: Progress | None = None) -> RunRecord:
-        """Plan and apply deeply, then verify; one more pass if the source moved meanwhile."""
-        with self.writer_lock(progress=progress, command="reconcile"):
-            return self._reconcile(allow_destructive, progress)
+    def reconcile(
+        self,
+        *,
+        allow_destructive: bool = False,
+        progress: Progress | None = None,
+        budget: Budget | None = None,
+        run_id: str | None = None,
+        daemon: dict[str, Any] | None = None,
+    ) -> RunRecord:
+        """Plan and apply deeply, then verify; one more pass if the source moved meanwhile.
 
-    def _reconcile(self, allow_destructive: bool, progress: Progress | None) -> RunRecord:
-        record = self.apply(allow_destructive=allow_destructive, depth="deep", progress=progress, command="reconcile")
+        With a ``budget`` that stops the apply early, the run is ``partial`` and not
+        verified (``budget``, ``run_id`` and ``daemon`` as for ``apply``).
+        """
+        with self.writer_lock(progress=progress, command="reconcile"):
+            return self._reconcile(allow_destructive, progress, budget or Budget(), run_id, daemon)
+
+    def _reconcile(
+        self,
+        allow_destructive: bool,
+        progress: Progress | None,
+        budget: Budget,
+        run_id: str | None,
+        daemon: dict[str, Any] | None,
+    ) -> RunRecord:
+        options: dict[str, Any] = dict(
+            allow_destructive=allow_destructive, depth="deep", progress=progress, command="reconcile", budget=budget
+        )
+        record = self.apply(run_id=run_id, daemon=daemon, **options)
+        if record.status == PARTIAL:
+            return record
         report = self.verify()
         if not report.in_sync:
-            record = self.apply(
-                allow_destructive=allow_destructive, depth="deep", progress=progress, command="reconcile"
-            )
+            record = self.apply(daemon=daemon, **options)
+            if record.status == PARTIAL:
+                return record
             report = self.verify()
         record.verify = report.to_dict()
         if not report.in_sync:
@@ -337,21 +391,26 @@ class Project:
                 ],
             )
         finished = [r for r in runs if r.status != "running"]
+        stamp = time.time()
         running = [
             {
                 "run_id": r.run_id,
                 "command": r.command,
                 "started_at": r.started_at,
                 "progress": r.progress,
+                "live": live_progress(r, stamp),
                 "heartbeat_at": r.heartbeat_at,
                 "host": r.host,
                 "pid": r.pid,
+                "alive": cond.process_alive(r),
             }
             for r in runs
             if r.status == "running"
         ]
         last = finished[0] if finished else None
-        self._record_readiness(plan, observed, desired)
+        conditions = self._record_state(plan, observed, desired)
+        with self.store.session() as s:
+            daemon = records.daemon_state(self.store, s) if not observed.schema else None
         return StatusReport(
             quarantine=plan.quarantine,
             store=self.store.description,
@@ -374,6 +433,9 @@ class Project:
                 else None
             ),
             running=running,
+            conditions=cond.as_dict(conditions),
+            daemon=daemon,
+            spec_hash=self.spec_hash,
         )
 
     # --- in-place sources --------------------------------------------------------------
@@ -507,12 +569,22 @@ class Project:
         except RagstateError as exc:  # the store may be what failed; the run's own error matters more
             log.warning("could not record the end of run %s: %s", record.run_id, exc)
 
-    def _record_readiness(self, plan: Plan, observed: Observed, desired: Desired) -> None:
+    def _record_state(self, plan: Plan, observed: Observed, desired: Desired) -> cond.Conditions:
+        """Evaluate the conditions of every pipeline and kind, record them (with the
+        pipelines' readiness), and return them. Transition times carry over from the
+        recorded ones; a store whose tables need repair records nothing."""
+        with self.store.session() as s:
+            runs = records.recent(self.store, s, limit=20) if not plan.schema else []
+            previous = cond.from_rows(conditions_store.read(self.store, s)) if not plan.schema else {}
+        current = cond.evaluate(plan, observed, desired, runs, spec_hash=self.spec_hash, now=time.time())
+        current = cond.merge(previous, current)
         if plan.schema:
-            return
+            return current
         states = {name: (p.ready, p.reasons) for name, p in pipeline_readiness(plan, observed, desired).items()}
         with self.store.session() as s:
             records.set_pipeline_states(self.store, s, states, self.spec_hash)
+            conditions_store.replace_all(self.store, s, cond.to_rows(current))
+        return current
 
 
 def _plan_summary(plan: Plan) -> dict[str, Any]:

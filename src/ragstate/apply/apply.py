@@ -25,6 +25,10 @@ writer lock, retried when transient); batches are sized to the memory budget
 (``batching``); a document that fails is found and set aside (``isolate``) and written
 to quarantine in its batch's transaction, together with the rows of the others.
 Quarantined documents are not built and their old rows are not deleted.
+
+A ``Budget`` (``budget``) may stop the work early, always at a batch boundary: before a
+kind, a deletion batch or a build batch starts (never inside one). Batches committed
+stay; a generation is switched in only when complete, so a partial run never switches.
 """
 
 from __future__ import annotations
@@ -32,9 +36,11 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ragstate.apply.batching import BatchSizer
+from ragstate.apply.budget import ITEMS, Budget
 from ragstate.apply.isolate import BatchResult, Isolator
 from ragstate.apply.progress import NullProgress, Progress
 from ragstate.apply.record import KindCounts, RunRecord
@@ -67,15 +73,19 @@ def apply_plan(
     record: RunRecord,
     progress: Progress | None = None,
     safety: Safety | None = None,
+    budget: Budget | None = None,
 ) -> RunRecord:
     """Carry out ``plan`` (computed from ``observed``), filling ``record`` as it goes.
 
     The run row must already exist (``records.start``). ``safety`` fences and retries
-    writes (default: retries only, no writer lock). Raises whatever stops the work;
+    writes (default: retries only, no writer lock). ``budget`` may stop the work at a
+    batch boundary (then ``budget.stopped`` says why). Raises whatever stops the work;
     everything committed before that stays committed.
     """
     progress = progress or NullProgress()
     safety = safety or Safety.unlocked(spec)
+    budget = budget or Budget()
+    tracker = _Tracker(total=sum(len(k.build_ids) for k in plan.kinds))
     t0 = time.perf_counter()
     registry_changed = observed.snapshot is not None and observed.registry_changed
     view = observed.quarantine
@@ -100,6 +110,8 @@ def apply_plan(
         for kind_plan in plan.kinds:
             blocked = {d for u in desired.kind(kind_plan.kind).kind.depends_on for d in set_aside.get(u, ())}
             if kind_plan.has_work:
+                if budget.exhausted():
+                    break
                 targets[kind_plan.kind], failed = _apply_kind(
                     kind_plan,
                     observed,
@@ -110,7 +122,7 @@ def apply_plan(
                     source,
                     record,
                     progress,
-                    safety,
+                    _Run(safety, budget, tracker),
                     blocked,
                     executor,
                 )
@@ -134,7 +146,7 @@ def _apply_kind(
     source: Source,
     record: RunRecord,
     progress: Progress,
-    safety: Safety,
+    run: _Run,
     blocked: set[str],
     executor: Executor,
 ) -> tuple[int, set[str]]:
@@ -143,6 +155,7 @@ def _apply_kind(
     ``blocked`` documents were set aside by an upstream kind in this run: they are not
     built (their upstream rows are missing or stale), as if quarantined.
     """
+    safety, budget = run.safety, run.budget
     this = desired.kind(kp.kind)
     kind, recipe = this.kind, this.recipe
     counts = record.kinds.setdefault(kp.kind, KindCounts(recipe_fp=recipe.fingerprint))
@@ -174,6 +187,8 @@ def _apply_kind(
         counts.repaired.extend(kp.repair)
     for ids, what in ((kp.purge, "purged"), (kp.delete, "deleted")):
         for chunk in _chunks(ids, spec.reconcile.batch_size):
+            if budget.exhausted():
+                return generation, set()
 
             def delete(s: Session, chunk: Sequence[str] = chunk, what: str = what) -> None:
                 ledger.delete_rows(s, names, chunk)
@@ -184,6 +199,10 @@ def _apply_kind(
             setattr(counts, what, getattr(counts, what) + len(chunk))
 
     refs = sorted((observed.refs[d] for d in kp.build_ids if d not in blocked), key=lambda r: (r.path, r.pos))
+    allowed = budget.remaining_items()
+    if allowed is not None and len(refs) > allowed:
+        refs = refs[:allowed]
+        budget.stopped = budget.stopped or ITEMS
     failed: set[str] = set()
     if refs:
         upstream = {u: desired.kind(u) for u in kind.depends_on}
@@ -212,7 +231,7 @@ def _apply_kind(
             record=record,
             counts=counts,
             progress=progress,
-            safety=safety,
+            run=run,
             clear_quarantine=kind.name in observed.quarantine.recorded_kinds,
             executor=executor,
         )
@@ -265,11 +284,16 @@ def _build(
     record: RunRecord,
     counts: KindCounts,
     progress: Progress,
-    safety: Safety,
+    run: _Run,
     clear_quarantine: bool,
     executor: Executor,
 ) -> set[str]:
-    """Build ``refs`` in batches; return the documents set aside (quarantined)."""
+    """Build ``refs`` in batches; return the documents set aside (quarantined).
+
+    Stops before a batch when the budget is spent; the batches handed to the writer
+    are committed before this returns.
+    """
+    safety, budget, tracker = run.safety, run.budget, run.tracker
     kind, recipe = desired.kind, desired.recipe
     if recipe.model is not None and isinstance(executor, LocalExecutor):
         # before the clock starts: rates measure work, not start-up
@@ -289,6 +313,8 @@ def _build(
     )
     writer = BatchWriter(store, commit=safety.commit)
     started = time.perf_counter()
+    kind_started = now()
+    tracker.begin()
     failed: set[str] = set()
     if isinstance(executor, LocalExecutor):
         outcomes: Iterator[tuple[Sequence[DocRef], Any, Any]] = ((b, None, None) for b in sizer.batches(refs))
@@ -300,6 +326,8 @@ def _build(
         )
     try:
         for batch, got, outcome in outcomes:
+            if budget.exhausted():
+                break  # a batch computed ahead (Ray) is dropped: nothing of it was written
             result = isolator.run(source, batch, loaded=got, prebuilt=outcome)
             writer.submit(
                 _batch_job(
@@ -313,6 +341,7 @@ def _build(
                     counts,
                     total,
                     clear_quarantine=clear_quarantine,
+                    live=tracker.snapshot(len(batch), kind_started),
                 )
             )
             built = result.built
@@ -325,6 +354,8 @@ def _build(
             counts.tokens += built.tokens
             counts.truncated += built.truncated
             counts.batches += 1
+            budget.spend(len(batch))
+            tracker.done += len(batch)
             progress.advance(kind_name, len(batch))
         writer.close()
     except BaseException:
@@ -356,10 +387,13 @@ def _batch_job(
     total: int,
     *,
     clear_quarantine: bool,
+    live: dict[str, float | int],
 ):
     doc_ids = result.doc_ids
     built = result.built
     failed = [f.entry(kind) for f in result.failures]
+    # What ``status`` in any process shows of a running apply: done, rate and ETA are
+    # computed from these (``reconcile.reports.live_progress``).
     progress_doc = {
         "kind": kind,
         "generation": generation,
@@ -367,6 +401,7 @@ def _batch_job(
         "total": total,
         "quarantined": counts.quarantined + len(failed),
         "at": now(),
+        **live,
     }
 
     def job(s: Session) -> None:
@@ -387,6 +422,38 @@ def _batch_job(
         records.progress(store, s, record.run_id, progress_doc)
 
     return job
+
+
+@dataclass
+class _Tracker:
+    """Documents of the whole run: how many the plan builds, how many are done."""
+
+    total: int
+    done: int = 0
+    #: when the first build batch started (seconds since the epoch)
+    started_at: float | None = None
+
+    def begin(self) -> None:
+        if self.started_at is None:
+            self.started_at = now()
+
+    def snapshot(self, batch: int, kind_started: float) -> dict[str, float | int]:
+        """The run-wide part of the progress written with the next batch of ``batch`` documents."""
+        return {
+            "kind_started_at": kind_started,
+            "run_done": self.done + batch,
+            "run_total": self.total,
+            "run_started_at": self.started_at or kind_started,
+        }
+
+
+@dataclass
+class _Run:
+    """What every kind of one apply shares: safety, budget, run-wide progress."""
+
+    safety: Safety
+    budget: Budget
+    tracker: _Tracker
 
 
 def _chunks(items: Sequence, size: int):

@@ -5,14 +5,16 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-#: run statuses, as stored in ``runs.status``
-RUNNING, CONVERGED, FAILED, INTERRUPTED, REFUSED, NOT_CONVERGED = (
+#: run statuses, as stored in ``runs.status``; ``partial``: stopped on purpose at a batch
+#: boundary before the plan was done (work budget spent, or asked to stop), to be continued
+RUNNING, CONVERGED, FAILED, INTERRUPTED, REFUSED, NOT_CONVERGED, PARTIAL = (
     "running",
     "converged",
     "failed",
     "interrupted",
     "refused",
     "not_converged",
+    "partial",
 )
 
 
@@ -67,6 +69,12 @@ class RunRecord:
     faults: dict[str, Any] = field(default_factory=dict)
     #: items in quarantine after the run, by kind (``source`` or an artifact kind)
     quarantined: dict[str, int] = field(default_factory=dict)
+    #: the work budget and whether it stopped the run (``apply.budget.Budget.to_dict``)
+    budget: dict[str, Any] = field(default_factory=dict)
+    #: drift left when the run ended (a partial run leaves some on purpose)
+    remaining: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: set by the daemon: its cycle, what started it, how long it waited before it (backoff)
+    daemon: dict[str, Any] | None = None
 
     @property
     def converged(self) -> bool:
@@ -93,6 +101,9 @@ class RunRecord:
             "error_class": self.error_class,
             "faults": self.faults,
             "quarantined": self.quarantined,
+            "budget": self.budget,
+            "remaining": self.remaining,
+            "daemon": self.daemon,
         }
 
     def to_dict(self) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from typing import Any
 from ragstate.observe.observe import KindObservation, Observed
 from ragstate.plan.desired import Desired
 from ragstate.plan.model import KindPlan, Plan
+from ragstate.stores.records import RunRow
 
 #: how many document ids a report lists per kind and class (counts are always complete)
 LISTED = 50
@@ -110,6 +111,11 @@ class StatusReport:
     source_schema: list[str] = field(default_factory=list)
     #: items in quarantine (``Plan.quarantine``)
     quarantine: dict[str, Any] = field(default_factory=dict)
+    #: ``{"pipelines": {name: [condition, ...]}, "kinds": {...}}`` (``reconcile.conditions``)
+    conditions: dict[str, dict[str, list[dict[str, Any]]]] = field(default_factory=dict)
+    #: the daemon's state as it last recorded it (``stores.records.daemon_state``), if any ran
+    daemon: dict[str, Any] | None = None
+    spec_hash: str = ""
 
     @property
     def ready(self) -> bool:
@@ -160,3 +166,37 @@ def completeness_of(k: KindPlan, obs: KindObservation, scope: int) -> float:
     if obs.active is None or obs.active.recipe_fp != obs.recipe_fp:
         return 0.0  # queries read no generation of the desired recipe yet
     return round(max(0, min(obs.rows.built, scope) - len(k.build_ids)) / scope, 4)
+
+
+def live_progress(run: RunRow, now: float) -> dict[str, Any] | None:
+    """Progress of a running apply as its last committed batch recorded it: documents done
+    and total of the kind being built and of the whole run, rate (documents per second
+    since the kind's, or the run's, first batch) and ETA (from ``now``). None before the
+    first batch."""
+    p = run.progress or {}
+    if "done" not in p:
+        return None
+    at = float(p.get("at") or now)
+
+    def pace(done: int, total: int, started: Any) -> tuple[float | None, float | None]:
+        if not started or at <= float(started) or done <= 0:
+            return None, None
+        rate = done / (at - float(started))
+        return round(rate, 3), round(max(0.0, (total - done) / rate - (now - at)), 1)
+
+    rate, eta = pace(int(p["done"]), int(p.get("total") or 0), p.get("kind_started_at"))
+    run_rate, run_eta = pace(int(p.get("run_done") or 0), int(p.get("run_total") or 0), p.get("run_started_at"))
+    return {
+        "kind": p.get("kind"),
+        "generation": p.get("generation"),
+        "done": int(p["done"]),
+        "total": int(p.get("total") or 0),
+        "quarantined": int(p.get("quarantined") or 0),
+        "rate": rate,
+        "eta_s": eta,
+        "run_done": int(p.get("run_done") or 0),
+        "run_total": int(p.get("run_total") or 0),
+        "run_rate": run_rate,
+        "run_eta_s": run_eta,
+        "committed_at": at,
+    }

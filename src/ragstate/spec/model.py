@@ -450,6 +450,44 @@ class ExecutorSpec(_Section):
         return {"type": value} if isinstance(value, str) else value
 
 
+class DaemonSpec(_Section):
+    """How ``ragstate daemon`` reconciles on its own: when, how much, and what it serves."""
+
+    interval_s: float = Field(300.0, gt=0, le=7 * 86_400, description="seconds between the end of a cycle and the next")
+    jitter: float = Field(
+        0.1, ge=0, le=1, description="each wait is changed by up to this share of it at random, so daemons spread out"
+    )
+    backoff_multiplier: float = Field(
+        2.0,
+        ge=1,
+        le=10,
+        description="after k failed cycles in a row the next waits interval_s times this to the power k",
+    )
+    max_backoff_s: float = Field(3600.0, gt=0, le=7 * 86_400, description="longest wait after failed cycles")
+    verify_interval_s: float | None = Field(
+        3600.0,
+        gt=0,
+        le=30 * 86_400,
+        description="a cycle at least this long after the last full verify observes deeply (every file read, every "
+        "vector checked, a sample re-embedded) and verifies; none: only the first cycle does",
+    )
+    max_items: int | None = Field(
+        None, ge=1, description="documents built per cycle at most; the rest waits for the next cycles (none: all)"
+    )
+    max_seconds: float | None = Field(
+        None, gt=0, description="seconds of work per cycle at most, checked between batches (none: no limit)"
+    )
+    on_conflict: Literal["fail", "wait"] = Field(
+        "fail",
+        description="when another daemon already runs on the store: fail at once naming it, or wait (a standby "
+        "that takes over when it stops)",
+    )
+    metrics_port: int | None = Field(
+        None, ge=0, le=65_535, description="serve /metrics, /healthz, /readyz and POST /reconcile here (0: any free)"
+    )
+    metrics_host: str = Field("127.0.0.1", description="address the metrics server listens on")
+
+
 class Spec(BaseSettings):
     """The desired state of one project's RAG data."""
 
@@ -466,6 +504,7 @@ class Spec(BaseSettings):
     artifacts: ArtifactsSpec = ArtifactsSpec()
     reconcile: ReconcileSpec = ReconcileSpec()
     executor: ExecutorSpec = Field(ExecutorSpec(), description="local, or ray (a string, or the mapping)")
+    daemon: DaemonSpec = DaemonSpec()
 
     @classmethod
     def settings_customise_sources(

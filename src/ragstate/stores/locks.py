@@ -91,8 +91,13 @@ def acquire(
     command: str = "apply",
     on_wait: Callable[[dict[str, Any]], None] | None = None,
     retry: Retry | None = None,
+    reap_runs: bool = True,
 ) -> WriterLease:
     """Take the writer lock of ``store``, waiting for it or not (``mode`` wait | fail).
+
+    Another ``name`` is another lock with the same machinery (the daemon's single-instance
+    lock is ``daemon``); only the writer lock's holder may mark the runs of dead
+    processes interrupted (``reap_runs``), since only it knows no apply is alive.
 
     ``retry`` runs the store work (taking the process lock, migrating, bumping the
     epoch) so that a transient failure, such as two processes opening a new SQLite
@@ -130,7 +135,7 @@ def acquire(
                 s.dialect.upsert(LOCKS.name, LOCKS.column_names, LOCKS.primary_key),
                 (name, epoch, store.encode_json(holder), stamp, stamp),
             )
-            return epoch, _interrupt_dead_runs(store, s)
+            return epoch, _interrupt_dead_runs(store, s) if reap_runs else 0
 
     try:
         migrated = retry(lambda: migrate(store))

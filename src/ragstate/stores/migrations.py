@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from ragstate.stores.base import SchemaProblem, Session, Store, now
 from ragstate.stores.schema import (
+    CONDITIONS,
+    DAEMON_STATE,
     DOCUMENTS,
     GENERATIONS,
     LEDGER,
@@ -44,6 +46,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(2, "fault handling: quarantine, locks (the writer lock's fencing epoch)", (QUARANTINE, LOCKS)),
     Migration(3, "view_mappings: user tables read in place through views", (VIEW_MAPPINGS,)),
+    Migration(6, "conditions of pipelines and kinds; daemon_state", (CONDITIONS, DAEMON_STATE)),
 )
 
 CURRENT_VERSION = MIGRATIONS[-1].version

@@ -1,4 +1,5 @@
-"""Run records and pipeline states: what each reconcile did, and what is ready.
+"""Run records, pipeline states and the daemon's state: what each reconcile did, what is
+ready, what the daemon is doing.
 
 A run row is inserted when apply starts and updated in the same transaction as every
 batch it commits (progress), so another process reading it (``status``) sees exactly
@@ -14,6 +15,7 @@ from typing import Any
 
 from ragstate.redact import redact
 from ragstate.stores.base import Session, Store, now
+from ragstate.stores.schema import DAEMON_STATE
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,43 @@ def start(store: Store, session: Session, run_id: str, command: str, spec_hash: 
             "INSERT INTO {runs} (run_id, command, spec_hash, status, started_at, heartbeat_at, plan, host, pid) "
             "VALUES (?, ?, ?, 'running', ?, ?, ?, ?, ?)",
             (run_id, command, spec_hash, stamp, stamp, store.encode_json(plan), socket.gethostname(), os.getpid()),
+        )
+
+
+def insert_finished(
+    store: Store,
+    session: Session,
+    run_id: str,
+    command: str,
+    spec_hash: str,
+    *,
+    status: str,
+    started_at: float,
+    finished_at: float,
+    counts: dict[str, Any],
+    timings: dict[str, Any],
+    error: str | None,
+) -> None:
+    """Record a run that ended before it could record itself (it failed before its start
+    was written, for example because the store was down); nothing if the row exists."""
+    with session.transaction():
+        session.execute(
+            "INSERT INTO {runs} (run_id, command, spec_hash, status, started_at, finished_at, heartbeat_at, counts, "
+            "timings, error, host, pid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id) DO NOTHING",
+            (
+                run_id,
+                command,
+                spec_hash,
+                status,
+                started_at,
+                finished_at,
+                finished_at,
+                store.encode_json(counts),
+                store.encode_json(timings),
+                redact(error) if error else None,
+                socket.gethostname(),
+                os.getpid(),
+            ),
         )
 
 
@@ -143,3 +182,34 @@ def _row(store: Store, r: tuple[Any, ...]) -> RunRow:
         host=r[12],
         pid=r[13],
     )
+
+
+def set_daemon_state(store: Store, session: Session, state: dict[str, Any], name: str = "daemon") -> bool:
+    """Record what the daemon ``name`` is doing (``DAEMON_STATE`` columns); False without the table."""
+    if store.columns(session, DAEMON_STATE.name) is None:
+        return False
+    values = {c: state.get(c) for c in DAEMON_STATE.column_names}
+    values.update(name=name, holder=store.encode_json(state.get("holder") or {}), updated_at=now())
+    values["last_error"] = redact(values["last_error"]) if values["last_error"] else None
+    with session.transaction():
+        session.execute(
+            session.dialect.upsert(DAEMON_STATE.name, DAEMON_STATE.column_names, DAEMON_STATE.primary_key),
+            tuple(values[c] for c in DAEMON_STATE.column_names),
+        )
+    return True
+
+
+def daemon_state(store: Store, session: Session, name: str = "daemon") -> dict[str, Any] | None:
+    """The daemon's last recorded state, or None if no daemon ever ran on this store."""
+    if store.columns(session, DAEMON_STATE.name) is None:
+        return None
+    rows = session.query(
+        "SELECT name, holder, state, cycle, consecutive_failures, interval_s, next_cycle_at, last_success_at, "
+        "last_verify_at, last_error, updated_at FROM {daemon_state} WHERE name = ?",
+        (name,),
+    )
+    if not rows:
+        return None
+    state = dict(zip(DAEMON_STATE.column_names, rows[0], strict=True))
+    state["holder"] = store.decode_json(state["holder"]) or {}
+    return state

@@ -310,6 +310,45 @@ VIEW_MAPPINGS = TableDef(
     primary_key=("name",),
 )
 
+#: status conditions (Ready, Reconciling, Degraded, Stalled) of each pipeline and artifact
+#: kind, in the style of Kubernetes (migration 6); ``reconcile.conditions`` computes them
+CONDITIONS = TableDef(
+    "conditions",
+    (
+        col("scope", T, null=False),  # pipeline | kind
+        col("name", T, null=False),
+        col("type", T, null=False),  # Ready | Reconciling | Degraded | Stalled
+        col("status", T, null=False),  # True | False | Unknown
+        col("reason", T, null=False),
+        col("message", T, null=False),
+        # when the status last changed (kept while it stays the same)
+        col("last_transition_at", F, null=False),
+        # the spec the condition was observed against
+        col("spec_hash", T, null=False),
+        col("observed_at", F, null=False),
+    ),
+    primary_key=("scope", "name", "type"),
+)
+
+#: what a running daemon is doing, for ``status`` in any process (migration 6)
+DAEMON_STATE = TableDef(
+    "daemon_state",
+    (
+        col("name", T, null=False),
+        col("holder", J),  # pid, host, since
+        col("state", T, null=False),  # starting | idle | reconciling | backoff | stopping | stopped
+        col("cycle", I, null=False),
+        col("consecutive_failures", I, null=False),
+        col("interval_s", F, null=False),
+        col("next_cycle_at", F),
+        col("last_success_at", F),
+        col("last_verify_at", F),
+        col("last_error", T),
+        col("updated_at", F, null=False),
+    ),
+    primary_key=("name",),
+)
+
 #: the temporary table a plan stages the source's current state into
 SCOPE = TableDef(
     "scope",
