@@ -18,6 +18,10 @@ source     0 / 2 / 1     fits, view current / fits, view to (re)create / does no
 check                    fit (or error)
 quarantine 0 / 1         done / error (an item named is not in quarantine)
 list, drop
+daemon     0 / 1 / 130   stopped cleanly by SIGTERM/SIGINT / could not start (another
+                         daemon runs, bad spec) / interrupted mid-batch by a second
+                         signal; ``--once``: as apply, and 2 when its budget left work
+report     0 / 1         written / error
 =========  ============  ========================================================
 """
 
@@ -26,7 +30,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,14 +46,15 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ragstate import __version__
+from ragstate import __version__, logs
 from ragstate.apply.record import RunRecord
 from ragstate.errors import RagstateError
 from ragstate.plan.model import Plan
 from ragstate.plan.render import render_plan
 from ragstate.project import Project
+from ragstate.reconcile.html import render_html
 from ragstate.reconcile.render import render_quarantine, render_run, render_status, render_verify
-from ragstate.redact import redact
+from ragstate.redact import redact, register_environment
 from ragstate.sources.render import render_mapping
 from ragstate.spec.starter import starter_spec
 
@@ -87,20 +91,34 @@ def _version(value: bool) -> None:
         raise typer.Exit(0)
 
 
+LogFormatOpt = Annotated[
+    str | None,
+    typer.Option("--log-format", envvar="RAGSTATE_LOG_FORMAT", help="text (for people) or json (one object a line)."),
+]
+
+
 @app.callback()
 def main_options(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
     ] = False,
     log_level: Annotated[
-        str, typer.Option("--log-level", envvar="RAGSTATE_LOG_LEVEL", help="debug, info, warning.")
-    ] = "warning",
+        str | None,
+        typer.Option("--log-level", envvar="RAGSTATE_LOG_LEVEL", help="debug, info, warning (daemon: info)."),
+    ] = None,
+    log_format: LogFormatOpt = None,
 ) -> None:
-    logging.basicConfig(
-        level=getattr(logging, log_level.upper(), logging.WARNING),
-        stream=sys.stderr,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    register_environment()
+    ctx.obj = {"log_level": log_level, "log_format": log_format or "text"}
+    _configure_logs(log_level or "warning", log_format or "text")
+
+
+def _configure_logs(level: str, fmt: str) -> None:
+    try:
+        logs.configure(level, fmt)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--log-format") from None
 
 
 # --- plumbing -------------------------------------------------------------------------
@@ -422,6 +440,45 @@ def quarantine_drop(
             {"dropped": [e.to_dict() for e in dropped]},
             f"Dropped {len(dropped)} item(s); they stay unbuilt until their content changes.",
         )
+
+
+@app.command()
+def report(
+    html_file: Annotated[Path, typer.Option("--html", help="Write the page here (one self-contained HTML file).")],
+    runs: Annotated[int, typer.Option("--runs", min=1, max=1000, help="Recent runs shown in the charts.")] = 30,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Write a status page: conditions, drift, throughput and duration of recent runs (exit 0, 1 error)."""
+    with _handled(as_json), _project(config, profile) as project:
+        data = project.report(runs=runs)
+        html_file.write_text(render_html(data), encoding="utf-8")
+        _emit(as_json, {"written": str(html_file), **data.to_dict()}, f"Wrote {html_file} ({len(data.runs)} runs).")
+
+
+@app.command()
+def daemon(
+    ctx: typer.Context,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    profile: ProfileOpt = None,
+    once: Annotated[bool, typer.Option("--once", help="Run one cycle and exit (exit codes as apply).")] = False,
+    metrics_port: Annotated[
+        int | None,
+        typer.Option("--metrics-port", help="Serve /metrics, /healthz, /readyz, POST /reconcile (0: any free port)."),
+    ] = None,
+    log_format: LogFormatOpt = None,
+    allow_destructive: DestructiveOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Reconcile on an interval until SIGTERM/SIGINT; SIGHUP or SIGUSR1 runs a cycle now.
+
+    Exit 0 stopped cleanly, 1 could not start (another daemon runs on the store, bad spec).
+    """
+    options = ctx.obj or {}
+    _configure_logs(options.get("log_level") or "info", log_format or options.get("log_format") or "text")
+    with _handled(as_json), _project(config, profile) as project:
+        raise typer.Exit(project.daemon(once=once, metrics_port=metrics_port, allow_destructive=allow_destructive))
 
 
 def main() -> None:

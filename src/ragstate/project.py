@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, replace
@@ -36,7 +35,16 @@ from typing import Any
 from ragstate.apply.apply import apply_plan
 from ragstate.apply.budget import Budget
 from ragstate.apply.progress import Progress
-from ragstate.apply.record import CONVERGED, FAILED, INTERRUPTED, NOT_CONVERGED, PARTIAL, REFUSED, RunRecord
+from ragstate.apply.record import (
+    CONVERGED,
+    FAILED,
+    INTERRUPTED,
+    NOT_CONVERGED,
+    PARTIAL,
+    REFUSED,
+    RunRecord,
+    new_run_id,
+)
 from ragstate.apply.safety import Safety
 from ragstate.errors import DestructiveRefused, QuarantineNotFound, RagstateError, SpecError, StalePlanError
 from ragstate.faults import FaultLog, Guard, classify
@@ -45,8 +53,11 @@ from ragstate.plan.desired import Desired, desired_state
 from ragstate.plan.diff import diff
 from ragstate.plan.model import Plan
 from ragstate.reconcile import conditions as cond
+from ragstate.reconcile.daemon import Daemon
 from ragstate.reconcile.reports import (
     KindStatus,
+    Report,
+    RunPoint,
     StatusReport,
     VerifyReport,
     completeness_of,
@@ -66,11 +77,6 @@ from ragstate.stores.quarantine import DROPPED, QUARANTINED, RETRY, SOURCE, Entr
 from ragstate.stores.schema import QUARANTINE
 
 log = logging.getLogger(__name__)
-
-
-def new_run_id() -> str:
-    """Sortable and unique: UTC time, then random hex."""
-    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
 
 
 class Project:
@@ -317,14 +323,15 @@ class Project:
         budget: Budget | None = None,
         run_id: str | None = None,
         daemon: dict[str, Any] | None = None,
+        command: str = "reconcile",
     ) -> RunRecord:
         """Plan and apply deeply, then verify; one more pass if the source moved meanwhile.
 
         With a ``budget`` that stops the apply early, the run is ``partial`` and not
-        verified (``budget``, ``run_id`` and ``daemon`` as for ``apply``).
+        verified (``budget``, ``run_id``, ``daemon`` and ``command`` as for ``apply``).
         """
-        with self.writer_lock(progress=progress, command="reconcile"):
-            return self._reconcile(allow_destructive, progress, budget or Budget(), run_id, daemon)
+        with self.writer_lock(progress=progress, command=command):
+            return self._reconcile(allow_destructive, progress, budget or Budget(), run_id, daemon, command)
 
     def _reconcile(
         self,
@@ -333,9 +340,10 @@ class Project:
         budget: Budget,
         run_id: str | None,
         daemon: dict[str, Any] | None,
+        command: str,
     ) -> RunRecord:
         options: dict[str, Any] = dict(
-            allow_destructive=allow_destructive, depth="deep", progress=progress, command="reconcile", budget=budget
+            allow_destructive=allow_destructive, depth="deep", progress=progress, command=command, budget=budget
         )
         record = self.apply(run_id=run_id, daemon=daemon, **options)
         if record.status == PARTIAL:
@@ -437,6 +445,36 @@ class Project:
             daemon=daemon,
             spec_hash=self.spec_hash,
         )
+
+    # --- the daemon and the report ------------------------------------------------------
+
+    def daemon(self, *, once: bool = False, metrics_port: int | None = None, allow_destructive: bool = False) -> int:
+        """Reconcile on the spec's ``daemon`` schedule until SIGTERM/SIGINT (``reconcile.daemon``).
+
+        Args:
+            once: run one cycle and return.
+            metrics_port: serve metrics and health here (overrides ``daemon.metrics_port``).
+            allow_destructive: carry out destructive plans (else they are refused, and the
+                kinds concerned are Stalled).
+
+        Returns:
+            The exit code (``Daemon.run``).
+
+        Raises:
+            DaemonRunning: another daemon runs on the store (``daemon.on_conflict: fail``).
+        """
+        from ragstate import __version__
+
+        return Daemon(
+            self, once=once, metrics_port=metrics_port, allow_destructive=allow_destructive, version=__version__
+        ).run()
+
+    def report(self, *, runs: int = 30) -> Report:
+        """Status (with conditions) and the last ``runs`` runs, oldest first, for ``ragstate report``."""
+        status = self.status()
+        with self.store.session() as s:
+            rows = records.recent(self.store, s, limit=runs) if not status.schema else []
+        return Report(status=status, runs=[RunPoint.from_row(r) for r in reversed(rows)], generated_at=time.time())
 
     # --- in-place sources --------------------------------------------------------------
 

@@ -3,13 +3,17 @@
 Two mechanisms, both applied by ``redact``: the password part of any URL
 (``scheme://user:SECRET@host``) and ``password=SECRET`` pairs are masked, and any
 string registered with ``register_secret`` (a password read from a file or the
-environment) is masked wherever it appears.
+environment, and by ``register_environment`` the value of every environment variable
+whose name says it holds a secret: ``*PASSWORD*``, ``*TOKEN*``, ``*SECRET*``,
+``*API_KEY*``, ...) is masked wherever it appears.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import threading
+from collections.abc import Mapping
 
 MASK = "***"
 
@@ -27,6 +31,25 @@ def register_secret(secret: str | None) -> None:
     if secret and len(secret) >= 3:
         with _lock:
             _secrets.add(secret)
+
+
+#: environment variable names whose values are secrets
+_SECRET_NAME = re.compile(r"PASSWORD|PASSWD|TOKEN|SECRET|API_?KEY|ACCESS_KEY|PRIVATE_KEY|CREDENTIAL", re.I)
+#: shorter values are not registered from the environment: masking ``true`` everywhere
+#: would garble output and protects nothing
+_MIN_ENV_SECRET = 8
+
+
+def register_environment(environ: Mapping[str, str] | None = None) -> int:
+    """Register the value of every variable of ``environ`` (default: this process's)
+    whose name says it holds a secret; return how many were registered."""
+    environ = os.environ if environ is None else environ
+    found = 0
+    for name, value in environ.items():
+        if _SECRET_NAME.search(name) and value and len(value) >= _MIN_ENV_SECRET:
+            register_secret(value)
+            found += 1
+    return found
 
 
 def redact(text: str) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,6 +18,11 @@ RUNNING, CONVERGED, FAILED, INTERRUPTED, REFUSED, NOT_CONVERGED, PARTIAL = (
     "not_converged",
     "partial",
 )
+
+
+def new_run_id() -> str:
+    """Sortable and unique: UTC time, then random hex."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
 
 
 @dataclass

@@ -104,12 +104,12 @@ def render_status(status: StatusReport) -> str:
             lines.append(f"    {k.note}")
         for g in k.generations:
             lines.append(f"    g{g['generation']}: {g['state']}, {g['documents']} documents, recipe {g['recipe_fp']}")
+    lines += condition_lines(status.conditions, status.spec_hash)
     for r in status.running:
-        prog = r.get("progress") or {}
-        lines.append(
-            f"Running: {r['command']} {r['run_id']} (pid {r['pid']} on {r['host']}): "
-            f"{prog.get('kind', '')} {prog.get('done', 0)}/{prog.get('total', '?')}"
-        )
+        gone = "" if r.get("alive", True) else " [its process is gone; the next apply marks it interrupted]"
+        lines.append(f"Running: {r['command']} {r['run_id']} (pid {r['pid']} on {r['host']}){gone}: {_live(r)}")
+    if status.daemon:
+        lines.append(daemon_line(status.daemon))
     if status.last_run:
         lr = status.last_run
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(lr["started_at"]))
@@ -118,3 +118,63 @@ def render_status(status: StatusReport) -> str:
             lines.append(f"  {lr['error']}")
     lines += quarantine_lines(status.quarantine)
     return "\n".join(lines)
+
+
+#: the status of each condition type when all is well
+_NOMINAL = {"Ready": "True", "Reconciling": "False", "Degraded": "False", "Stalled": "False"}
+
+
+def condition_lines(conditions: dict[str, dict[str, list[dict]]], spec_hash: str = "") -> list[str]:
+    """One line per pipeline and kind with its four conditions, and a line for each one
+    that is not as it is when all is well (reason, since when, message)."""
+    if not conditions:
+        return []
+    lines = [f"Conditions (observed against spec {spec_hash[:12]}):" if spec_hash else "Conditions:"]
+    for scope, label in (("pipelines", "pipeline"), ("kinds", "kind")):
+        for name, conds in conditions.get(scope, {}).items():
+            summary = "  ".join(f"{c['type']}={c['status']}" for c in conds)
+            lines.append(f"  {label:<8} {name:<17} {summary}")
+            for c in conds:
+                if _NOMINAL.get(c["type"]) != c["status"]:
+                    since = time.strftime("%H:%M:%S", time.localtime(c["last_transition_at"]))
+                    message = f": {c['message']}" if c.get("message") else ""
+                    lines.append(f"      {c['type']} {c['status']} ({c['reason']}, since {since}){message}")
+    return lines
+
+
+def daemon_line(d: dict) -> str:
+    """What the daemon last recorded about itself."""
+    holder = d.get("holder") or {}
+    who = f"pid {holder.get('pid', '?')} on {holder.get('host', '?')}"
+    state = d.get("state", "?")
+    text = f"Daemon: {who}, {state}, cycle {d.get('cycle', 0)}"
+    if state == "stopped":
+        text += ", stopped at " + time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d["updated_at"]))
+        return text
+    failures = d.get("consecutive_failures") or 0
+    if failures:
+        text += f", {failures} failed cycle(s) in a row"
+    if d.get("next_cycle_at"):
+        text += f", next cycle in {max(0.0, d['next_cycle_at'] - time.time()):.0f} s"
+    if d.get("last_success_at"):
+        text += ", last converged " + time.strftime("%H:%M:%S", time.localtime(d["last_success_at"]))
+    if failures and d.get("last_error"):
+        text += f"\n  last error: {d['last_error']}"
+    return text
+
+
+def _live(run: dict) -> str:
+    live = run.get("live")
+    if not live:
+        return "planning"
+    text = f"{live['kind']} {live['done']}/{live['total']} documents"
+    if live.get("rate"):
+        text += f", {live['rate']:.1f} docs/s"
+    if live.get("eta_s") is not None:
+        text += f", ETA {live['eta_s']:.0f} s"
+    if live.get("run_total") and live["run_total"] != live["total"]:
+        text += f" (whole run: {live['run_done']}/{live['run_total']}"
+        text += f", ETA {live['run_eta_s']:.0f} s)" if live.get("run_eta_s") is not None else ")"
+    if live.get("quarantined"):
+        text += f", {live['quarantined']} set aside"
+    return text

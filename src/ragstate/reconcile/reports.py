@@ -200,3 +200,59 @@ def live_progress(run: RunRow, now: float) -> dict[str, Any] | None:
         "run_eta_s": run_eta,
         "committed_at": at,
     }
+
+
+@dataclass
+class RunPoint:
+    """What the charts show of one run."""
+
+    run_id: str
+    command: str
+    status: str
+    started_at: float
+    seconds: float
+    drift: dict[str, int] = field(default_factory=dict)
+    built: int = 0
+    build_seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.built / self.build_seconds if self.build_seconds > 0 else 0.0
+
+    @classmethod
+    def from_row(cls, row: Any) -> RunPoint:
+        """From a ``records.RunRow`` (its counts and timings)."""
+        counts = row.counts or {}
+        drift: dict[str, int] = {}
+        for classes in (counts.get("drift") or (row.plan or {}).get("drift") or {}).values():
+            for cls_, n in classes.items():
+                drift[cls_] = drift.get(cls_, 0) + int(n)
+        kinds = (counts.get("kinds") or {}).values()
+        end = row.finished_at or row.heartbeat_at or row.started_at
+        return cls(
+            run_id=row.run_id,
+            command=row.command,
+            status=row.status,
+            started_at=row.started_at,
+            seconds=float((row.timings or {}).get("total_s") or max(0.0, end - row.started_at)),
+            drift=drift,
+            built=sum(int(k.get("built", 0)) for k in kinds),
+            build_seconds=sum(float(k.get("build_seconds", 0.0)) for k in kinds),
+            error=row.error,
+        )
+
+
+@dataclass
+class Report:
+    status: StatusReport
+    #: oldest first
+    runs: list[RunPoint]
+    generated_at: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "generated_at": self.generated_at,
+            "status": self.status.to_dict(),
+            "runs": [{**vars(r), "rate": round(r.rate, 3)} for r in self.runs],
+        }
