@@ -1,0 +1,210 @@
+"""The daemon in this process (a thread), for its mechanics: backoff after failed cycles and
+the interval again after a good one, one daemon per store (or a standby), triggers that
+run a cycle now, metrics and health endpoints, budgets over cycles, ``once``.
+
+The acceptance tests with the real CLI in a subprocess (signals, the real model, a
+PostgreSQL stopped) are in ``tests/test_daemon_process.py``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import edit
+from helpers import HASH_MODELS, check_store, write_tiny_corpus
+from ragstate.errors import DaemonRunning
+from ragstate.reconcile.daemon import Daemon
+from ragstate.stores import records
+
+#: engine mechanics the backends do not change (the lock, which they do, runs on both)
+SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+FAST = {"interval_s": 0.2, "jitter": 0, "backoff_multiplier": 2, "max_backoff_s": 10, "verify_interval_s": None}
+
+
+class Running:
+    """A daemon run in a thread (signals stay with the main thread: ``stop`` ends it)."""
+
+    def __init__(self, daemon: Daemon):
+        self.daemon = daemon
+        self.code: int | None = None
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.code = self.daemon.run()
+        except BaseException as exc:
+            self.error = exc
+
+    def until(self, predicate: Callable[[Daemon], bool], what: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while not predicate(self.daemon):
+            assert self.error is None, self.error
+            assert self.thread.is_alive(), f"the daemon ended (code {self.code}) before {what}"
+            assert time.monotonic() < deadline, f"gave up waiting for {what}"
+            time.sleep(0.05)
+
+    def stop(self) -> int | None:
+        self.daemon.stop("the test is over")
+        self.thread.join(120)
+        assert not self.thread.is_alive() and self.error is None, self.error
+        return self.code
+
+
+def daemon_runs(project: Any) -> list[records.RunRow]:
+    """Runs with their daemon field, oldest first."""
+    with project.store.session() as s:
+        rows = records.recent(project.store, s, limit=1000)
+    return sorted((r for r in rows if (r.counts or {}).get("daemon")), key=lambda r: r.started_at)
+
+
+def metrics(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def get(url: str, method: str = "GET") -> tuple[int, dict[str, Any]]:
+    request = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@SQLITE_ONLY
+def test_failed_cycles_back_off_and_a_good_one_brings_back_the_interval(make_project, corpus: Path) -> None:
+    project = make_project(models=HASH_MODELS, daemon=FAST)
+    running = Running(Daemon(project))
+    running.until(lambda d: d.last_success_at is not None, "a first converged cycle")
+    away = corpus.with_name("away")
+    corpus.rename(away)  # every cycle now fails: the source folder is gone
+    running.until(lambda d: d.failures >= 2, "two failed cycles")
+    away.rename(corpus)
+    back = running.daemon.cycle
+    running.until(lambda d: d.failures == 0 and d.cycle >= back + 2, "two cycles after the source came back")
+    assert running.stop() == 0
+
+    runs = daemon_runs(project)
+    steps = [(r.status, r.counts["daemon"]["consecutive_failures"], r.counts["daemon"]["delay_s"]) for r in runs]
+    failed = [i for i, (status, _, _) in enumerate(steps) if status == "failed"]
+    assert len(failed) >= 2, steps
+    # The failed cycles could not record themselves (they failed before a run started);
+    # the daemon recorded them when the next cycle began.
+    assert all("SourceError" in (runs[i].counts.get("error_type") or "") for i in failed)
+    for previous, (status, failures, delay) in zip(steps, steps[1:], strict=False):
+        expected_failures = previous[1] + 1 if previous[0] == "failed" else 0
+        assert failures == expected_failures, steps
+        assert delay == (0.2 if failures == 0 else min(10, 0.2 * 2**failures)), steps
+    recovered = runs[failed[-1] + 1]
+    assert recovered.status == "converged" and recovered.counts["daemon"]["backoff"] is True
+    assert recovered.counts["daemon"]["delay_s"] == 0.2 * 2 ** len(failed)
+    after = runs[failed[-1] + 2]
+    assert after.counts["daemon"]["backoff"] is False and after.counts["daemon"]["delay_s"] == 0.2
+    for r in runs[1:]:
+        assert r.counts["daemon"]["waited_s"] >= r.counts["daemon"]["delay_s"] * 0.99, "no cycle starts early"
+
+
+def test_one_daemon_per_store_and_a_standby_takes_over(make_project) -> None:
+    first = Running(Daemon(make_project(models=HASH_MODELS, daemon=FAST)))
+    first.until(lambda d: d.cycle >= 1, "the first daemon's first cycle")
+    with pytest.raises(DaemonRunning) as refused:
+        Daemon(make_project(models=HASH_MODELS, daemon=FAST)).run()
+    message = str(refused.value)
+    assert f"pid {os.getpid()}" in message and "only one daemon may run per store" in message
+    assert "daemon.on_conflict: wait" in message and refused.value.exit_code == 1
+
+    standby_project = make_project(models=HASH_MODELS, daemon={**FAST, "on_conflict": "wait"})
+    standby = Running(Daemon(standby_project))
+    standby.until(lambda d: d.state == "waiting_for_lock", "the standby to wait")
+    assert standby.daemon.cycle == 0
+    assert first.stop() == 0
+    standby.until(lambda d: d.cycle >= 1, "the standby to take over")
+    assert standby.stop() == 0
+    state = standby_project.status().daemon
+    assert state["state"] == "stopped" and state["holder"]["pid"] == os.getpid()
+
+
+@SQLITE_ONLY
+def test_a_trigger_runs_a_cycle_now_and_the_metrics_show_the_drift_healed(make_project, corpus: Path) -> None:
+    project = make_project(models=HASH_MODELS, daemon={"interval_s": 3600, "metrics_port": 0})
+    running = Running(Daemon(project))
+    running.until(lambda d: d.state == "idle", "the first cycle")
+    url = running.daemon.metrics_url
+    assert url is not None and url.startswith("http://127.0.0.1:")
+    before = metrics(url)
+    assert all(name.startswith("ragstate_") for name, _ in before)
+    assert before[("ragstate_runs_total", (("outcome", "converged"),))] == 1
+    assert before[("ragstate_items_built_total", (("kind", "doc_embeddings"),))] == 18
+    assert before[("ragstate_pipeline_ready", (("pipeline", "basic"),))] == 1
+    assert before[("ragstate_breaker_state", (("state", "closed"), ("target", "database")))] == 1
+    assert before[("ragstate_last_success_timestamp_seconds", ())] > 0
+    assert get(url + "/readyz") == (200, {"ready": True, "pipelines": {"basic": {"ready": True, "reasons": []}}})
+    code, health = get(url + "/healthz")
+    assert code == 200 and health["state"] == "idle" and health["cycle"] == 1
+
+    edit(corpus / "markdown/PMC12429712.md", new="\nA closing remark.\n")
+    (corpus / "text/new.txt").write_text("Kiwifruit germination\n\nSeeds sprout faster when warm.\n")
+    assert get(url + "/reconcile", method="POST") == (202, {"triggered": True})
+    running.until(lambda d: d.cycle >= 2 and d.state == "idle", "the triggered cycle")
+    after = metrics(url)
+    assert after[("ragstate_runs_total", (("outcome", "converged"),))] == 2
+    assert after[("ragstate_items_built_total", (("kind", "doc_embeddings"),))] == 20
+    assert after[("ragstate_drift_found_total", (("class", "missing"), ("kind", "doc_embeddings")))] == 19
+    assert after[("ragstate_drift_found_total", (("class", "stale"), ("kind", "doc_embeddings")))] == 1
+    drift = {k: v for k, v in after.items() if k[0] == "ragstate_drift_documents"}
+    assert drift and set(drift.values()) == {0.0}, "healed: no drift left"
+    assert after[("ragstate_condition", (("name", "basic"), ("scope", "pipeline"), ("type", "Ready")))] == 1
+    assert get(url + "/nowhere")[0] == 404
+    assert running.stop() == 0
+    (triggered,) = [r for r in daemon_runs(project) if r.counts["daemon"]["trigger"] == "http"]
+    assert triggered.counts["kinds"]["doc_embeddings"]["built"] == 2
+
+
+@SQLITE_ONLY
+def test_a_backlog_heals_over_budgeted_cycles(make_project, tmp_path: Path) -> None:
+    write_tiny_corpus(tmp_path / "docs", 40)
+    project = make_project(
+        source={"path": str(tmp_path / "docs")},
+        models=HASH_MODELS,
+        reconcile={"batch_size": 4},
+        daemon={**FAST, "interval_s": 0.05, "max_items": 10},
+    )
+    running = Running(Daemon(project))
+    running.until(lambda d: d.last_success_at is not None, "a converged cycle")
+    assert running.stop() == 0
+    runs = daemon_runs(project)
+    assert [r.status for r in runs[:4]] == ["partial", "partial", "partial", "converged"]
+    assert [r.counts["kinds"]["doc_embeddings"]["built"] for r in runs[:4]] == [10, 10, 10, 10]
+    assert all(r.counts["daemon"]["delay_s"] == 0.05 for r in runs[1:]), "a partial cycle is not a failure"
+    check_store(project)
+
+
+@SQLITE_ONLY
+def test_once_runs_one_cycle_with_the_exit_codes_of_apply(make_project, tmp_path: Path) -> None:
+    write_tiny_corpus(tmp_path / "docs", 20)
+    options = {"source": {"path": str(tmp_path / "docs")}, "models": HASH_MODELS, "reconcile": {"batch_size": 4}}
+    assert Daemon(make_project(**options, daemon={"max_items": 8}), once=True).run() == 2, "work left"
+    project = make_project(**options)
+    assert Daemon(project, once=True).run() == 0
+    (last,) = [r for r in daemon_runs(project) if r.status == "converged"]
+    assert last.command == "daemon verify" and last.counts["verify"]["in_sync"], "the first cycle verifies"
+    narrowed = make_project(**options, scope={"first": 2})
+    assert Daemon(narrowed, once=True).run() == 1, "a refused destructive plan"
+    assert Daemon(narrowed, once=True, allow_destructive=True).run() == 0
