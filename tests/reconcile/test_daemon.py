@@ -8,21 +8,17 @@ PostgreSQL stopped) are in ``tests/test_daemon_process.py``.
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import edit
-from helpers import HASH_MODELS, check_store, write_tiny_corpus
+from helpers import HASH_MODELS, check_store, http_json, metrics_of, write_tiny_corpus
 from ragstate.errors import DaemonRunning
 from ragstate.reconcile.daemon import Daemon
 from ragstate.stores import records
@@ -70,24 +66,6 @@ def daemon_runs(project: Any) -> list[records.RunRow]:
     return sorted((r for r in rows if (r.counts or {}).get("daemon")), key=lambda r: r.started_at)
 
 
-def metrics(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    text = urllib.request.urlopen(url + "/metrics", timeout=10).read().decode()
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
-
-
-def get(url: str, method: str = "GET") -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
 @SQLITE_ONLY
 def test_failed_cycles_back_off_and_a_good_one_brings_back_the_interval(make_project, corpus: Path) -> None:
     project = make_project(models=HASH_MODELS, daemon=FAST)
@@ -108,7 +86,7 @@ def test_failed_cycles_back_off_and_a_good_one_brings_back_the_interval(make_pro
     # The failed cycles could not record themselves (they failed before a run started);
     # the daemon recorded them when the next cycle began.
     assert all("SourceError" in (runs[i].counts.get("error_type") or "") for i in failed)
-    for previous, (status, failures, delay) in zip(steps, steps[1:], strict=False):
+    for previous, (_status, failures, delay) in zip(steps, steps[1:], strict=False):
         expected_failures = previous[1] + 1 if previous[0] == "failed" else 0
         assert failures == expected_failures, steps
         assert delay == (0.2 if failures == 0 else min(10, 0.2 * 2**failures)), steps
@@ -148,22 +126,22 @@ def test_a_trigger_runs_a_cycle_now_and_the_metrics_show_the_drift_healed(make_p
     running.until(lambda d: d.state == "idle", "the first cycle")
     url = running.daemon.metrics_url
     assert url is not None and url.startswith("http://127.0.0.1:")
-    before = metrics(url)
+    before = metrics_of(url)
     assert all(name.startswith("ragstate_") for name, _ in before)
     assert before[("ragstate_runs_total", (("outcome", "converged"),))] == 1
     assert before[("ragstate_items_built_total", (("kind", "doc_embeddings"),))] == 18
     assert before[("ragstate_pipeline_ready", (("pipeline", "basic"),))] == 1
     assert before[("ragstate_breaker_state", (("state", "closed"), ("target", "database")))] == 1
     assert before[("ragstate_last_success_timestamp_seconds", ())] > 0
-    assert get(url + "/readyz") == (200, {"ready": True, "pipelines": {"basic": {"ready": True, "reasons": []}}})
-    code, health = get(url + "/healthz")
+    assert http_json(url + "/readyz") == (200, {"ready": True, "pipelines": {"basic": {"ready": True, "reasons": []}}})
+    code, health = http_json(url + "/healthz")
     assert code == 200 and health["state"] == "idle" and health["cycle"] == 1
 
     edit(corpus / "markdown/PMC12429712.md", new="\nA closing remark.\n")
     (corpus / "text/new.txt").write_text("Kiwifruit germination\n\nSeeds sprout faster when warm.\n")
-    assert get(url + "/reconcile", method="POST") == (202, {"triggered": True})
+    assert http_json(url + "/reconcile", method="POST") == (202, {"triggered": True})
     running.until(lambda d: d.cycle >= 2 and d.state == "idle", "the triggered cycle")
-    after = metrics(url)
+    after = metrics_of(url)
     assert after[("ragstate_runs_total", (("outcome", "converged"),))] == 2
     assert after[("ragstate_items_built_total", (("kind", "doc_embeddings"),))] == 20
     assert after[("ragstate_drift_found_total", (("class", "missing"), ("kind", "doc_embeddings")))] == 19
@@ -171,7 +149,7 @@ def test_a_trigger_runs_a_cycle_now_and_the_metrics_show_the_drift_healed(make_p
     drift = {k: v for k, v in after.items() if k[0] == "ragstate_drift_documents"}
     assert drift and set(drift.values()) == {0.0}, "healed: no drift left"
     assert after[("ragstate_condition", (("name", "basic"), ("scope", "pipeline"), ("type", "Ready")))] == 1
-    assert get(url + "/nowhere")[0] == 404
+    assert http_json(url + "/nowhere")[0] == 404
     assert running.stop() == 0
     (triggered,) = [r for r in daemon_runs(project) if r.counts["daemon"]["trigger"] == "http"]
     assert triggered.counts["kinds"]["doc_embeddings"]["built"] == 2
