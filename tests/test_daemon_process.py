@@ -140,7 +140,7 @@ def test_the_daemon_heals_a_changed_corpus_and_sigterm_mid_batch_stops_it_cleanl
     mark = len(d.events)
     edit(corpus / "markdown/PMC12429712.md", new="\nA closing remark on seedlings.\n")
     (corpus / "text/new.txt").write_text("Kiwifruit germination\n\nSeeds sprout faster when warm.\n")
-    healed = d.wait_for(lambda e: e.get("event") == "cycle" and e.get("built"), "a cycle building the change", since=mark)
+    healed = d.wait_for(lambda e: e.get("event") == "cycle" and e.get("built"), "the change built", since=mark)
     assert healed["outcome"] == "converged" and healed["built"] == {"doc_embeddings": 2}
     assert healed["drift"] == {"doc_embeddings": {"missing": 1, "stale": 1}}
     seen = metrics_of(url)
@@ -182,9 +182,7 @@ def test_the_daemon_heals_a_changed_corpus_and_sigterm_mid_batch_stops_it_cleanl
 
 @pytest.mark.slow
 @pytest.mark.timeout(400)
-def test_database_down_backs_off_then_the_interval_returns_and_no_secret_leaks(
-    own_pg, daemons, tmp_path: Path
-) -> None:
+def test_database_down_backs_off_then_the_interval_returns_and_no_secret_leaks(own_pg, daemons, tmp_path: Path) -> None:
     write_tiny_corpus(tmp_path / "docs", 12)
     plain = own_pg.get_uri()
     url = plain.replace("postgres:@", f"postgres:{PASSWORD}@", 1)  # the server trusts local sockets
