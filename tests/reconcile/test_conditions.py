@@ -13,6 +13,7 @@ from embedders import HookEmbedder, PickyEmbedder
 from helpers import HASH_MODELS, write_tiny_corpus
 from ragstate.errors import DestructiveRefused
 from ragstate.reconcile import conditions as cond
+from ragstate.reconcile.daemon import Daemon
 from ragstate.stores import conditions as conditions_store
 
 
@@ -128,3 +129,24 @@ def test_merge_keeps_the_transition_time_while_the_status_holds() -> None:
     assert cond.merge(previous, {("kind", "k"): (same,)})[("kind", "k")][0].last_transition_at == 100.0
     assert cond.merge(previous, {("kind", "k"): (flipped,)})[("kind", "k")][0].last_transition_at == 200.0
     assert cond.merge({}, {("kind", "k"): (same,)})[("kind", "k")][0].last_transition_at == 200.0
+
+
+def test_a_cycle_that_finds_the_writer_lock_busy_neither_degrades_nor_stalls(make_project) -> None:
+    holder = make_project(models=HASH_MODELS)
+    project = make_project(models=HASH_MODELS, reconcile={"lock": "fail"})
+    with holder.writer_lock(command="reconcile"):
+        for _ in range(cond.STALL_AFTER + 1):
+            assert Daemon(project, once=True).run() == 1
+        kind = conditions_of(project.status(), "kinds", "doc_embeddings")
+    assert brief(kind) == {
+        "Ready": ("False", "NoActiveGeneration"),
+        "Reconciling": ("False", "WriterLockBusy"),
+        "Degraded": ("False", "AsExpected"),
+        "Stalled": ("False", "AsExpected"),
+    }
+    assert "could not take the writer lock" in kind["Reconciling"]["message"]
+    assert "is being written by `reconcile` (pid" in kind["Reconciling"]["message"]
+    pipeline = brief(conditions_of(project.status(), "pipelines", "basic"))
+    assert pipeline["Reconciling"] == ("False", "WriterLockBusy") and pipeline["Stalled"][0] == "False"
+    assert Daemon(project, once=True).run() == 0, "the lock is free: the next cycle converges"
+    assert brief(conditions_of(project.status(), "kinds", "doc_embeddings"))["Reconciling"] == ("False", "Idle")

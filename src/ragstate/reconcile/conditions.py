@@ -19,7 +19,9 @@ type             True when
 
 Reasons: Ready — ``Converged``, ``Drift``, ``NoActiveGeneration``, ``RecipeChanged``,
 ``SchemaDrift``, ``SourceSchemaDrift``, ``KindsNotReady`` (pipelines); Reconciling —
-``Applying``, ``Idle``, ``Pending`` (drift waits for the next run); Degraded —
+``Applying``, ``Idle``, ``Pending`` (drift waits for the next run), ``WriterLockBusy``
+(the last run found another process writing the store: it is neither a degradation nor
+counted towards Stalled); Degraded —
 ``ItemsQuarantined``, ``SourceItemsQuarantined``, ``LastRunFailed``, ``AsExpected``;
 Stalled — the error type that stopped the last run (``DestructiveRefused``,
 ``BuildFailing``, ``ModelError``, ...), ``RepeatedFailures``, ``AsExpected``.
@@ -95,7 +97,11 @@ def evaluate(
     """
     alive = alive or process_alive
     running = [r for r in runs if r.status == "running" and alive(r)]
-    mine = [r for r in runs if r.status != "running" and r.spec_hash == spec_hash]
+    finished = [r for r in runs if r.status != "running" and r.spec_hash == spec_hash]
+    # A run that could not take the writer lock says nothing about the data: another
+    # writer was at work. It neither degrades nor stalls a kind; Reconciling says so.
+    blocked = finished[0] if finished and _writer_busy(finished[0]) else None
+    mine = [r for r in finished if not _writer_busy(r)]
     streak = 0
     for r in mine:
         if r.status not in _FAILED:
@@ -110,7 +116,7 @@ def evaluate(
 
     out: Conditions = {}
     for d in desired.kinds:
-        conds = _kind(d.name, by_kind.get(d.name), plan, observed, running, last, streak, quarantined, now)
+        conds = _kind(d.name, by_kind.get(d.name), plan, observed, running, last, streak, quarantined, now, blocked)
         out[(KIND, d.name)] = tuple(stamp(c) for c in conds)
     readiness = pipeline_readiness(plan, observed, desired)
     for pipeline, kinds in desired.pipelines.items():
@@ -168,6 +174,7 @@ def _kind(
     streak: int,
     quarantined: dict[str, int],
     now: float,
+    blocked: RunRow | None = None,
 ) -> tuple[Condition, ...]:
     obs = observed.kinds.get(name)
     drift = {c: n for c, n in k.drift.items() if n} if k is not None else {}
@@ -204,6 +211,13 @@ def _kind(
         reconciling = Condition(RECONCILING, TRUE, "Applying", f"{r.command} {r.run_id}: {what}")
     elif ready.status == TRUE:
         reconciling = Condition(RECONCILING, FALSE, "Idle", "no run is working on it")
+    elif blocked is not None:
+        reconciling = Condition(
+            RECONCILING,
+            FALSE,
+            "WriterLockBusy",
+            f"run {blocked.run_id} could not take the writer lock: {blocked.error or ''}; the next run tries again",
+        )
     else:
         reconciling = Condition(RECONCILING, FALSE, "Pending", "no run is working on it; the next apply will")
 
@@ -265,7 +279,11 @@ def _pipeline(
             message = "; ".join([f"{k}: {c.message}" for k, c in hits] + [m for _, m in extra])
             out.append(Condition(type_, TRUE, reason, message))
         elif type_ == RECONCILING:
-            out.append(Condition(type_, FALSE, "Idle" if ready.true else "Pending", "no run is working on it"))
+            busy = [c for _, conds in mine if (c := conds[i]).reason == "WriterLockBusy"]
+            if busy and not ready.true:
+                out.append(busy[0])
+            else:
+                out.append(Condition(type_, FALSE, "Idle" if ready.true else "Pending", "no run is working on it"))
         else:
             out.append(Condition(type_, FALSE, "AsExpected"))
     return tuple(out)
@@ -273,6 +291,11 @@ def _pipeline(
 
 def _progress_kind(run: RunRow) -> str | None:
     return (run.progress or {}).get("kind")
+
+
+def _writer_busy(run: RunRow) -> bool:
+    """The run failed because another process held the store's writer lock."""
+    return run.status == "failed" and (run.counts or {}).get("error_type") == "StoreLocked"
 
 
 def _error_class(run: RunRow | None) -> str | None:

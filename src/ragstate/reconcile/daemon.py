@@ -20,8 +20,9 @@ a trigger              at once: SIGHUP or SIGUSR1, or ``POST /reconcile`` on the
 Every wait changes by up to ``jitter`` of itself at random. Each run records, in its
 ``daemon`` field, the cycle, what started it, the wait scheduled before it and the
 wait actually spent, whether that was a backoff, and the failures in a row before it.
-A cycle that failed before its run could be recorded (the store was down) is recorded
-by the daemon as soon as the store answers again.
+A cycle that failed before its run could be recorded (the source could not be read,
+another process held the writer lock, the store was down) is recorded by the daemon at
+once, or as soon as the store answers again.
 
 A cycle builds at most ``daemon.max_items`` documents and works at most
 ``daemon.max_seconds`` (``apply.budget``): a large backlog heals over several cycles,
@@ -475,8 +476,13 @@ class Daemon:
         )
         record.timings["total_s"] = round(record.finished_at - started, 4)  # type: ignore[operator]
         self._unrecorded = (self._unrecorded + [record])[-MAX_UNRECORDED:]
+        try:  # the store may answer (the source failed, or another writer held the lock)
+            self._flush_unrecorded(late=False)
+        except Exception as flush_error:
+            log.debug("failed cycle kept to record later: %s", redact(str(flush_error)))
 
-    def _flush_unrecorded(self) -> None:
+    def _flush_unrecorded(self, late: bool = True) -> None:
+        """Record the failed cycles kept in memory (``late``: they waited for the store)."""
         if not self._unrecorded:
             return
         pending = list(self._unrecorded)
@@ -496,7 +502,10 @@ class Daemon:
                     error=r.error,
                 )
                 self._unrecorded.remove(r)
-        log.info("recorded %d failed cycle(s) now that the store answers", len(pending), extra={"event": "recorded"})
+        if late:
+            log.info(
+                "recorded %d failed cycle(s) now that the store answers", len(pending), extra={"event": "recorded"}
+            )
 
     # --- endpoints ----------------------------------------------------------------------
 
