@@ -192,10 +192,10 @@ class Daemon:
             self._start_server()
             self._load_state()
             log.info(
-                "daemon started on %s: every %.0f s, full verify every %s, budget %s%s",
+                "daemon started on %s: every %g s, full verify every %s, budget %s%s",
                 self.project.store.description,
                 self.settings.interval_s,
-                f"{self.settings.verify_interval_s:.0f} s" if self.settings.verify_interval_s else "first cycle",
+                f"{self.settings.verify_interval_s:g} s" if self.settings.verify_interval_s else "first cycle",
                 _budget_words(self.settings.max_items, self.settings.max_seconds),
                 f"; metrics on {self.metrics_url}" if self.metrics_url else "",
                 extra={"event": "started", "pid": os.getpid(), "metrics_url": self.metrics_url},
