@@ -110,10 +110,13 @@ class Project:
         return desired_state(self.spec)
 
     @contextmanager
-    def writer_lock(self, *, progress: Progress | None = None, command: str = "apply") -> Iterator[locks.WriterLease]:
+    def writer_lock(
+        self, *, progress: Progress | None = None, command: str = "apply", budget: Budget | None = None
+    ) -> Iterator[locks.WriterLease]:
         """Hold the store's single-writer lock for the block (re-entrant within this project).
 
-        Waits for another holder or fails at once, as ``reconcile.lock`` says.
+        Waits for another holder or fails at once, as ``reconcile.lock`` says; a stop
+        requested on ``budget`` (the daemon's SIGTERM) ends the wait.
 
         Raises:
             StoreLocked: another process holds it (``fail``), or the wait timed out.
@@ -133,6 +136,7 @@ class Project:
             command=command,
             on_wait=waiting,
             retry=lambda fn: self.guard.call("database", fn),
+            cancel=(lambda: budget.stop_reason) if budget is not None else None,
         )
         self._lease = lease
         try:
@@ -204,8 +208,12 @@ class Project:
         record = RunRecord(
             run_id=run_id or new_run_id(), command=command, spec_hash=self.spec_hash, started_at=started, daemon=daemon
         )
-        with self.writer_lock(progress=progress, command=command) as lease, self.guard.recording(FaultLog()) as log:
-            return self._apply(plan, record, lease, log, allow_destructive, depth, progress, budget or Budget())
+        budget = budget or Budget()
+        with (
+            self.writer_lock(progress=progress, command=command, budget=budget) as lease,
+            self.guard.recording(FaultLog()) as log,
+        ):
+            return self._apply(plan, record, lease, log, allow_destructive, depth, progress, budget)
 
     def _apply(
         self,
@@ -330,8 +338,9 @@ class Project:
         With a ``budget`` that stops the apply early, the run is ``partial`` and not
         verified (``budget``, ``run_id``, ``daemon`` and ``command`` as for ``apply``).
         """
-        with self.writer_lock(progress=progress, command=command):
-            return self._reconcile(allow_destructive, progress, budget or Budget(), run_id, daemon, command)
+        budget = budget or Budget()
+        with self.writer_lock(progress=progress, command=command, budget=budget):
+            return self._reconcile(allow_destructive, progress, budget, run_id, daemon, command)
 
     def _reconcile(
         self,

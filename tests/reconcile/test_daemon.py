@@ -186,3 +186,16 @@ def test_once_runs_one_cycle_with_the_exit_codes_of_apply(make_project, tmp_path
     narrowed = make_project(**options, scope={"first": 2})
     assert Daemon(narrowed, once=True).run() == 1, "a refused destructive plan"
     assert Daemon(narrowed, once=True, allow_destructive=True).run() == 0
+
+
+def test_sigterm_while_a_cycle_waits_for_the_writer_lock_stops_the_daemon(make_project) -> None:
+    holder = make_project(models=HASH_MODELS)
+    project = make_project(models=HASH_MODELS, daemon=FAST, reconcile={"lock": "wait", "lock_timeout_s": 3600})
+    with holder.writer_lock(command="apply"):
+        running = Running(Daemon(project))
+        running.until(lambda d: d.state == "reconciling", "the first cycle to wait for the writer lock")
+        assert running.stop() == 0, "stopped without waiting for the apply that holds the lock"
+    (run,) = daemon_runs(project)
+    assert run.status == "failed" and run.counts["error_type"] == "StoreLocked"
+    assert "stopped waiting for" in run.error and "the test is over" in run.error
+    assert project.status().daemon["state"] == "stopped"

@@ -92,6 +92,7 @@ def acquire(
     on_wait: Callable[[dict[str, Any]], None] | None = None,
     retry: Retry | None = None,
     reap_runs: bool = True,
+    cancel: Callable[[], str | None] | None = None,
 ) -> WriterLease:
     """Take the writer lock of ``store``, waiting for it or not (``mode`` wait | fail).
 
@@ -103,9 +104,13 @@ def acquire(
     epoch) so that a transient failure, such as two processes opening a new SQLite
     file at the same moment, is tried again rather than fatal.
 
+    ``cancel``, asked while waiting, ends the wait when it returns a reason (the
+    daemon's SIGTERM must not wait for another applier to finish).
+
     Raises:
-        StoreLocked: another process holds it (``fail``), or it did not come free in
-            ``timeout_s`` (``wait``). The message names the holder.
+        StoreLocked: another process holds it (``fail``), it did not come free in
+            ``timeout_s`` (``wait``), or ``cancel`` ended the wait. The message names
+            the holder.
     """
     retry = retry or _once
     started = time.monotonic()
@@ -118,6 +123,12 @@ def acquire(
         waited = time.monotonic() - started
         if mode == "fail" or waited >= timeout_s:
             raise StoreLocked(_locked_message(store, holder, mode, waited), holder=holder)
+        why = cancel() if cancel is not None else None
+        if why:
+            raise StoreLocked(
+                f"stopped waiting for {store.description}, which is being written by {describe(holder)}: {why}",
+                holder=holder,
+            )
         if not announced:
             announced = True
             log.info("waiting for the writer lock of %s, held by %s", store.description, describe(holder))
