@@ -1,5 +1,6 @@
 """``ragstate daemon`` as an operator runs it: the real CLI in a process of its own.
 
+* A second ``ragstate daemon`` on the same store refuses to start, naming the first (exit 1).
 * It heals a corpus changed under it on the next cycle, as its metrics endpoint and
   ``ragstate status`` (another process) show; SIGTERM in the middle of a batch stops it
   after that batch with exit 0, leaving a consistent store the next run completes.
@@ -135,6 +136,10 @@ def test_the_daemon_heals_a_changed_corpus_and_sigterm_mid_batch_stops_it_cleanl
     url = d.wait_for(lambda e: e.get("event") == "started", "the daemon to start")["metrics_url"]
     first = d.wait_for(lambda e: e.get("event") == "cycle", "the first cycle")
     assert first["outcome"] == "converged" and first["verify"] is True and first["built"] == {"doc_embeddings": 18}
+
+    second = cli(spec, "daemon", "--once")
+    assert second.returncode == 1 and "only one daemon may run per store" in second.stderr, second.stderr
+    assert f"pid {d.proc.pid}" in second.stderr
 
     # Change the corpus under the running daemon: the next cycle heals it.
     mark = len(d.events)
