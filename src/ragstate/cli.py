@@ -37,6 +37,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -54,7 +55,7 @@ from ragstate.plan.render import render_plan
 from ragstate.project import Project
 from ragstate.reconcile.html import render_html
 from ragstate.reconcile.render import render_quarantine, render_run, render_status, render_verify
-from ragstate.redact import redact, register_environment
+from ragstate.redact import redact, redact_data, register_environment
 from ragstate.sources.render import render_mapping
 from ragstate.spec.starter import starter_spec
 
@@ -132,13 +133,13 @@ def _handled(as_json: bool) -> Iterator[None]:
     except typer.Exit:
         raise
     except RagstateError as exc:
-        _fail(redact(str(exc)), exc.exit_code, type(exc).__name__, as_json)
+        _fail(str(exc), exc.exit_code, type(exc).__name__, as_json)
     except KeyboardInterrupt:
         _fail("interrupted; committed batches are kept and the next run resumes", 130, "KeyboardInterrupt", as_json)
     except Exception as exc:  # a bug: say so plainly, keep the traceback for --log-level debug
         logging.getLogger("ragstate").debug("internal error", exc_info=True)
         _fail(
-            f"internal error: {type(exc).__name__}: {redact(str(exc))} (rerun with --log-level debug for details)",
+            f"internal error: {type(exc).__name__}: {exc} (rerun with --log-level debug for details)",
             1,
             "InternalError",
             as_json,
@@ -146,10 +147,11 @@ def _handled(as_json: bool) -> Iterator[None]:
 
 
 def _fail(message: str, code: int, kind: str, as_json: bool) -> None:
+    message = redact(message)
     if as_json:
         out.print_json(json.dumps({"error": message, "error_type": kind, "exit_code": code}))
     else:
-        err.print(f"[bold red]error:[/] {message}", markup=True)
+        err.print(f"[bold red]error:[/] {escape(message)}", markup=True)  # a name in it is not markup
     raise typer.Exit(code)
 
 
@@ -158,10 +160,11 @@ def _project(config: Path, profile: str | None) -> Project:
 
 
 def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
+    """Print ``data`` as JSON or ``text``, with every secret masked either way."""
     if as_json:
-        out.print_json(json.dumps(data, default=str))
+        out.print_json(json.dumps(redact_data(json.loads(json.dumps(data, default=str)))))
     else:
-        out.print(text, markup=False)
+        out.print(redact(text), markup=False)
 
 
 class _Bar:
@@ -209,7 +212,7 @@ class _Bar:
 
     def note(self, message: str) -> None:
         if self._progress is not None:
-            self._progress.console.print(message, markup=False)
+            self._progress.console.print(redact(message), markup=False)
 
 
 def _bar(as_json: bool) -> _Bar:

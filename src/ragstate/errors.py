@@ -226,6 +226,15 @@ class DestructiveRefused(RagstateError):
         super().__init__(message)
 
 
+class RunTooLarge(TerminalError):
+    """The plan builds more documents than ``reconcile.max_documents_per_run`` allows; nothing was done."""
+
+    def __init__(self, message: str, *, documents: int, limit: int):
+        self.documents = documents
+        self.limit = limit
+        super().__init__(message)
+
+
 class QuarantineNotFound(TerminalError):
     """A ``quarantine retry`` or ``drop`` named an item that is not in quarantine."""
 

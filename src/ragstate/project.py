@@ -46,7 +46,14 @@ from ragstate.apply.record import (
     new_run_id,
 )
 from ragstate.apply.safety import Safety
-from ragstate.errors import DestructiveRefused, QuarantineNotFound, RagstateError, SpecError, StalePlanError
+from ragstate.errors import (
+    DestructiveRefused,
+    QuarantineNotFound,
+    RagstateError,
+    RunTooLarge,
+    SpecError,
+    StalePlanError,
+)
 from ragstate.faults import FaultLog, Guard, classify
 from ragstate.observe.observe import Observed, observe
 from ragstate.plan.desired import Desired, desired_state
@@ -266,6 +273,16 @@ class Project:
                 share=0.0,
                 limit=self.spec.reconcile.max_delete_share,
             )
+        documents = len({doc_id for k in fresh.kinds for doc_id in k.build_ids})
+        limit = self.spec.reconcile.max_documents_per_run
+        if limit is not None and documents > limit:
+            record.status = REFUSED
+            record.error = (
+                f"the plan builds {documents} documents; reconcile.max_documents_per_run is {limit} "
+                "(raise it, or grow the scope in steps with scope: {first: N})"
+            )
+            self._finish(record, log)
+            raise RunTooLarge("refusing the run: " + record.error, documents=documents, limit=limit)
         try:
             apply_plan(
                 fresh,

@@ -3,9 +3,14 @@
 Two mechanisms, both applied by ``redact``: the password part of any URL
 (``scheme://user:SECRET@host``) and ``password=SECRET`` pairs are masked, and any
 string registered with ``register_secret`` (a password read from a file or the
-environment, and by ``register_environment`` the value of every environment variable
-whose name says it holds a secret: ``*PASSWORD*``, ``*TOKEN*``, ``*SECRET*``,
-``*API_KEY*``, ...) is masked wherever it appears.
+environment, a literal one found in the spec, and by ``register_environment`` the value
+of every environment variable whose name says it holds a secret: ``*PASSWORD*``,
+``*TOKEN*``, ``*SECRET*``, ``*API_KEY*``, ...) is masked wherever it appears.
+
+Where it is applied (SECURITY.md lists each with its test): error messages (the CLI's
+``_fail``), every JSON value ragstate writes to the store (``Store.encode_json``: run
+records, generation recipes), the CLI's text and ``--json`` output (``redact_data``),
+and log lines (``ragstate.logs``' formatters).
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 MASK = "***"
 
@@ -65,6 +71,37 @@ def redact(text: str) -> str:
     return text
 
 
-def has_inline_password(url: str) -> bool:
-    """True when ``url`` carries a password in its user-info part."""
-    return _URL_PASSWORD.search(url) is not None
+def redact_data(value: Any) -> Any:
+    """``value`` with ``redact`` applied to every string in it (keys and values, nested)."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {redact_data(k): redact_data(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [redact_data(v) for v in value]
+    return value
+
+
+#: spec keys whose string value is a secret wherever they appear (``options: {api_key: ...}``)
+SECRET_KEY = re.compile(r"(?:^|_)(?:password|passwd|pwd|secret|token|api_?key|credentials?)$", re.I)
+
+
+def literal_secrets(data: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """``(field path, secret)`` for each literal secret in a spec mapping.
+
+    A secret is the string value of a key named like one (``password``, ``api_key``,
+    ``token``, ...), or the password part of a URL anywhere in a string value.
+    """
+    if isinstance(data, dict):
+        for key, value in data.items():
+            where = f"{path}.{key}" if path else str(key)
+            if isinstance(value, str) and isinstance(key, str) and SECRET_KEY.search(key) and value:
+                yield where, value
+            else:
+                yield from literal_secrets(value, where)
+    elif isinstance(data, list):
+        for i, value in enumerate(data):
+            yield from literal_secrets(value, f"{path}[{i}]")
+    elif isinstance(data, str):
+        for match in _URL_PASSWORD.finditer(data):
+            yield path, match["secret"]

@@ -22,13 +22,16 @@ from pydantic import BaseModel, ValidationError
 
 from ragstate.errors import SpecError
 from ragstate.hashing import fingerprint
-from ragstate.redact import has_inline_password, redact
+from ragstate.redact import literal_secrets, redact, register_secret
 from ragstate.spec.model import ENV_PREFIX, ENVIRON, SourceSpec, Spec, TableSourceSpec
 
 log = logging.getLogger(__name__)
 
 #: a spec larger than this is refused before parsing (a spec is a page, not a data set)
 MAX_SPEC_BYTES = 1 << 20
+#: YAML nodes a spec may hold once its aliases are expanded (``&a [*b, *b, ...]`` chains
+#: grow exponentially: a "billion laughs" spec is refused before anything walks it)
+MAX_SPEC_NODES = 100_000
 
 #: environment variables with the prefix that are not spec fields
 RESERVED_ENV = {"RAGSTATE_PROFILE", "RAGSTATE_CONFIG", "RAGSTATE_LOG_FORMAT", "RAGSTATE_LOG_LEVEL"}
@@ -69,6 +72,9 @@ def load_spec(
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError(f"{where}: not valid YAML: {problem}", path=path) from None
+    except RecursionError:
+        raise SpecError(f"{path}: nested too deeply to be a spec", path=path) from None
+    _check_expanded_size(path, node)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -77,16 +83,20 @@ def load_spec(
     if bad_keys:
         raise SpecError(f"{path}: field names must be strings, not {bad_keys[0]!r}", path=path)
 
+    # Secrets are registered before validation, so an error quoting a value masks them.
+    for field, secret in literal_secrets(data):
+        register_secret(secret)
+        log.warning(
+            "%s: %s holds a literal password or token; prefer store.password_file, PGPASSWORD or ~/.pgpass "
+            "(or an environment variable) and keep secrets out of spec files",
+            path,
+            field,
+        )
     data = _apply_profile(path, data, profile if profile is not None else environ.get("RAGSTATE_PROFILE"))
     env_paths = _check_environment(environ)
     spec = _validate(path, data, node, env_paths, environ)
-    spec = _resolve_paths(spec, path.resolve().parent)
-    if has_inline_password(spec.store.url):
-        log.warning(
-            "%s: store.url holds a literal password; prefer PGPASSWORD, a password_file, or ~/.pgpass",
-            path,
-        )
-    return spec
+    _register_secrets(spec)  # those that came from the environment
+    return _resolve_paths(spec, path.resolve().parent)
 
 
 def spec_from_dict(data: dict[str, Any], *, base_dir: Path | None = None) -> Spec:
@@ -98,6 +108,8 @@ def spec_from_dict(data: dict[str, Any], *, base_dir: Path | None = None) -> Spe
         SpecError: any value is invalid; the message names each field path.
     """
     where = Path("<dict>")
+    for _, secret in literal_secrets(data):
+        register_secret(secret)
     spec = _validate(where, dict(data), None, {}, {})
     return _resolve_paths(spec, (base_dir or Path.cwd()).resolve())
 
@@ -129,6 +141,44 @@ def spec_hash(spec: Spec) -> str:
 
 
 # --- internals ------------------------------------------------------------------------
+
+
+def _register_secrets(spec: Spec) -> None:
+    for _, secret in literal_secrets(spec.model_dump(mode="json", by_alias=True)):
+        register_secret(secret)
+
+
+def _check_expanded_size(path: Path, node: yaml.Node | None) -> None:
+    """Refuse a spec whose aliases expand to more than ``MAX_SPEC_NODES`` nodes, or loop."""
+    sizes: dict[int, int] = {}
+
+    def size(n: yaml.Node, open_: set[int]) -> int:
+        if id(n) in sizes:
+            return sizes[id(n)]
+        if id(n) in open_:
+            raise SpecError(f"{path}: a YAML alias refers to itself", path=path)
+        open_.add(id(n))
+        total = 1
+        if isinstance(n, yaml.MappingNode):
+            total += sum(size(k, open_) + size(v, open_) for k, v in n.value)
+        elif isinstance(n, yaml.SequenceNode):
+            total += sum(size(v, open_) for v in n.value)
+        open_.discard(id(n))
+        sizes[id(n)] = min(total, MAX_SPEC_NODES + 1)
+        return sizes[id(n)]
+
+    if node is None:
+        return
+    try:
+        total = size(node, set())
+    except RecursionError:
+        raise SpecError(f"{path}: nested too deeply to be a spec", path=path) from None
+    if total > MAX_SPEC_NODES:
+        raise SpecError(
+            f"{path}: the spec expands to more than {MAX_SPEC_NODES} YAML nodes (through aliases); "
+            "a spec is a page of settings",
+            path=path,
+        )
 
 
 def _read(path: Path) -> str:
@@ -299,12 +349,31 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
 def _resolve_paths(spec: Spec, base: Path) -> Spec:
     source: SourceSpec | TableSourceSpec = spec.source
     if isinstance(source, SourceSpec):
+        _check_within(source, base)
         source = source.model_copy(update={"path": _absolute(source.path, base)})
     store_update: dict[str, Any] = {"url": _absolute_sqlite_url(spec.store.url, base)}
     if spec.store.password_file is not None:
         store_update["password_file"] = _absolute(spec.store.password_file, base)
     store = spec.store.model_copy(update=store_update)
     return spec.model_copy(update={"source": source, "store": store})
+
+
+def _check_within(source: SourceSpec, base: Path) -> None:
+    """Refuse a relative ``source.path`` whose ``..`` climbs out of ``base`` (the spec's folder).
+
+    Checked on the text of the path, before any symlink is followed: a relative path from
+    a spec (or from a program that builds specs from its users' input) stays under the
+    spec's folder. An absolute path is the author's explicit choice and is taken as given.
+    """
+    path = source.path.expanduser()
+    if path.is_absolute() or source.allow_parent_dirs:
+        return
+    if os.path.normpath(path).split(os.sep)[0] == os.pardir:
+        raise SpecError(
+            f"source.path: {str(source.path)[:200]!r} leads out of the spec's folder {base} through '..'; "
+            "write an absolute path, or set source.allow_parent_dirs: true",
+            path=str(source.path)[:200],
+        )
 
 
 def _absolute(p: Path, base: Path) -> Path:

@@ -66,6 +66,14 @@ class StoreSpec(_Section):
     def _from_string(cls, value: Any) -> Any:
         return {"url": value} if isinstance(value, str) else value
 
+    @field_validator("schema_name", "prefix")
+    @classmethod
+    def _identifier(cls, name: str, info: Any) -> str:
+        # ragstate's own names: the allow-list the dialect applies again when quoting
+        if info.field_name == "prefix" and name == "":
+            return name
+        return _ragstate_name(name, "schema name" if info.field_name == "schema_name" else "table prefix")
+
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, url: str) -> str:
@@ -80,7 +88,15 @@ class SourceSpec(_Section):
     path: Path = Field(description="folder (or single file) of documents, relative to the spec file")
     formats: tuple[SourceFormat, ...] = Field(("txt", "md", "xml", "jsonl"), description="file kinds read")
     follow_symlinks: bool = Field(False, description="read symlinks that lead outside the source folder")
-    max_document_bytes: int = Field(20_000_000, ge=1, description="larger files are refused by name")
+    allow_parent_dirs: bool = Field(
+        False, description="let a relative path leave the spec file's folder through .. (absolute paths always may)"
+    )
+    max_document_bytes: int = Field(
+        20_000_000,
+        ge=1,
+        le=1 << 31,
+        description="larger documents (files, JSONL records) are quarantined by name, never read whole",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -97,6 +113,16 @@ _LIST_OPS = ("in", "not in")
 _INLINE_OPS = ("!=", "<=", ">=", "=", "<", ">")
 
 Scalar = str | int | float | bool
+
+
+def _ragstate_name(name: str, what: str) -> str:
+    from ragstate.errors import IdentifierError
+    from ragstate.stores.schema import ident
+
+    try:
+        return ident(name, what=what)
+    except IdentifierError as exc:  # reported by pydantic with the field's path
+        raise ValueError(str(exc)) from None
 
 
 def _user_name(name: str, what: str) -> str:
@@ -398,6 +424,12 @@ class ReconcileSpec(_Section):
     """How apply works through a plan."""
 
     batch_size: int = Field(64, ge=1, le=100_000, description="documents per transaction")
+    max_documents_per_run: int | None = Field(
+        None,
+        ge=1,
+        description="a run that would build more documents than this is refused before it starts "
+        "(default: no limit)",
+    )
     max_delete_share: float = Field(
         0.5,
         ge=0.0,

@@ -18,6 +18,8 @@ def starter_spec(*, source: str, store: str, pipelines: list[str], spec_dir: Pat
         SpecError: the values do not make a valid spec (unknown pipeline, bad URL).
     """
     source_rel = _relative(Path(source), spec_dir)
+    if source_rel.split(os.sep)[0] == os.pardir:  # outside the spec's folder: say where, absolutely
+        source_rel = str((Path.cwd() / source).resolve())
     store_url = _relative_store(store, spec_dir)
     data = {"store": store_url, "source": {"path": source_rel}, "pipelines": pipelines}
     spec_from_dict(data, base_dir=spec_dir)  # validate before anything is written

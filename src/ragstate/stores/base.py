@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ragstate.redact import redact_data
 from ragstate.stores.dialect import Dialect
 from ragstate.stores.schema import TableDef
 
@@ -237,8 +238,13 @@ class Store(ABC):
     def decode_vector(self, value: Any) -> np.ndarray:
         """A stored vector value back to float32 numpy (raises ValueError if unreadable)."""
 
-    def encode_json(self, value: Any) -> str:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    def encode_json(self, value: Any, *, redacted: bool = True) -> str:
+        """``value`` as JSON text for a JSON column, secrets masked (``ragstate.redact``).
+
+        ``redacted=False`` only for the user's own data that ragstate reads back as it was
+        written (a table mapping's filter values).
+        """
+        return json.dumps(redact_data(value) if redacted else value, sort_keys=True, separators=(",", ":"), default=str)
 
     def decode_json(self, value: Any) -> Any:
         if value is None or not isinstance(value, (str, bytes)):

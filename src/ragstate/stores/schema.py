@@ -15,7 +15,7 @@ from ragstate.errors import IdentifierError
 
 #: lower-case ASCII, digits and underscores, starting with a letter or underscore;
 #: 48 characters leaves room for a prefix and suffixes inside PostgreSQL's 63.
-_IDENT = re.compile(r"^[a-z_][a-z0-9_]{0,47}$")
+_IDENT = re.compile(r"[a-z_][a-z0-9_]{0,47}")  # fullmatch: "$" would let a final newline through
 
 
 def ident(name: str, *, what: str = "identifier") -> str:
@@ -24,7 +24,7 @@ def ident(name: str, *, what: str = "identifier") -> str:
     Safe means: 1–48 characters of ``[a-z0-9_]``, not starting with a digit. Callers
     still quote it through the dialect; validation is the allow-list, quoting the belt.
     """
-    if not isinstance(name, str) or not _IDENT.match(name):
+    if not isinstance(name, str) or not _IDENT.fullmatch(name):
         shown = repr(name)[:60] + ("…" if len(repr(name)) > 60 else "")
         raise IdentifierError(
             f"invalid {what} {shown}: use 1-48 characters of a-z, 0-9 and _, not starting with a digit"
@@ -37,7 +37,7 @@ def ident(name: str, *, what: str = "identifier") -> str:
 #: view prefixes user columns with ``c_``). Looser than ``ident`` because users' tables
 #: may use upper case (the dialect quotes the name exactly, so the case is kept); never
 #: a quote, dot, space or semicolon, so a name cannot close its quotes or add a statement.
-_USER_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,59}$")
+_USER_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,59}")
 
 
 def user_ident(name: str, *, what: str = "column name") -> str:
@@ -45,7 +45,7 @@ def user_ident(name: str, *, what: str = "column name") -> str:
 
     Callers quote it through the dialect (``UserName``), which keeps its case.
     """
-    if not isinstance(name, str) or not _USER_IDENT.match(name):
+    if not isinstance(name, str) or not _USER_IDENT.fullmatch(name):
         shown = repr(name)[:60] + ("…" if len(repr(name)) > 60 else "")
         raise IdentifierError(
             f"invalid {what} {shown}: ragstate reads user tables and columns named with 1-60 characters of "

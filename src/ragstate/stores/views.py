@@ -95,7 +95,7 @@ def create(
                 name,
                 view_name(name),
                 layout.source,
-                store.encode_json(definition),
+                store.encode_json(definition, redacted=False),  # read back by `source check`
                 fingerprint,
                 store.encode_json(columns),
                 old.created_at if old is not None else stamp,
