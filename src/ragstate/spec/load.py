@@ -300,6 +300,8 @@ def _validate(
             message = error["msg"]
             if error["type"] == "extra_forbidden":
                 message = "unknown field"
+            elif len(message) > 400:  # a message quoting a huge value names it, never echoes it
+                message = message[:400] + "…"
             elif "input" in error and not isinstance(error["input"], (dict, list)):
                 message += f" (got {redact(repr(error['input']))[:80]})"
             problems.append(f"{origin}: {field}: {message}")
@@ -350,7 +352,7 @@ def _resolve_paths(spec: Spec, base: Path) -> Spec:
     source: SourceSpec | TableSourceSpec = spec.source
     if isinstance(source, SourceSpec):
         _check_within(source, base)
-        source = source.model_copy(update={"path": _absolute(source.path, base)})
+        source = source.model_copy(update={"path": Path(os.path.normpath(_absolute(source.path, base)))})
     store_update: dict[str, Any] = {"url": _absolute_sqlite_url(spec.store.url, base)}
     if spec.store.password_file is not None:
         store_update["password_file"] = _absolute(spec.store.password_file, base)

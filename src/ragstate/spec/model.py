@@ -259,7 +259,7 @@ class TableSourceSpec(_Section):
             ident("src_" + self.mapping_name, what="mapping name")
         except IdentifierError:
             raise ValueError(
-                f"mapping name {self.mapping_name!r}: use 1-44 characters of a-z, 0-9 and _ "
+                f"mapping name {self.mapping_name[:60]!r}: use 1-44 characters of a-z, 0-9 and _ "
                 "(set source.name when the table's name does not fit)"
             ) from None
         return self
