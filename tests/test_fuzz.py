@@ -13,12 +13,15 @@ import os
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from typer.testing import CliRunner
 
+from ragstate.cli import app
 from ragstate.errors import DocumentError, IdentifierError, PlanError, SpecError
 from ragstate.plan.model import Estimate, KindPlan, Plan, action_fingerprint
 from ragstate.sources.loaders import iter_jsonl, parse_jats, parse_markdown, parse_text
 from ragstate.spec import load_spec
-from ragstate.stores.schema import ident
+from ragstate.spec.load import table_source_from
+from ragstate.stores.schema import ident, user_ident
 
 settings.register_profile(
     "ci", max_examples=150, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -58,6 +61,43 @@ def test_any_mapping_gives_a_spec_or_a_spec_error(tmp_path_factory, data: dict) 
         pass
 
 
+section_keys = st.sampled_from(
+    [
+        "batch_size",
+        "max_documents_per_run",
+        "retry",
+        "model",
+        "text",
+        "options",
+        "max_tokens",
+        "path",
+        "url",
+        "schema",
+        "prefix",
+        "follow_symlinks",
+        "allow_parent_dirs",
+        "max_document_bytes",
+        "table",
+        "where",
+        "x",
+    ]
+)
+
+
+@given(
+    st.sampled_from(["store", "source", "reconcile", "artifacts", "models", "scope"]),
+    st.dictionaries(section_keys, json_values, max_size=4),
+)
+def test_a_valid_spec_with_one_random_section_gives_a_spec_or_a_spec_error(tmp_path_factory, key, section) -> None:
+    data = {"store": "sqlite:///s.db", "source": "docs", key: section}
+    path = tmp_path_factory.mktemp("spec") / "s.yaml"
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    try:
+        load_spec(path, environ={})
+    except SpecError:
+        pass
+
+
 @given(st.binary(max_size=600))
 def test_loaders_raise_only_document_errors(data: bytes) -> None:
     for parse in (parse_text, parse_markdown, parse_jats):
@@ -81,13 +121,90 @@ def test_jsonl_of_any_json_values(values: list) -> None:
         pass
 
 
-@given(st.text(max_size=80))
+names = st.text(max_size=80) | st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,70}\s?", fullmatch=True)
+
+
+@given(names)
 def test_identifiers_are_valid_or_refused(name: str) -> None:
     try:
         checked = ident(name)
     except IdentifierError:
         return
     assert checked == name and checked.isascii() and '"' not in checked and len(checked) <= 48
+    assert checked.replace("_", "").isalnum() and checked == checked.lower()
+
+
+@given(names)
+def test_user_identifiers_are_valid_or_refused(name: str) -> None:
+    try:
+        checked = user_ident(name)
+    except IdentifierError:
+        return
+    assert checked == name and checked.isascii() and checked.replace("_", "").isalnum() and len(checked) <= 60
+
+
+filters = st.text(max_size=60) | st.builds(
+    lambda c, op, v: f"{c}{op}{v}",
+    names,
+    st.sampled_from(["=", " != ", "<", " in ", " is null", ">="]),
+    st.text(max_size=20),
+)
+
+
+@given(st.lists(filters, max_size=3), names, names)
+def test_table_sources_are_valid_or_a_spec_error(where: list[str], table: str, column: str) -> None:
+    try:
+        spec = table_source_from({"table": table, "id": column, "text": "body", "where": where})
+    except SpecError:
+        return
+    for name in (spec.table_name, spec.id, *(f.column for f in spec.where)):
+        assert user_ident(name) == name
+
+
+# Structured documents reach the parsers' inner paths (random bytes rarely parse as XML).
+words = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+jats = st.builds(
+    lambda title, abstract, paragraphs, wrap: (
+        (
+            f"<article><front><article-meta><title-group><article-title>{title}</article-title></title-group>"
+            f"<abstract><p>{abstract}</p></abstract></article-meta></front>"
+            f"<body>{''.join(f'<sec><title>{p}</title><p>{p}</p></sec>' for p in paragraphs)}</body></article>"
+        )
+        if wrap
+        else title
+    ),
+    words,
+    words,
+    st.lists(words, max_size=4),
+    st.booleans(),
+)
+markdown = st.builds(
+    lambda front, lines: (f"---\n{front}\n---\n" if front is not None else "") + "\n".join(lines),
+    st.none() | words,
+    st.lists(st.sampled_from(["# ", "## Abstract", "", "text ", "---", "```", "> "]) | words, max_size=8),
+)
+
+
+@given(jats, markdown)
+def test_structured_documents_parse_or_raise_document_errors(xml: str, md: str) -> None:
+    for parse, text in ((parse_jats, xml), (parse_markdown, md), (parse_text, md)):
+        try:
+            docs = parse(text.encode("utf-8"), "doc")
+        except DocumentError:
+            continue
+        assert all(d.doc_id == "doc" and isinstance(d.content_hash, str) for d in docs)
+
+
+@settings(max_examples=40)
+@given(st.text(max_size=300))
+def test_the_cli_answers_any_spec_with_an_error_never_a_traceback(tmp_path_factory, text: str) -> None:
+    path = tmp_path_factory.mktemp("cli") / "s.yaml"
+    path.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(app, ["plan", "-c", str(path), "--json"])
+    assert result.exit_code == 1, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert json.loads(result.stdout)["error_type"] == "SpecError"
+    assert "Traceback" not in result.stdout + result.stderr
 
 
 ids = st.lists(st.text(min_size=1, max_size=10), max_size=4, unique=True).map(tuple)

@@ -58,7 +58,9 @@ def pg_store(admin_url: str, role: str, schema: str, password: str | None) -> st
 
 
 @pytest.fixture
-def secured(backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, keyed_extractor):
+def secured(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, keyed_extractor
+):
     """``(spec path, dump)``: a spec holding the password on this backend, and a function
     that returns every row of every ragstate table as text."""
     monkeypatch.setenv("PGPASSWORD", PASSWORD)
@@ -145,7 +147,11 @@ def test_no_output_and_no_stored_row_holds_the_password(secured, tmp_path: Path)
     assert run("apply", "-c", str(broken), "--json") == 1
     secret_file = tmp_path / "pw"
     secret_file.write_text(PASSWORD + "\n")
-    data["store"] = {"url": "postgresql://rag@127.0.0.1:9/rag", "password_file": str(secret_file), "connect_timeout_s": 2}
+    data["store"] = {
+        "url": "postgresql://rag@127.0.0.1:9/rag",
+        "password_file": str(secret_file),
+        "connect_timeout_s": 2,
+    }
     broken.write_text(yaml.safe_dump(data))
     assert run("status", "-c", str(broken), "--json") == 1
     data["store"] = f"mysql://rag:{PASSWORD}@db/rag"

@@ -86,7 +86,9 @@ def test_a_source_path_climbing_out_of_the_spec_folder_is_refused(tmp_path: Path
     spec = write(deep / "s.yaml", {"store": "sqlite:///s.db", "source": "../../../etc/passwd"})
     code, out = cli("plan", "-c", spec)
     assert code == 1 and out["error_type"] == "SpecError"
-    assert "source.path" in out["error"] and "../../../etc/passwd" in out["error"] and "allow_parent_dirs" in out["error"]
+    assert (
+        "source.path" in out["error"] and "../../../etc/passwd" in out["error"] and "allow_parent_dirs" in out["error"]
+    )
     assert not (deep / "s.db").exists()
     for climbing in ("..", "corpus/../../x", "./../x"):
         with pytest.raises(SpecError, match="leads out of the spec's folder"):
@@ -141,7 +143,18 @@ def test_a_ten_thousand_character_identifier_is_refused_everywhere(tmp_path: Pat
         code, out = cli("plan", "-c", write(tmp_path / "s.yaml", spec))
         assert code == 1 and out["error_type"] == "SpecError", (field, value if len(str(value)) < 100 else "...")
         assert len(out["error"]) < 1000
-    code, out = cli("source", "map-table", "-c", write(tmp_path / "s.yaml", make_spec()), "--table", LONG, "--id", "id", "--text", "b")
+    code, out = cli(
+        "source",
+        "map-table",
+        "-c",
+        write(tmp_path / "s.yaml", make_spec()),
+        "--table",
+        LONG,
+        "--id",
+        "id",
+        "--text",
+        "b",
+    )
     assert code == 1 and "source.table" in out["error"] and len(out["error"]) < 1000
 
 

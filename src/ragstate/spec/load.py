@@ -92,6 +92,8 @@ def load_spec(
             path,
             field,
         )
+    for _, secret in literal_secrets({k: v for k, v in environ.items() if k.startswith(ENV_PREFIX)}):
+        register_secret(secret)  # not warned: the environment is where secrets belong
     data = _apply_profile(path, data, profile if profile is not None else environ.get("RAGSTATE_PROFILE"))
     env_paths = _check_environment(environ)
     spec = _validate(path, data, node, env_paths, environ)

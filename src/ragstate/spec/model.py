@@ -427,8 +427,7 @@ class ReconcileSpec(_Section):
     max_documents_per_run: int | None = Field(
         None,
         ge=1,
-        description="a run that would build more documents than this is refused before it starts "
-        "(default: no limit)",
+        description="a run that would build more documents than this is refused before it starts (default: no limit)",
     )
     max_delete_share: float = Field(
         0.5,
