@@ -271,3 +271,22 @@ def test_a_filter_value_the_column_refuses_is_reported(user_table, table_project
     assert not report.created and len(report.problems) == 1
     assert report.problems[0].startswith(f"cannot read table {user_table.qualified}: ")
     assert "invalid input syntax for type integer" in report.problems[0]
+
+
+def test_an_over_limit_row_of_a_user_table_is_quarantined_by_its_id(user_table, table_project) -> None:
+    user_table.create()
+    user_table.fill()
+    limit = 30_000
+    large = {
+        str(i)
+        for i, a in enumerate(ARTICLES, start=1)
+        if sum(len((a[f] or "").encode()) for f in ("title", "abstract", "body")) > limit
+    }
+    assert 0 < len(large) < len(ARTICLES)
+    project = table_project({"max_document_bytes": limit})
+    project.map_table()
+    record = project.apply()
+    assert record.converged and record.quarantined_total == len(large)
+    entries = project.quarantine_list()
+    assert {e.doc_id for e in entries} == large and {e.reason for e in entries} == {"too_large"}
+    assert all(f"the limit (source.max_document_bytes) is {limit}" in e.message for e in entries)

@@ -21,7 +21,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ragstate.errors import DocumentError, MappingError, StoreError
+from ragstate.errors import DocumentError, DocumentTooLarge, MappingError, StoreError
 from ragstate.hashing import fingerprint
 from ragstate.redact import redact
 from ragstate.sources.base import DocRef, Document, SourceProblem
@@ -232,6 +232,14 @@ class TableSource:
                     doc_id=ref.doc_id,
                 )
             content_hash, doc_id, title, abstract, body = row[:5]
+            size = sum(len(v.encode("utf-8")) for v in (title, abstract, body) if isinstance(v, str))
+            if size > spec.max_document_bytes:
+                raise DocumentTooLarge(
+                    f"document '{doc_id}' of table {spec.table} is {size} bytes; the limit "
+                    f"(source.max_document_bytes) is {spec.max_document_bytes}",
+                    path=spec.table,
+                    doc_id=doc_id,
+                )
             metadata = {name: _text(row[i]) for name, i in metadata_at}
             yield Document(
                 doc_id=doc_id,

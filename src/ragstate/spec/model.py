@@ -213,6 +213,9 @@ class TableSourceSpec(_Section):
     name: str | None = Field(
         None, description="name of the mapping and its view (default: the table's name in lower case)"
     )
+    max_document_bytes: int = Field(
+        20_000_000, ge=1, le=1 << 31, description="a row whose text fields are larger is quarantined by its id"
+    )
 
     @field_validator("where", mode="before")
     @classmethod
@@ -278,7 +281,7 @@ class TableSourceSpec(_Section):
 
     def definition(self) -> dict[str, Any]:
         """The mapping as data (what the view-mappings table records)."""
-        return self.model_dump(mode="json", exclude={"name"})
+        return self.model_dump(mode="json", exclude={"name", "max_document_bytes"})
 
 
 def _source_kind(value: Any) -> str:
