@@ -247,6 +247,31 @@ def test_any_json_is_a_plan_or_a_plan_error(value) -> None:
         pass
 
 
+def test_deeply_nested_input_is_a_typed_error(tmp_path) -> None:
+    # Python's parsers recurse: JSON, YAML or XML nested thousands deep raises RecursionError,
+    # which each reader turns into its own error naming the file.
+    deep_json, deep_xml = b"[" * 100_000, b"<article><body>" + b"<sec>" * 100_000
+    for parse, data in ((parse_markdown, b"---\n" + b"[" * 20_000 + b"\n---\n# T"), (parse_jats, deep_xml)):
+        try:
+            parse(data, "doc")
+        except DocumentError as exc:
+            assert "doc" in str(exc)
+    records = list(
+        iter_jsonl(io.BytesIO(deep_json + b'\n{"id": 1, "text": "x"}\n'), "f.jsonl", max_record_bytes=1 << 20)
+    )
+    assert "f.jsonl:1: nested too deeply" in str(records[0].error) and records[1].doc_id == "1"
+    try:
+        Plan.from_json(deep_json.decode())
+    except PlanError:
+        pass
+    spec = tmp_path / "s.yaml"
+    spec.write_text("store: s.db\nsource: d\nx: " + "[" * 50_000)
+    try:
+        load_spec(spec, environ={})
+    except SpecError as exc:
+        assert "nested too deeply" in str(exc)
+
+
 def test_plan_from_invalid_json_text() -> None:
     for text in ("", "{", "[1,", "\x00"):
         try:

@@ -214,3 +214,16 @@ def test_a_run_over_the_document_limit_is_refused_before_it_starts(backend, make
     assert stepped.apply().converged
     with Project(stepped.spec.model_copy(update={"scope": "all"})) as rest:
         assert rest.apply().converged
+
+
+def test_a_jats_file_cannot_make_ragstate_read_another_file() -> None:
+    from ragstate.errors import MalformedDocument
+    from ragstate.sources.loaders import parse_jats
+
+    xxe = (
+        b'<?xml version="1.0"?><!DOCTYPE article [<!ENTITY p SYSTEM "file:///etc/passwd">]>'
+        b"<article><front><article-meta><title-group><article-title>&p;</article-title></title-group>"
+        b"</article-meta></front></article>"
+    )
+    with pytest.raises(MalformedDocument, match="not well-formed XML"):
+        parse_jats(xxe, "jats/xxe.xml")

@@ -192,6 +192,8 @@ class Plan:
             return cls.from_dict(json.loads(text))
         except json.JSONDecodeError as exc:
             raise PlanError(f"plan is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+        except RecursionError:
+            raise PlanError("plan is not a plan: JSON nested too deeply") from None
 
 
 def _opt_int(value: Any) -> int | None:

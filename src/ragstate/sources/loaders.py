@@ -20,11 +20,12 @@ exception escapes. The source turns these into quarantine entries, not failed pl
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypeVar
 from xml.etree.ElementTree import Element, ParseError
 
 import defusedxml.ElementTree as SafeET
@@ -44,7 +45,23 @@ FORMAT_OF_SUFFIX = {".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md
 
 #: JSONL fields that are document text rather than metadata
 _JSONL_TEXT_FIELDS = {"doc_id", "id", "title", "abstract", "body", "text"}
+T = TypeVar("T")
 _ATX_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+
+
+def _nesting_bounded(parse: Callable[..., T]) -> Callable[..., T]:
+    """Turn a parser's ``RecursionError`` (JSON, YAML front matter or XML nested thousands
+    deep) into a ``MalformedDocument`` naming the file, like any other unreadable input."""
+
+    @functools.wraps(parse)
+    def bounded(data: bytes, path: str, *args: Any, **kwargs: Any) -> T:
+        try:
+            return parse(data, path, *args, **kwargs)
+        except RecursionError:
+            where = f"{path}:{args[0]}" if args else path
+            raise MalformedDocument(f"{where}: nested too deeply to read", path=path) from None
+
+    return bounded
 
 
 def decode(data: bytes, path: str) -> str:
@@ -66,6 +83,7 @@ def parse_text(data: bytes, path: str) -> list[Document]:
     return [Document(doc_id=path, title=title, abstract="", body=body, path=path)]
 
 
+@_nesting_bounded
 def parse_markdown(data: bytes, path: str) -> list[Document]:
     text = decode(data, path)
     metadata: dict[str, str] = {}
@@ -111,6 +129,7 @@ def parse_markdown(data: bytes, path: str) -> list[Document]:
     return [Document(doc_id=path, title=title, abstract=abstract, body=body, path=path, metadata=metadata)]
 
 
+@_nesting_bounded
 def parse_jats(data: bytes, path: str) -> list[Document]:
     try:
         # defusedxml refuses entity expansion and external references: a JATS file is
@@ -188,6 +207,7 @@ def iter_jsonl(stream: BinaryIO, path: str, *, max_record_bytes: int) -> Iterato
         pos += 1
 
 
+@_nesting_bounded
 def parse_jsonl_record(raw: bytes, path: str, lineno: int | str, *, pos: int, offset: int) -> Document:
     text = decode(raw, f"{path}:{lineno}")
     try:
