@@ -9,6 +9,7 @@ modules, which quote validated identifiers, may assemble SQL text.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from conftest import REPO
@@ -39,6 +40,52 @@ def _built(node: ast.AST) -> bool:
     if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
         return True
     return False
+
+
+#: SQL keywords as statements spell them; a formatted string holding one is SQL being built
+SQL_WORDS = re.compile(r"\b(SELECT|INSERT INTO|UPDATE|DELETE FROM|CREATE|DROP|ALTER|WHERE|VALUES|JOIN)\b")
+
+
+def formatted_sql(path: Path) -> list[str]:
+    """f-strings, ``+``, ``%`` and ``.format()`` whose literal text reads as SQL, wherever the
+    result goes (a variable passed to ``execute`` later too); messages of a ``raise`` aside."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    in_raise = {id(n) for r in ast.walk(tree) if isinstance(r, ast.Raise) for n in ast.walk(r)}
+    problems = []
+    for node in ast.walk(tree):
+        if id(node) in in_raise:
+            continue
+        literals: list[object] = []
+        if isinstance(node, ast.JoinedStr):
+            literals = [v.value for v in node.values if isinstance(v, ast.Constant)]
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Mod)):
+            literals = [n.value for n in (node.left, node.right) if isinstance(n, ast.Constant)]
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "format":
+            literals = [node.func.value.value] if isinstance(node.func.value, ast.Constant) else []
+        if any(isinstance(text, str) and SQL_WORDS.search(text) for text in literals):
+            problems.append(f"{path.relative_to(REPO)}:{node.lineno}: SQL text built by formatting")
+    return problems
+
+
+def test_no_sql_like_text_is_formatted_outside_the_dialects() -> None:
+    files = [p for p in (REPO / "src" / "ragstate").rglob("*.py") if p.name not in ALLOWED_FILES]
+    problems = [problem for path in files for problem in formatted_sql(path)]
+    assert problems == []
+
+
+def test_the_wider_scan_catches_sql_built_into_a_variable() -> None:
+    bad = REPO / "src" / "ragstate" / "_scan_probe2.py"
+    try:
+        bad.write_text(
+            "def f(s, name, v):\n"
+            "    sql = f'DELETE FROM {name} WHERE id = 1'\n"
+            "    other = 'SELECT * FROM ' + name\n"
+            "    s.execute(sql)\n"
+            "    raise ValueError(f'run CREATE EXTENSION vector in {name}')\n"
+        )
+        assert len(formatted_sql(bad)) == 2
+    finally:
+        bad.unlink()
 
 
 def test_no_sql_is_built_by_formatting() -> None:
