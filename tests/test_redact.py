@@ -43,12 +43,14 @@ def test_literal_secrets_are_found_by_key_and_in_urls() -> None:
         "artifacts": {"entities": {"options": {"api_key": "k-123", "auth_token": "t-456", "tokens": 5}}},
         "profiles": {"p": {"store": "postgres://v:pw2@h/db"}},
         "list": [{"password": "in-a-list"}],
+        "query": "postgresql://u@h/db?sslmode=require&password=in-query",
     }
     assert sorted(literal_secrets(spec)) == [
         ("artifacts.entities.options.api_key", "k-123"),
         ("artifacts.entities.options.auth_token", "t-456"),
         ("list[0].password", "in-a-list"),
         ("profiles.p.store", "pw2"),
+        ("query", "in-query"),
         ("store.url", "pw-in-url"),
     ]
 

@@ -90,7 +90,8 @@ def literal_secrets(data: Any, path: str = "") -> Iterator[tuple[str, str]]:
     """``(field path, secret)`` for each literal secret in a spec mapping.
 
     A secret is the string value of a key named like one (``password``, ``api_key``,
-    ``token``, ...), or the password part of a URL anywhere in a string value.
+    ``token``, ...), or the password part of a URL or a ``password=...`` pair anywhere in
+    a string value.
     """
     if isinstance(data, dict):
         for key, value in data.items():
@@ -103,5 +104,6 @@ def literal_secrets(data: Any, path: str = "") -> Iterator[tuple[str, str]]:
         for i, value in enumerate(data):
             yield from literal_secrets(value, f"{path}[{i}]")
     elif isinstance(data, str):
-        for match in _URL_PASSWORD.finditer(data):
-            yield path, match["secret"]
+        for pattern in (_URL_PASSWORD, _KEYWORD_PASSWORD):  # user:SECRET@, ?password=SECRET
+            for match in pattern.finditer(data):
+                yield path, match["secret"]
