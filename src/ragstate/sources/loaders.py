@@ -45,8 +45,10 @@ FORMAT_OF_SUFFIX = {".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md
 
 #: JSONL fields that are document text rather than metadata
 _JSONL_TEXT_FIELDS = {"doc_id", "id", "title", "abstract", "body", "text"}
-T = TypeVar("T")
 _ATX_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+
+
+T = TypeVar("T")
 
 
 def _nesting_bounded(parse: Callable[..., T]) -> Callable[..., T]:
