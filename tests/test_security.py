@@ -114,7 +114,7 @@ def test_a_symlink_to_etc_passwd_inside_the_source_is_refused(backend, spec_file
     os.symlink("/etc/passwd", corpus / "text" / "passwd.txt")
     spec = spec_file()
     code, out = cli("plan", "-c", str(spec))
-    assert code == 1 and out["error_type"] == "SourceError"
+    assert code == 1 and out["error_type"] == "SourceError", out
     assert "text/passwd.txt is a symlink to /etc/passwd" in out["error"] and "follow_symlinks" in out["error"]
     code, out = cli("apply", "-c", str(spec))
     assert code == 1 and "passwd.txt" in out["error"]

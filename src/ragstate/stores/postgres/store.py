@@ -31,7 +31,11 @@ try:
     import psycopg
     import psycopg.errors as pg_errors
     from pgvector.psycopg import register_vector
-    from pgvector.utils import Vector
+
+    try:
+        from pgvector import Vector  # pgvector >= 0.4
+    except ImportError:
+        from pgvector.utils import Vector  # pgvector 0.3
     from psycopg.adapt import Dumper
     from psycopg.pq import Format
     from psycopg.types import TypeInfo
