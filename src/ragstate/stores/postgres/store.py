@@ -81,6 +81,12 @@ class EncodedVector(bytes):
         return np.frombuffer(self, dtype=">f4", count=dim, offset=4).astype(np.float32)
 
 
+def _as_vector(obj: Any) -> Vector:
+    # Vector's public to_binary/to_text are the same in every pgvector release; its
+    # private _to_db helpers are not (0.5 dropped _to_db_binary).
+    return obj if isinstance(obj, Vector) else Vector(obj)
+
+
 def _configure(conn: psycopg.Connection) -> None:
     """Per pooled connection: pgvector's types, and the pass-through dumper of ``EncodedVector``."""
     register_vector(conn)
@@ -94,13 +100,13 @@ def _configure(conn: psycopg.Connection) -> None:
         oid = info.oid
 
         def dump(self, obj: Any) -> bytes:
-            return bytes(obj) if isinstance(obj, EncodedVector) else Vector._to_db_binary(obj)
+            return bytes(obj) if isinstance(obj, EncodedVector) else _as_vector(obj).to_binary()
 
     class Text(Dumper):
         oid = info.oid
 
         def dump(self, obj: Any) -> bytes:
-            return Vector._to_db(obj.array() if isinstance(obj, EncodedVector) else obj).encode()
+            return _as_vector(obj.array() if isinstance(obj, EncodedVector) else obj).to_text().encode()
 
     conn.adapters.register_dumper(EncodedVector, Text)
     conn.adapters.register_dumper(EncodedVector, Binary)
