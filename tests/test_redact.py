@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ragstate.redact import MASK, RedactingFormatter, literal_secrets, redact, redact_data, register_secret
+from ragstate.logs import TextFormatter
+from ragstate.redact import MASK, literal_secrets, redact, redact_data, register_secret
 from ragstate.spec import load_spec
 
 
@@ -26,7 +27,7 @@ def test_nested_data_is_masked_keys_and_values() -> None:
 
 def test_log_lines_and_their_tracebacks_are_masked() -> None:
     register_secret("Tr4ceb4ck-pw")
-    formatter = RedactingFormatter("%(message)s")
+    formatter = TextFormatter()
     try:
         raise RuntimeError("connect postgresql://u:other-pw@h/db with Tr4ceb4ck-pw")
     except RuntimeError:

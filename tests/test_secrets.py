@@ -1,7 +1,7 @@
 """No secret used by a run reaches its output: a grep of everything the CLI flows leave behind.
 
 Each backend runs the flows a user runs (plan, saved plan, apply, verify, status,
-quarantine, reconcile, and failing ones) through the CLI, at ``--log-level debug``, in
+quarantine, reconcile, the HTML report, and failing ones) through the CLI, at ``--log-level debug``, in
 text and in ``--json``, with the test password in every place a spec or environment
 can hold one: a store URL (literal, warned), ``PGPASSWORD``, a ``password_file``, an
 extractor's ``api_key`` option, an unselected profile. Then the password is searched for
@@ -137,6 +137,9 @@ def test_no_output_and_no_stored_row_holds_the_password(secured, tmp_path: Path)
     assert run("quarantine", "retry", "--all", "-c", c, "--json") == 4
     assert run("reconcile", "-c", c, "--json") == 4
     assert json.loads(last["out"])["converged"]
+    page = tmp_path / "status.html"
+    assert run("report", "--html", str(page), "-c", c, "--json") == 0
+    outputs.append(page.read_text(encoding="utf-8"))  # the HTML report
 
     # Failing flows: errors that quote the store URL or the value given.
     data = yaml.safe_load(spec.read_text())
