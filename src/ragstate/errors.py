@@ -245,3 +245,24 @@ class QuarantineNotFound(TerminalError):
 
 class ApplyInterrupted(RagstateError):
     """An apply stopped before it finished; committed batches stay, the next run resumes."""
+
+
+# --- generations ----------------------------------------------------------------------
+
+
+class GoldenSetError(TerminalError):
+    """The golden queries file (``generations.golden.file``) cannot be read or has a bad line."""
+
+    def __init__(self, message: str, *, path: Path | str, line: int | None = None):
+        self.path = str(path)
+        self.line = line
+        super().__init__(message)
+
+
+class RollbackError(TerminalError):
+    """A rollback cannot be done (no earlier generation, dropped, or inconsistent with other kinds); nothing changed."""
+
+    def __init__(self, message: str, *, kind: str, generation: int | None = None):
+        self.kind = kind
+        self.generation = generation
+        super().__init__(message)

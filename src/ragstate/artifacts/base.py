@@ -63,6 +63,20 @@ class Recipe:
     def of(cls, kind: str, params: dict[str, Any], **extra: Any) -> Recipe:
         return cls(kind=kind, params=params, fingerprint=fingerprint({"kind": kind, **params}), **extra)
 
+    @classmethod
+    def stored(cls, kind: str, recipe_fp: str, params: dict[str, Any]) -> Recipe:
+        """The recipe a generation was built with, as far as its tables' shape needs it
+        (names, the vector dimension), from what the generations table records."""
+        model = params.get("model")
+        identity = model if isinstance(model, dict) else {}
+        return cls(
+            kind=kind,
+            params=params,
+            fingerprint=recipe_fp,
+            dimension=identity.get("dimension"),
+            normalized=bool(identity.get("normalize", False)),
+        )
+
 
 @dataclass(frozen=True)
 class VectorColumn:
@@ -163,6 +177,10 @@ class ArtifactKind(ABC):
     multi_row: bool = False
     #: the cross-artifact invariants ``inspect`` checks, in words (``verify`` lists them)
     invariants: tuple[str, ...] = ()
+    #: the golden-query check before a switch searches the first vector column, reading
+    #: this many rows per document wanted (1: one row per document; more for chunks);
+    #: 0: the kind has no such check
+    golden_fetch: int = 0
 
     @abstractmethod
     def recipe(self, spec: Spec) -> Recipe:

@@ -23,6 +23,7 @@ from ragstate.stores.schema import ARTIFACT_STAMP, ColumnType, Index, TableDef, 
 class ChunkEmbeddings(VectorItems, PerChunkKind):
     name = "chunk_embeddings"
     code_version = 1
+    golden_fetch = 8
     invariants = ("every chunk has its embedding, every embedding its chunk",)
     value_columns = ("embedding",)
     select_values = "SELECT chunk_id, text_hash, embedding FROM {t} WHERE doc_id = ANY(?)"

@@ -22,6 +22,7 @@ from ragstate.stores.schema import ARTIFACT_STAMP, ColumnType, Index, TableDef, 
 class DocEmbeddings(ArtifactKind):
     name = "doc_embeddings"
     code_version = 1
+    golden_fetch = 1
 
     def recipe(self, spec: Spec) -> Recipe:
         params = spec.artifacts.doc_embeddings

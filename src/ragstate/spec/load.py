@@ -359,7 +359,12 @@ def _resolve_paths(spec: Spec, base: Path) -> Spec:
     if spec.store.password_file is not None:
         store_update["password_file"] = _absolute(spec.store.password_file, base)
     store = spec.store.model_copy(update=store_update)
-    return spec.model_copy(update={"source": source, "store": store})
+    update: dict[str, Any] = {"source": source, "store": store}
+    golden = spec.generations.golden
+    if golden.file is not None:
+        golden = golden.model_copy(update={"file": _absolute(golden.file, base)})
+        update["generations"] = spec.generations.model_copy(update={"golden": golden})
+    return spec.model_copy(update=update)
 
 
 def _check_within(source: SourceSpec, base: Path) -> None:

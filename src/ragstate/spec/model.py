@@ -522,6 +522,48 @@ class DaemonSpec(_Section):
     metrics_host: str = Field("127.0.0.1", description="address the metrics server listens on")
 
 
+class GoldenSpec(_Section):
+    """The golden-query check a new generation must pass before it is switched in.
+
+    Known-item queries (a document's title finds that document, or pairs from ``file``)
+    are run against the new generation and against the active one, nearest neighbours
+    on each generation's own table; the new one's recall@k must not fall below
+    ``min_share`` of the active one's.
+    """
+
+    queries: int = Field(
+        50,
+        ge=0,
+        le=10_000,
+        description="known-item queries drawn from the documents in scope (title → document); 0 turns the check off",
+    )
+    file: Path | None = Field(
+        None,
+        description='JSONL file of your own queries, one {"query": ..., "doc_id": ...} (or "doc_ids": [...]) a '
+        "line, used instead of titles",
+    )
+    k: int = Field(10, ge=1, le=1000, description="recall is counted in the top k documents")
+    min_share: float = Field(
+        0.95,
+        ge=0.0,
+        le=1.0,
+        description="the new generation's recall@k must be at least this share of the active generation's",
+    )
+
+
+class GenerationsSpec(_Section):
+    """Blue/green generations: verification before a switch, and how many old ones to keep."""
+
+    keep: int = Field(
+        2,
+        ge=1,
+        le=1000,
+        description="inactive generations kept per kind for rollback (always including the one active before "
+        "the current); older ones are dropped by apply",
+    )
+    golden: GoldenSpec = GoldenSpec()
+
+
 class Spec(BaseSettings):
     """The desired state of one project's RAG data."""
 
@@ -539,6 +581,7 @@ class Spec(BaseSettings):
     reconcile: ReconcileSpec = ReconcileSpec()
     executor: ExecutorSpec = Field(ExecutorSpec(), description="local, or ray (a string, or the mapping)")
     daemon: DaemonSpec = DaemonSpec()
+    generations: GenerationsSpec = GenerationsSpec()
 
     @classmethod
     def settings_customise_sources(

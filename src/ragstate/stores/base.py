@@ -197,8 +197,10 @@ class Store(ABC):
         for statement in self.dialect.create_table(table):
             session.execute(statement)
 
-    def drop_table(self, session: Session, table: str) -> None:
-        session.execute("DROP TABLE IF EXISTS {t}", t=table)
+    def drop_table(self, session: Session, table: TableDef) -> None:
+        """Drop ``table`` and what its indexes keep beside it (SQLite's FTS5 tables)."""
+        for statement in self.dialect.drop_table(table):
+            session.execute(statement)
 
     def table_problems(self, session: Session, table: TableDef, *, vector_indexes: bool = True) -> list[SchemaProblem]:
         """What differs between ``table`` and the database (empty: none)."""

@@ -170,6 +170,10 @@ class Dialect(ABC):
                     statements += self.index_statements(table, ix)
         return [s for s in statements if s]
 
+    def drop_table(self, table: TableDef) -> list[str]:
+        """Statements dropping ``table`` (if it exists) with its indexes."""
+        return [f"DROP TABLE IF EXISTS {self.table(table.name)}"]
+
     def index_statements(self, table: TableDef, index: Index) -> list[str]:
         """Statements creating ``index`` if it is missing (one, unless a backend needs more)."""
         return [self.create_index(table, index)]

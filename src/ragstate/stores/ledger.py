@@ -10,28 +10,79 @@ ledger against the artifact table, each a single statement, never a query per do
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
+from ragstate.errors import StoreError
 from ragstate.stores.base import Session, Store, now
 from ragstate.stores.dialect import Col
-from ragstate.stores.schema import LEDGER, ROW_COUNTS
+from ragstate.stores.schema import LEDGER, ROW_COUNTS, TableDef
+
+#: the states of a generation, in the order of its life
+BUILDING, REJECTED, ACTIVE, RETIRED, DROPPED = "building", "rejected", "active", "retired", "dropped"
 
 
 @dataclass(frozen=True)
 class Generation:
-    """One build of an artifact kind under one recipe."""
+    """One build of an artifact kind under one recipe.
+
+    ==========  ===========================================================================
+    state       meaning
+    ==========  ===========================================================================
+    building    being built (or complete and waiting for verification); a killed build
+                resumes into it
+    rejected    complete, but failed verification; apply verifies it again, never
+                switches to it unverified
+    active      what queries read; exactly one per kind
+    retired     was active; kept for ``rollback`` until garbage-collected
+    dropped     garbage-collected: tables and ledger rows gone, the row kept for history
+    ==========  ===========================================================================
+    """
 
     kind: str
     generation: int
     recipe_fp: str
     recipe: dict[str, Any]
     table_name: str
-    state: str  # building | active | retired
+    state: str
     created_at: float
     activated_at: float | None
     run_id: str | None
+    #: the generation of each upstream kind it was built from (and switched in with)
+    upstream: dict[str, int] = field(default_factory=dict)
+    #: the model specs (by ``models`` name) it embeds with: its query embedder
+    models: dict[str, Any] = field(default_factory=dict)
+    #: the last verification before a switch (``apply.generations.Verification.to_dict``)
+    verification: dict[str, Any] | None = None
+    #: set on an active generation put back by ``rollback``: ``{"run_id", "recipe_fp"}``,
+    #: the spec's recipe that apply must not switch back to while the spec asks for it
+    hold: dict[str, Any] | None = None
+    retired_at: float | None = None
+    dropped_at: float | None = None
+
+    @property
+    def was_active(self) -> bool:
+        return self.activated_at is not None and self.state in (ACTIVE, RETIRED)
+
+
+def collectable(gens: Sequence[Generation], *, target: int | None, keep: int) -> list[Generation]:
+    """The generations of one kind that garbage collection drops, oldest last.
+
+    Never the active one, never the one active before it (the most recently retired:
+    what ``rollback`` returns to), never ``target`` (the one the spec's recipe is built
+    into). Of the other inactive generations, the ``keep`` most recent are kept, the
+    previous one counting as one of them.
+    """
+    live = [g for g in gens if g.state not in (DROPPED, ACTIVE) and g.generation != target]
+    retired = [g for g in live if g.state == RETIRED]
+    previous = max(retired, key=lambda g: (g.retired_at or 0.0, g.generation), default=None)
+    others = sorted(
+        (g for g in live if g is not previous),
+        key=lambda g: (g.retired_at or g.created_at, g.generation),
+        reverse=True,
+    )
+    return others[keep - (1 if previous is not None else 0) :]
 
 
 @dataclass(frozen=True)
@@ -55,47 +106,164 @@ class DriftRows:
 
 
 def generations(store: Store, session: Session, kind: str | None = None) -> list[Generation]:
+    """Generations of ``kind`` (or of every kind), by kind and number."""
     rows = session.query(
-        "SELECT kind, generation, recipe_fp, recipe, table_name, state, created_at, activated_at, run_id "
-        "FROM {generations} ORDER BY kind, generation"
+        "SELECT kind, generation, recipe_fp, recipe, table_name, state, created_at, activated_at, run_id, "
+        "upstream, models, verification, hold, retired_at, dropped_at FROM {generations} "
+        "WHERE kind = ? OR ? ORDER BY kind, generation",
+        (kind or "", kind is None),
     )
-    if kind is not None:
-        rows = [r for r in rows if r[0] == kind]
-    return [
-        Generation(r[0], int(r[1]), r[2], store.decode_json(r[3]), r[4], r[5], float(r[6]), r[7], r[8]) for r in rows
-    ]
+    return [_generation(store, r) for r in rows]
+
+
+def _generation(store: Store, r: tuple[Any, ...]) -> Generation:
+    return Generation(
+        kind=r[0],
+        generation=int(r[1]),
+        recipe_fp=r[2],
+        recipe=store.decode_json(r[3]),
+        table_name=r[4],
+        state=r[5],
+        created_at=float(r[6]),
+        activated_at=None if r[7] is None else float(r[7]),
+        run_id=r[8],
+        upstream={str(k): int(v) for k, v in (store.decode_json(r[9]) or {}).items()},
+        models=store.decode_json(r[10]) or {},
+        verification=store.decode_json(r[11]),
+        hold=store.decode_json(r[12]),
+        retired_at=None if r[13] is None else float(r[13]),
+        dropped_at=None if r[14] is None else float(r[14]),
+    )
 
 
 def create_generation(
-    store: Store, session: Session, kind: str, recipe_fp: str, recipe: dict[str, Any], run_id: str
+    store: Store,
+    session: Session,
+    kind: str,
+    recipe_fp: str,
+    recipe: dict[str, Any],
+    run_id: str,
+    *,
+    upstream: Mapping[str, int] | None = None,
+    models: Mapping[str, Any] | None = None,
 ) -> Generation:
     """Register a new generation (state ``building``); the caller creates its table."""
     number = int(session.scalar("SELECT coalesce(max(generation), 0) + 1 FROM {generations} WHERE kind = ?", (kind,)))
     table_name = f"{kind}_g{number}"
     stamp = now()
     session.execute(
-        "INSERT INTO {generations} (kind, generation, recipe_fp, recipe, table_name, state, created_at, run_id) "
-        "VALUES (?, ?, ?, ?, ?, 'building', ?, ?)",
-        (kind, number, recipe_fp, store.encode_json(recipe), table_name, stamp, run_id),
+        "INSERT INTO {generations} (kind, generation, recipe_fp, recipe, table_name, state, created_at, run_id, "
+        "upstream, models) VALUES (?, ?, ?, ?, ?, 'building', ?, ?, ?, ?)",
+        (
+            kind,
+            number,
+            recipe_fp,
+            store.encode_json(recipe),
+            table_name,
+            stamp,
+            run_id,
+            store.encode_json(dict(upstream or {})),
+            store.encode_json(dict(models or {})),
+        ),
     )
-    return Generation(kind, number, recipe_fp, recipe, table_name, "building", stamp, None, run_id)
+    return Generation(
+        kind,
+        number,
+        recipe_fp,
+        recipe,
+        table_name,
+        BUILDING,
+        stamp,
+        None,
+        run_id,
+        dict(upstream or {}),
+        dict(models or {}),
+    )
 
 
-def activate(session: Session, kind: str, generation: int) -> None:
-    """Make ``generation`` the active one of ``kind``, in one transaction.
+def switch(
+    store: Store,
+    session: Session,
+    targets: Mapping[str, int],
+    *,
+    upstream: Mapping[str, Mapping[str, int]] | None = None,
+    holds: Mapping[str, dict[str, Any] | None] | None = None,
+) -> dict[str, int | None]:
+    """Make ``targets[kind]`` the active generation of each kind, all in one transaction.
 
-    The previous active generation becomes ``retired`` (kept for rollback), so there is
-    exactly one active generation per kind at every instant.
+    Each kind's previous active generation becomes ``retired`` (kept for rollback), so
+    there is exactly one active generation per kind at every instant, and a group of
+    kinds (a kind and those built from it) changes together or not at all. ``upstream``
+    records the upstream generations each one now reads; ``holds`` sets (or, with None,
+    clears) a rollback hold. Returns each kind's previously active generation.
+
+    Raises:
+        StoreError: a target generation does not exist or was dropped (nothing changed).
     """
+    stamp = now()
+    previous: dict[str, int | None] = {}
+    with session.transaction():
+        for kind, generation in targets.items():
+            was = session.scalar("SELECT generation FROM {generations} WHERE kind = ? AND state = 'active'", (kind,))
+            previous[kind] = None if was is None else int(was)
+            session.execute(
+                "UPDATE {generations} SET state = 'retired', retired_at = ?, hold = NULL "
+                "WHERE kind = ? AND state = 'active' AND generation <> ?",
+                (stamp, kind, generation),
+            )
+            changed = session.execute(
+                "UPDATE {generations} SET state = 'active', activated_at = ?, hold = ?, "
+                "upstream = coalesce(?, upstream) WHERE kind = ? AND generation = ? AND state <> 'dropped'",
+                (
+                    stamp,
+                    store.encode_json((holds or {}).get(kind)) if (holds or {}).get(kind) else None,
+                    store.encode_json(dict(upstream[kind])) if upstream and kind in upstream else None,
+                    kind,
+                    generation,
+                ),
+            )
+            if changed == 0:
+                raise StoreError(f"{kind}: generation {generation} does not exist or was dropped; nothing was switched")
+    return previous
+
+
+def record_verification(store: Store, session: Session, kind: str, generation: int, result: dict[str, Any]) -> None:
+    """Keep a generation's last verification; a failed one marks it ``rejected``."""
     with session.transaction():
         session.execute(
-            "UPDATE {generations} SET state = 'retired' WHERE kind = ? AND state = 'active' AND generation <> ?",
-            (kind, generation),
+            "UPDATE {generations} SET verification = ?, "
+            "state = CASE WHEN state IN ('building', 'rejected') THEN ? ELSE state END "
+            "WHERE kind = ? AND generation = ?",
+            (store.encode_json(result), BUILDING if result.get("passed") else REJECTED, kind, generation),
         )
+
+
+def clear_hold(session: Session, kind: str) -> None:
+    """Forget a rollback hold on ``kind``'s active generation (the spec asks for its recipe again)."""
+    with session.transaction():
+        session.execute("UPDATE {generations} SET hold = NULL WHERE kind = ? AND state = 'active'", (kind,))
+
+
+def drop_generation(store: Store, session: Session, kind: str, generation: int, tables: Sequence[TableDef]) -> int:
+    """Garbage-collect an inactive generation in one transaction: its tables, its ledger
+    rows; the generation's row stays, state ``dropped``, for history. Returns the
+    ledger rows removed.
+
+    Raises:
+        StoreError: the generation is active (nothing was dropped).
+    """
+    with session.transaction():
+        state = session.scalar("SELECT state FROM {generations} WHERE kind = ? AND generation = ?", (kind, generation))
+        if state == ACTIVE:
+            raise StoreError(f"{kind}: generation {generation} is active; it is never dropped")
+        for table in tables:
+            store.drop_table(session, table)
+        removed = session.execute("DELETE FROM {ledger} WHERE kind = ? AND generation = ?", (kind, generation))
         session.execute(
-            "UPDATE {generations} SET state = 'active', activated_at = ? WHERE kind = ? AND generation = ?",
+            "UPDATE {generations} SET state = 'dropped', dropped_at = ?, hold = NULL WHERE kind = ? AND generation = ?",
             (now(), kind, generation),
         )
+    return removed
 
 
 def drift_rows(
@@ -293,6 +461,12 @@ def counts(session: Session) -> dict[tuple[str, int], int]:
     """Ledger rows per (kind, generation)."""
     rows = session.query("SELECT kind, generation, count(*) FROM {ledger} GROUP BY kind, generation")
     return {(r[0], int(r[1])): int(r[2]) for r in rows}
+
+
+def sizes(session: Session) -> dict[tuple[str, int], tuple[int, int]]:
+    """``(documents, items)`` the ledger records per (kind, generation)."""
+    rows = session.query("SELECT kind, generation, count(*), sum(items) FROM {ledger} GROUP BY kind, generation")
+    return {(r[0], int(r[1])): (int(r[2]), int(r[3] or 0)) for r in rows}
 
 
 def item_counts(session: Session) -> dict[tuple[str, int], int]:

@@ -46,6 +46,12 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(2, "fault handling: quarantine, locks (the writer lock's fencing epoch)", (QUARANTINE, LOCKS)),
     Migration(3, "view_mappings: user tables read in place through views", (VIEW_MAPPINGS,)),
+    # Numbers are assigned per issue, so a gap (4) is expected.
+    Migration(
+        5,
+        "generations: upstream lineage, models, verification, rollback holds, retirement and drop times",
+        steps=lambda store, s: add_missing_columns(store, s, GENERATIONS),
+    ),
     Migration(6, "conditions of pipelines and kinds; daemon_state", (CONDITIONS, DAEMON_STATE)),
 )
 

@@ -136,6 +136,14 @@ def sync(session: Session, snapshot: Snapshot, known: Mapping[str, FileStat]) ->
     return len(snapshot.fresh)
 
 
+def scope_titles(session: Session) -> tuple[tuple[str, str], ...]:
+    """``(doc_id, title)`` of every staged document with a title, by id."""
+    rows = session.query(
+        "SELECT doc_id, title FROM {tmp_scope} WHERE title IS NOT NULL AND title <> '' ORDER BY doc_id"
+    )
+    return tuple((str(r[0]), str(r[1])) for r in rows)
+
+
 def document_titles(session: Session, doc_ids: Iterable[str]) -> dict[str, str]:
     rows = session.query("SELECT doc_id, title FROM {documents} WHERE doc_id = ANY(?)", (list(doc_ids),))
     return {r[0]: r[1] or "" for r in rows}

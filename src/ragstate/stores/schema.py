@@ -206,10 +206,17 @@ GENERATIONS = TableDef(
         col("recipe_fp", T, null=False),
         col("recipe", J, null=False),
         col("table_name", T, null=False),
-        col("state", T, null=False),  # building | active | retired
+        col("state", T, null=False),  # building | rejected | active | retired | dropped
         col("created_at", F, null=False),
         col("activated_at", F),
         col("run_id", T),
+        # migration 5: lineage, verification, rollback and garbage collection
+        col("upstream", J),  # {kind: generation} of the upstream kinds it was built from
+        col("models", J),  # {name: model spec} of the models it embeds with (its query embedder)
+        col("verification", J),  # the last verification before a switch (checks, golden recall)
+        col("hold", J),  # set by a rollback: {run_id, recipe_fp} the spec's recipe is not switched to
+        col("retired_at", F),
+        col("dropped_at", F),
     ),
     primary_key=("kind", "generation"),
 )

@@ -90,6 +90,14 @@ class SQLiteDialect(Dialect):
             f"INSERT INTO {fts} ({fts}) VALUES ('rebuild')",
         ]
 
+    def drop_table(self, table: TableDef) -> list[str]:
+        # The FTS5 table of a fulltext index is a table of its own; the triggers that
+        # keep it in step go with the content table.
+        fts = [ix for ix in table.indexes if ix.method == "fulltext"]
+        return [f"DROP TABLE IF EXISTS {self.table(fulltext_table(table, ix))}" for ix in fts] + super().drop_table(
+            table
+        )
+
     def fulltext_trigger(self, table: TableDef, index: Index, event: str) -> str:
         return self.quote(f"{self.prefix}{fulltext_table(table, index)}_{event}")
 
