@@ -35,7 +35,7 @@ from ragstate.spec.model import Spec
 from ragstate.stores import ledger, quarantine, records, registry
 from ragstate.stores.base import SchemaProblem, Session, Store
 from ragstate.stores.dialect import Col
-from ragstate.stores.ledger import DriftRows, Generation
+from ragstate.stores.ledger import ACTIVE, DROPPED, DriftRows, Generation
 from ragstate.stores.migrations import SCHEMA_VERSIONS, migrate, schema_problems
 from ragstate.stores.schema import TableDef
 
@@ -67,6 +67,13 @@ class KindObservation:
     upstream: Mapping[str, tuple[TableDef, ...]] = field(default_factory=dict)
     #: documents in scope held back by quarantine (not built, not counted as drift)
     quarantined: tuple[str, ...] = ()
+    #: every generation of the kind (for garbage collection and the plan's comparison)
+    generations: tuple[Generation, ...] = ()
+    #: ``(documents, items)`` the ledger holds per generation
+    sizes: Mapping[int, tuple[int, int]] = field(default_factory=dict)
+    #: why the kind is held at its active generation (a rollback, or an upstream kind's),
+    #: or "": apply leaves a held kind alone while the spec asks for the recipe rolled back from
+    held: str = ""
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,8 @@ class Observed:
     known: Mapping[str, FileStat] = field(default_factory=dict)
     depth: str = "shallow"
     quarantine: QuarantineView = field(default_factory=QuarantineView)
+    #: ``(doc_id, title)`` of the documents in scope, when asked for (golden queries)
+    titles: tuple[tuple[str, str], ...] = ()
 
     @property
     def registry_changed(self) -> bool:
@@ -98,8 +107,11 @@ class Observed:
 DEPTHS = ("shallow", "audit", "deep")
 
 
-def observe(spec: Spec, desired: Desired, store: Store, source: Source, *, depth: str = "shallow") -> Observed:
-    """Observe the store and the source against ``desired``, at ``depth`` (see above).
+def observe(
+    spec: Spec, desired: Desired, store: Store, source: Source, *, depth: str = "shallow", titles: bool = False
+) -> Observed:
+    """Observe the store and the source against ``desired``, at ``depth`` (see above);
+    with ``titles``, also read the title of every document in scope (golden queries).
 
     Documents the source cannot read, and documents quarantined earlier, are in
     ``Observed.quarantine``; their drift is held back (see ``observe.quarantine``).
@@ -133,10 +145,13 @@ def observe(spec: Spec, desired: Desired, store: Store, source: Source, *, depth
                 view = quarantine_view(s, quarantine.entries(s), snapshot, (d.name for d in desired.kinds))
                 held = held_downstream(view.held, {d.name: d.kind.depends_on for d in desired.kinds})
                 kinds: dict[str, KindObservation] = {}
+                sizes = ledger.sizes(s)
                 for d in desired.kinds:  # upstream first: checks read upstream tables
                     upstream = {u: kinds[u].tables for u in d.kind.depends_on if u in kinds}
-                    found = _observe_kind(store, s, d, upstream, depth=depth, scope_size=scope_size)
+                    held_upstream = [u for u in d.kind.depends_on if u in kinds and kinds[u].held]
+                    found = _observe_kind(store, s, d, upstream, sizes, held_upstream, depth=depth, scope_size=scope_size)
                     kinds[d.name] = _held(found, held.get(d.name, frozenset()), view.kept)
+                staged_titles = registry.scope_titles(s) if titles else ()
                 need = {doc for k in kinds.values() for doc in _to_build(k)}
                 # Documents read just now are in hand already; only the others are looked up
                 # (a first build of a large corpus would otherwise hold every ref twice).
@@ -160,6 +175,7 @@ def observe(spec: Spec, desired: Desired, store: Store, source: Source, *, depth
         known=known,
         depth=depth,
         quarantine=view,
+        titles=staged_titles,
     )
 
 
@@ -168,17 +184,36 @@ def _observe_kind(
     s: Session,
     desired: DesiredKind,
     upstream: Mapping[str, tuple[TableDef, ...] | None],
+    sizes: Mapping[tuple[str, int], tuple[int, int]],
+    held_upstream: list[str],
     *,
     depth: str,
     scope_size: int,
 ) -> KindObservation:
     kind, recipe = desired.kind, desired.recipe
     gens = ledger.generations(store, s, kind.name)
-    active = next((g for g in gens if g.state == "active"), None)
+    own_sizes = {g: n for (k, g), n in sizes.items() if k == kind.name}
+    active = next((g for g in gens if g.state == ACTIVE), None)
+    held = _hold_reason(active, recipe.fingerprint, held_upstream)
+    if held:
+        # Left alone: observed only as far as status needs (what the active generation holds).
+        assert active is not None
+        built = own_sizes.get(active.generation, (0, 0))[0]
+        return KindObservation(
+            kind=kind.name,
+            recipe_fp=recipe.fingerprint,
+            active=active,
+            target=active,
+            rows=DriftRows(built=built),
+            generations=tuple(gens),
+            sizes=own_sizes,
+            held=held,
+        )
     if active is not None and active.recipe_fp == recipe.fingerprint:
         target: Generation | None = active
     else:
-        target = next((g for g in reversed(gens) if g.recipe_fp == recipe.fingerprint), None)
+        # A dropped generation has no tables left to build into.
+        target = next((g for g in reversed(gens) if g.recipe_fp == recipe.fingerprint and g.state != DROPPED), None)
     table_problems: list[SchemaProblem] = []
     incompatible = False
     tables: tuple[TableDef, ...] | None = None
@@ -232,6 +267,8 @@ def _observe_kind(
         rate=records.measured_rate(store, s, kind.name, recipe.fingerprint),
         tables=tables,
         upstream={u: t for u, t in upstream.items() if t is not None},
+        generations=tuple(gens),
+        sizes=own_sizes,
     )
 
 
@@ -262,6 +299,17 @@ def _held(k: KindObservation, held: frozenset[str], kept: frozenset[str]) -> Kin
         incomplete=minus(k.incomplete, held),
         quarantined=tuple(sorted(held)),
     )
+
+
+def _hold_reason(active: Generation | None, recipe_fp: str, held_upstream: list[str]) -> str:
+    """Why the kind is held at its active generation, or "" (see ``Generation.hold``)."""
+    if active is None or active.recipe_fp == recipe_fp:
+        return ""
+    if active.hold and active.hold.get("recipe_fp") == recipe_fp:
+        return f"rolled back to generation {active.generation} by run {active.hold.get('run_id')}"
+    if held_upstream:
+        return f"built from {', '.join(held_upstream)}, which is held"
+    return ""
 
 
 def _to_build(k: KindObservation) -> set[str]:
