@@ -29,6 +29,14 @@ column of another type/dimension   schema          build a new generation, then 
 
 A document is counted once, under the first class that applies, in the order above.
 
+Generations. Every kind that switches to another generation is verified and switched
+in one group with the kinds built from it that switch too (``switch_groups``: a
+chunking change switches ``chunks``, ``chunk_embeddings`` and ``token_embeddings``
+together). A kind held by a rollback (the spec still asks for the recipe rolled back
+from) and the kinds built from it get no actions. Inactive generations beyond
+``generations.keep`` are dropped (``gc``), never the active one, the one active before
+it, or the one being built.
+
 Kinds are planned in build order. A document that an upstream kind rebuilds is rebuilt
 downstream too (``chunks`` → ``chunk_embeddings``), so one apply converges whatever
 the upstream rows turn out to be; the dependent kinds reuse the stored vectors of items
@@ -39,13 +47,18 @@ listed in ``KindPlan.quarantined`` and ``Plan.quarantine``.
 
 from __future__ import annotations
 
+import json
+import math
 import time
+from collections.abc import Mapping
 from dataclasses import replace
+from typing import Any
 
 from ragstate.observe.observe import KindObservation, Observed
 from ragstate.plan.desired import Desired, DesiredKind
-from ragstate.plan.model import BUILD_CLASSES, DRIFT_CLASSES, Estimate, KindPlan, Plan, action_fingerprint
+from ragstate.plan.model import BUILD_CLASSES, DRIFT_CLASSES, Estimate, GcDrop, KindPlan, Plan, action_fingerprint
 from ragstate.spec.model import Spec
+from ragstate.stores.ledger import ACTIVE, RETIRED, Generation, collectable
 
 
 def diff(spec: Spec, spec_hash: str, desired: Desired, observed: Observed, *, now: float | None = None) -> Plan:
@@ -54,8 +67,10 @@ def diff(spec: Spec, spec_hash: str, desired: Desired, observed: Observed, *, no
     planned: dict[str, KindPlan] = {}
     for d in desired.kinds if not blocked else ():  # build order: upstream first
         upstream = {doc for u in d.kind.depends_on if u in planned for doc in planned[u].build_ids}
-        planned[d.name] = _kind_plan(d, observed.kinds[d.name], observed, upstream)
+        planned[d.name] = _kind_plan(spec, d, observed.kinds[d.name], observed, upstream)
     kinds = tuple(planned.values())
+    groups = switch_groups(desired, {k.kind for k in kinds if k.switch})
+    gc = tuple(drop for k in kinds for drop in _collect(spec, observed.kinds[k.kind], k))
     destructive_reasons = []
     for k in kinds:
         built = observed.kinds[k.kind].rows.built
@@ -65,7 +80,9 @@ def diff(spec: Spec, spec_hash: str, desired: Desired, observed: Observed, *, no
                 f"{k.kind}: deletes {removed} of {built} documents ({removed / built:.0%}), more than "
                 f"reconcile.max_delete_share ({spec.reconcile.max_delete_share:.0%})"
             )
-    notes = []
+    notes = [
+        f"{k.kind} is held at generation {k.active_generation}: {k.held}" + _hold_advice(k) for k in kinds if k.held
+    ]
     if observed.schema:
         notes.append("ragstate's own tables need repair first; artifact drift is observed after the repair")
     if any(not p.repairable for p in observed.source_schema):
@@ -89,12 +106,54 @@ def diff(spec: Spec, spec_hash: str, desired: Desired, observed: Observed, *, no
         destructive_reasons=tuple(destructive_reasons),
         notes=tuple(notes),
         quarantine=observed.quarantine.to_dict(),
+        switch_groups=groups,
+        gc=gc,
     )
     return replace(plan, fingerprint=action_fingerprint(plan))
 
 
-def _kind_plan(desired: DesiredKind, k: KindObservation, observed: Observed, upstream: set[str]) -> KindPlan:
+def switch_groups(desired: Desired, switching: set[str]) -> tuple[tuple[str, ...], ...]:
+    """The kinds in ``switching`` grouped with those they are built from or feed, in
+    build order: each group is verified and switched in one transaction."""
+    group_of: dict[str, int] = {}
+    groups: list[list[str]] = []
+    for d in desired.kinds:  # upstream first, so a kind's upstream kinds are placed
+        if d.name not in switching:
+            continue
+        joined = sorted({group_of[u] for u in d.kind.depends_on if u in group_of})
+        if not joined:
+            group_of[d.name] = len(groups)
+            groups.append([d.name])
+            continue
+        into = joined[0]
+        for other in joined[1:]:  # a kind built from two groups merges them
+            for name in groups[other]:
+                group_of[name] = into
+            groups[into] += groups[other]
+            groups[other] = []
+        group_of[d.name] = into
+        groups[into].append(d.name)
+    order = [d.name for d in desired.kinds]
+    return tuple(tuple(sorted(g, key=order.index)) for g in groups if g)
+
+
+def _kind_plan(
+    spec: Spec, desired: DesiredKind, k: KindObservation, observed: Observed, upstream: set[str]
+) -> KindPlan:
     kind, recipe = desired.kind, desired.recipe
+    if k.held:
+        assert k.active is not None
+        return KindPlan(
+            kind=kind.name,
+            recipe_fp=recipe.fingerprint,
+            active_generation=k.active.generation,
+            target_generation=k.active.generation,
+            switch=False,
+            drift=dict.fromkeys(DRIFT_CLASSES, 0),
+            build={},
+            changes=recipe_changes(k.active.recipe, recipe.params),
+            held=k.held,
+        )
     rows = k.rows
     target = k.target
     new_generation = target is None or k.table_incompatible
@@ -155,4 +214,82 @@ def _kind_plan(desired: DesiredKind, k: KindObservation, observed: Observed, ups
         repair=repair,
         estimate=estimate,
         quarantined=k.quarantined,
+        changes=recipe_changes(k.active.recipe, recipe.params) if recipe_change and k.active else (),
+        verification=_verification(spec, desired, k, None if new_generation else target) if switch else {},
+    )
+
+
+def _verification(spec: Spec, desired: DesiredKind, k: KindObservation, target: Generation | None) -> dict[str, Any]:
+    """What the switch of ``k`` will be verified with, and what earlier checks found."""
+    out: dict[str, Any] = {"checks": ["complete", "quality"]}
+    golden = spec.generations.golden
+    if desired.kind.golden_fetch and k.active is not None and (golden.queries or golden.file):
+        out["checks"].append("golden")
+        out["golden"] = {
+            "k": golden.k,
+            "queries": str(golden.file) if golden.file else f"up to {golden.queries} titles",
+            "min_share": golden.min_share,
+            "active_generation": k.active.generation,
+            "active_recall": last_recall(k.active),
+        }
+    if target is not None and target.verification:
+        out["last"] = target.verification
+    return out
+
+
+def last_recall(generation: Generation) -> float | None:
+    """The golden recall measured for ``generation`` when it was last verified, if any."""
+    check = (generation.verification or {}).get("check") or {}
+    golden = check.get("golden") or {}
+    return golden.get("recall")
+
+
+def recipe_changes(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "") -> tuple[str, ...]:
+    """``path: old → new`` for every value that differs between two recipes (nested keys joined by dots)."""
+    out: list[str] = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        path = prefix + str(key)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += recipe_changes(a, b, path + ".")
+        elif a != b:
+            out.append(f"{path}: {_short(a)} → {_short(b)}")
+    return tuple(out)
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str) if value is not None else "(none)"
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
+def _collect(spec: Spec, k: KindObservation, kp: KindPlan) -> list[GcDrop]:
+    """The generations of ``k`` that garbage collection drops once ``kp`` is applied
+    (assuming its switch, if any, succeeds: apply drops no more than this)."""
+    gens = list(k.generations)
+    if kp.switch:
+        gens = [
+            replace(g, state=RETIRED, retired_at=math.inf)
+            if g.state == ACTIVE
+            else replace(g, state=ACTIVE)
+            if g.generation == kp.target_generation
+            else g
+            for g in gens
+        ]
+    keep = spec.generations.keep
+    return [
+        GcDrop(
+            k.kind,
+            g.generation,
+            g.state,
+            *k.sizes.get(g.generation, (0, 0)),
+            reason=f"beyond generations.keep ({keep})",
+        )
+        for g in collectable(gens, target=kp.target_generation, keep=keep)
+    ]
+
+
+def _hold_advice(k: KindPlan) -> str:
+    return (
+        f"; the spec asks for recipe {k.recipe_fp}: edit the spec back to the held recipe, or switch forward "
+        f"with `ragstate rollback {k.kind} --to GENERATION`"
     )

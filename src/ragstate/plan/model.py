@@ -63,6 +63,13 @@ class KindPlan:
     estimate: Estimate = Estimate()
     #: documents in scope held back by quarantine: not built, not drift
     quarantined: tuple[str, ...] = ()
+    #: how the spec's recipe differs from the active generation's (``path: old → new``)
+    changes: tuple[str, ...] = ()
+    #: why the kind is left alone at its active generation (a rollback holds it), or ""
+    held: str = ""
+    #: what the switch will be verified with: the golden check's settings, the active
+    #: generation's last measured recall, the target's last verification if any
+    verification: dict[str, Any] = field(default_factory=dict)
 
     @property
     def build_ids(self) -> tuple[str, ...]:
@@ -71,6 +78,18 @@ class KindPlan:
     @property
     def has_work(self) -> bool:
         return bool(self.build_ids or self.delete or self.purge or self.repair or self.switch)
+
+
+@dataclass(frozen=True)
+class GcDrop:
+    """An inactive generation that garbage collection drops (tables and ledger rows)."""
+
+    kind: str
+    generation: int
+    state: str
+    documents: int
+    items: int
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -97,6 +116,12 @@ class Plan:
     #: items in quarantine, and what apply would add to it (documents the source cannot
     #: read, found now) or remove from it
     quarantine: dict[str, Any] = field(default_factory=dict)
+    #: kinds whose new generations are verified and switched in together, in one
+    #: transaction: a kind with every kind built from it that switches too
+    switch_groups: tuple[tuple[str, ...], ...] = ()
+    #: inactive generations beyond ``generations.keep``: the only data a plan removes
+    #: besides orphaned documents' rows
+    gc: tuple[GcDrop, ...] = ()
 
     @property
     def in_sync(self) -> bool:
@@ -104,6 +129,7 @@ class Plan:
         return (
             not self.schema
             and not self.source_schema
+            and not self.gc
             and not any(k.has_work for k in self.kinds)
             and not self.quarantine.get("new")
         )
@@ -160,6 +186,9 @@ class Plan:
                     repair=tuple(str(p) for p in k["repair"]),
                     estimate=Estimate(**k["estimate"]),
                     quarantined=tuple(str(d) for d in k.get("quarantined", ())),
+                    changes=tuple(str(c) for c in k.get("changes", ())),
+                    held=str(k.get("held", "")),
+                    verification=dict(k.get("verification", {})),
                 )
                 for k in data["kinds"]
             )
@@ -177,6 +206,8 @@ class Plan:
                 fingerprint=str(data["fingerprint"]),
                 notes=tuple(str(n) for n in data.get("notes", ())),
                 quarantine=dict(data.get("quarantine") or {}),
+                switch_groups=tuple(tuple(str(k) for k in g) for g in data.get("switch_groups", ())),
+                gc=tuple(GcDrop(**g) for g in data.get("gc", ())),
             )
         except PlanError:
             raise
@@ -203,11 +234,13 @@ def _opt_int(value: Any) -> int | None:
 def action_fingerprint(plan: Plan) -> str:
     """Hash of what the plan would do (and under which spec), not of when it was made."""
     source = {"source_schema": list(plan.source_schema)} if plan.source_schema else {}
+    gc = {"gc": [[g.kind, g.generation] for g in plan.gc]} if plan.gc else {}
     return fingerprint(
         {
             "spec": plan.spec_hash,
             "schema": list(plan.schema),
             **source,
+            **gc,
             "kinds": [
                 {
                     "kind": k.kind,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ragstate.plan.model import DRIFT_CLASSES, Plan
+from ragstate.plan.model import DRIFT_CLASSES, KindPlan, Plan
 
 #: document ids shown per drift class before "… and N more"
 SHOWN = 5
@@ -28,10 +28,17 @@ def render_plan(plan: Plan, *, store: str = "") -> str:
             else ""
         )
         lines.append(f"  {k.kind} ({gen}{target}, recipe {k.recipe_fp})")
+        if k.held:
+            lines.append(f"    held: {k.held}; left alone while the spec asks for recipe {k.recipe_fp}")
+            lines += [f"      {c}" for c in k.changes]
+            continue
         drift = {c: n for c, n in k.drift.items() if n}
         if not drift and not k.has_work:
             lines.append("    in sync")
             continue
+        if k.changes:
+            lines.append(f"    recipe changes against generation {k.active_generation}:")
+            lines += [f"      {c}" for c in k.changes]
         for cls in DRIFT_CLASSES:
             n = k.drift.get(cls, 0)
             if not n:
@@ -43,11 +50,16 @@ def render_plan(plan: Plan, *, store: str = "") -> str:
                 ids = list(k.repair)
             shown = ", ".join(ids[:SHOWN]) + (f" … and {len(ids) - SHOWN} more" if len(ids) > SHOWN else "")
             lines.append(f"    {cls:<10} {n:>6}  {shown}")
-        if k.switch:
-            lines.append("    then switch queries to the new generation")
         e = k.estimate
         if e.items:
             lines.append(f"    work: build {e.items} documents, ~{e.tokens} tokens, ~{_seconds(e.seconds)}")
+        if k.switch:
+            lines += _switch_lines(k, plan)
+    for g in plan.gc:
+        lines.append(
+            f"  gc: drop {g.kind} generation {g.generation} ({g.state}, {g.documents} documents, {g.items} rows), "
+            f"{g.reason}"
+        )
     if plan.in_sync:
         lines.append("In sync: nothing to do.")
     else:
@@ -79,6 +91,28 @@ def quarantine_lines(quarantine: dict[str, Any]) -> list[str]:
 def counts_text(by_kind: dict[str, int]) -> str:
     """``3 doc_embeddings, 2 source``."""
     return ", ".join(f"{n} {kind}" for kind, n in sorted(by_kind.items()))
+
+
+def _switch_lines(k: KindPlan, plan: Plan) -> list[str]:
+    """How the switch of ``k`` is verified, what with, and what the last check found."""
+    v = k.verification
+    group = next((g for g in plan.switch_groups if k.kind in g), (k.kind,))
+    together = [name for name in group if name != k.kind]
+    checks = ", ".join(v.get("checks", ["complete", "quality"]))
+    lines = [f"    then verify ({checks}) and switch" + (f" together with {', '.join(together)}" if together else "")]
+    golden = v.get("golden")
+    if golden:
+        active = golden.get("active_recall")
+        measured = f"last measured {active:.2f}" if active is not None else "not measured yet"
+        lines.append(
+            f"    golden: recall@{golden['k']} of {golden['queries']} ≥ {golden['min_share']:.0%} of generation "
+            f"{golden['active_generation']}'s ({measured})"
+        )
+    last = v.get("last")
+    if last:
+        outcome = "passed" if last.get("passed") else "failed: " + "; ".join(last.get("reasons", []))
+        lines.append(f"    last verification (run {last.get('run_id')}): {outcome}")
+    return lines
 
 
 def _seconds(s: float) -> str:
