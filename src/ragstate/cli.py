@@ -8,10 +8,12 @@ command    code          meaning
 plan,      0 / 2 / 1     in sync / drift found / error
 verify
 apply,     0 / 1 / 3 /   converged / error (or did not converge) / destructive plan
-reconcile, 4             refused without ``--allow-destructive`` / converged except
-quarantine               items in quarantine
-retry
+reconcile, 4 / 5         refused without ``--allow-destructive`` / converged except
+quarantine               items in quarantine / a new generation failed verification
+retry                    and was not switched in
 status     0 / 2 / 1     every pipeline ready / some not ready / error
+history    0 / 1         listed / error
+rollback   0 / 1         switched back (or already there) / nothing switched (error)
 source     0 / 1         mapped (compatible) / not compatible, nothing created
 map-table
 source     0 / 2 / 1     fits, view current / fits, view to (re)create / does not
@@ -48,13 +50,13 @@ from rich.progress import (
 )
 
 from ragstate import __version__, logs
-from ragstate.apply.record import RunRecord
+from ragstate.apply.record import REJECTED, RunRecord
 from ragstate.errors import RagstateError
 from ragstate.plan.model import Plan
 from ragstate.plan.render import render_plan
 from ragstate.project import Project
 from ragstate.reconcile.html import render_html
-from ragstate.reconcile.render import render_quarantine, render_run, render_status, render_verify
+from ragstate.reconcile.render import render_history, render_quarantine, render_run, render_status, render_verify
 from ragstate.redact import redact, redact_data, register_environment
 from ragstate.sources.render import render_mapping
 from ragstate.spec.starter import starter_spec
@@ -219,8 +221,15 @@ def _bar(as_json: bool) -> _Bar:
     return _Bar(enabled=not as_json and err.is_terminal)
 
 
+#: exit code of apply and reconcile when a new generation failed verification
+REJECTED_EXIT = 5
+
+
 def _run_exit(record: RunRecord) -> int:
-    """0 converged, 4 converged except items in quarantine, 1 otherwise."""
+    """0 converged, 4 converged except items in quarantine, 5 a new generation failed
+    verification (and was not switched in), 1 otherwise."""
+    if record.status == REJECTED:
+        return REJECTED_EXIT
     if not record.converged:
         return 1
     return 4 if record.quarantined_total else 0
@@ -329,6 +338,36 @@ def status(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False, profile
         report = project.status()
         _emit(as_json, report.to_dict(), render_status(report))
         raise typer.Exit(0 if report.ready else 2)
+
+
+@app.command()
+def history(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+    kind: Annotated[str | None, typer.Option("--kind", help="Only this artifact kind.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="Runs to list, newest first.")] = 20,
+) -> None:
+    """List generations and runs with their recipes and outcomes (exit 0, 1 error)."""
+    with _handled(as_json), _project(config, profile) as project:
+        report = project.history(kind=kind, limit=limit)
+        _emit(as_json, report.to_dict(), render_history(report))
+
+
+@app.command()
+def rollback(
+    kind: Annotated[str, typer.Argument(help="Artifact kind, e.g. doc_embeddings; the kinds built from it follow.")],
+    to: Annotated[
+        int | None, typer.Option("--to", help="Generation to switch to (default: the one active before).")
+    ] = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Switch a kind back to an earlier generation, instantly, recomputing nothing (exit 0, 1 error)."""
+    with _handled(as_json), _project(config, profile) as project:
+        record = project.rollback(kind, to=to)
+        _emit(as_json, record.to_dict(), render_run(record))
 
 
 source_app = typer.Typer(

@@ -11,6 +11,8 @@ the CLI calls exactly one of them per command.
 ``status()``          readiness and conditions of each pipeline and kind, generations, runs
 ``report()``          conditions and recent runs, for ``ragstate report`` (an HTML page)
 ``daemon(...)``       reconcile on an interval until stopped (``reconcile.daemon``)
+``history()``         generations of each kind and recent runs, with recipes and outcomes
+``rollback(kind)``    switch a kind (and the kinds built from it) back to an earlier generation
 ``map_table(...)``    check a user's table against a mapping; if it fits, create its view
 ``check_source()``    re-check the spec's (or a recorded) table mapping
 ``quarantine_*()``    list, retry or drop the items set aside as failing
@@ -34,6 +36,7 @@ from typing import Any
 
 from ragstate.apply.apply import apply_plan
 from ragstate.apply.budget import Budget
+from ragstate.apply.generations import rollback as rollback_generations
 from ragstate.apply.progress import Progress
 from ragstate.apply.record import (
     CONVERGED,
@@ -42,10 +45,13 @@ from ragstate.apply.record import (
     NOT_CONVERGED,
     PARTIAL,
     REFUSED,
+    REJECTED,
+    KindCounts,
     RunRecord,
     new_run_id,
 )
 from ragstate.apply.safety import Safety
+from ragstate.artifacts import get_kind
 from ragstate.errors import (
     DestructiveRefused,
     QuarantineNotFound,
@@ -61,6 +67,7 @@ from ragstate.plan.diff import diff
 from ragstate.plan.model import Plan
 from ragstate.reconcile import conditions as cond
 from ragstate.reconcile.daemon import Daemon
+from ragstate.reconcile.history import HistoryReport, history_report
 from ragstate.reconcile.reports import (
     KindStatus,
     Report,
@@ -307,7 +314,13 @@ class Project:
             record.remaining = remaining.drift
             record.budget = budget.to_dict()
             record.status = CONVERGED if remaining.in_sync else PARTIAL if budget.stopped else NOT_CONVERGED
-            if budget.stopped and not remaining.in_sync:
+            if record.rejected:
+                record.status = REJECTED
+                record.error = (
+                    "a new generation failed verification and was not switched in (the active one is untouched): "
+                    + "; ".join(record.rejected)
+                )
+            elif budget.stopped and not remaining.in_sync:
                 record.error = budget.describe() + "; the next run continues (left: " + _drift_words(remaining.drift)
                 record.error += ")"
             elif not remaining.in_sync:
@@ -375,13 +388,13 @@ class Project:
         if record.status == PARTIAL:
             return record
         report = self.verify()
-        if not report.in_sync:
+        if not report.in_sync and record.status != REJECTED:  # a rejected generation would be rejected again
             record = self.apply(daemon=daemon, **options)
             if record.status == PARTIAL:
                 return record
             report = self.verify()
         record.verify = report.to_dict()
-        if not report.in_sync:
+        if not report.in_sync and record.status != REJECTED:
             record.status = NOT_CONVERGED
             record.error = "drift remains after reconcile: " + _drift_words(report.drift)
         with self.store.session() as s:
@@ -409,6 +422,7 @@ class Project:
                 items=items.get((k.kind, target), 0) if target is not None else 0,
                 note=desired.kind(k.kind).recipe.note,
                 complete=completeness_of(k, obs, plan.scope_size),
+                held=obs.held,
                 in_scope=plan.scope_size,
                 drift={c: n for c, n in k.drift.items() if n},
                 generations=[
@@ -501,6 +515,55 @@ class Project:
         with self.store.session() as s:
             rows = records.recent(self.store, s, limit=runs) if not status.schema else []
         return Report(status=status, runs=[RunPoint.from_row(r) for r in reversed(rows)], generated_at=time.time())
+
+    # --- generations --------------------------------------------------------------------
+
+    def history(self, *, kind: str | None = None, limit: int = 20) -> HistoryReport:
+        """Every generation of each kind (or of ``kind``) and the ``limit`` most recent runs,
+        with their recipes and outcomes. Reads only.
+
+        Raises:
+            SchemaError: the store's tables need a migration first (``apply`` does it).
+        """
+        return history_report(self.store, kind=kind, limit=limit)
+
+    def rollback(self, kind: str, *, to: int | None = None) -> RunRecord:
+        """Switch ``kind`` back to generation ``to`` (default: the one active before the
+        current), together with the kinds built from it, in one transaction and without
+        recomputing anything. The run is recorded (command ``rollback``).
+
+        While the spec still asks for the recipe rolled back from, apply leaves the kinds
+        held there; changing the spec (or rolling forward with ``to``) releases them.
+
+        Raises:
+            RollbackError: nothing to roll back to, or the generations do not fit
+                together; nothing was switched.
+        """
+        self.store.migrate()
+        desired = self.desired()
+        record = RunRecord(run_id=new_run_id(), command="rollback", spec_hash=self.spec_hash, started_at=time.time())
+        with self.store.session() as s:
+            kinds = {g.kind for g in ledger.generations(self.store, s)}
+            records.start(self.store, s, record.run_id, "rollback", self.spec_hash, {"kind": kind, "to": to})
+        depends = {name: _depends_on(name) for name in kinds | {kind}}
+        try:
+            record.rollback = rollback_generations(
+                self.store,
+                depends,
+                kind,
+                to,
+                desired_fps={d.name: d.recipe.fingerprint for d in desired.kinds},
+                run_id=record.run_id,
+            )
+        except BaseException as exc:
+            record.status, record.error, record.error_type = FAILED, redact(str(exc)), type(exc).__name__
+            self._finish(record)
+            raise
+        for name, change in record.rollback["switched"].items():
+            record.kinds[name] = KindCounts(generation=change["to"], switched=True)
+        record.status = CONVERGED
+        self._finish(record)
+        return record
 
     # --- in-place sources --------------------------------------------------------------
 
@@ -660,7 +723,17 @@ def _plan_summary(plan: Plan) -> dict[str, Any]:
         "fingerprint": plan.fingerprint,
         "depth": plan.depth,
         "scope_size": plan.scope_size,
+        "switch_groups": [list(g) for g in plan.switch_groups],
+        "changes": {k.kind: list(k.changes) for k in plan.kinds if k.changes},
+        "gc": [asdict(g) for g in plan.gc],
     }
+
+
+def _depends_on(kind: str) -> tuple[str, ...]:
+    try:
+        return get_kind(kind).depends_on
+    except RagstateError:  # a plugin kind no longer installed: nothing is built from it here
+        return ()
 
 
 def _drift_words(drift: dict[str, dict[str, int]]) -> str:

@@ -1,4 +1,5 @@
-"""Apply a plan: record the source, then per kind delete, build in batches, switch.
+"""Apply a plan: record the source, then per kind delete and build in batches; then
+verify and switch new generations, and collect garbage (``apply.generations``).
 
 Write order, the invariant everything else relies on:
 
@@ -8,8 +9,10 @@ Write order, the invariant everything else relies on:
    rows, their new rows, their ledger rows, and the run's progress. Nothing is ever
    marked done before its rows are committed, and no row exists without its ledger row
    once the transaction ends.
-3. A generation becomes active only when every document in scope is built into it, in
-   one transaction that retires the previous one.
+3. A new generation becomes active only when every document in scope (but the
+   quarantined ones) is built into it and it passed verification, in one transaction
+   with every kind of its switch group, which retires the previous ones. A crash before that transaction leaves the active
+   generations as they were; the next run resumes the build, or verifies again.
 
 Kinds are applied in build order (upstream first), each to completion before the next,
 so a dependent kind reads its upstream kinds' complete target generation.
@@ -42,6 +45,7 @@ from typing import Any
 from ragstate.apply.batching import BatchSizer
 from ragstate.apply.budget import ITEMS, Budget
 from ragstate.apply.isolate import BatchResult, Isolator
+from ragstate.apply.generations import settle
 from ragstate.apply.progress import NullProgress, Progress
 from ragstate.apply.record import KindCounts, RunRecord
 from ragstate.apply.safety import Safety
@@ -49,7 +53,7 @@ from ragstate.apply.writer import BatchWriter
 from ragstate.artifacts.base import BuildContext, Recipe
 from ragstate.compute.embedders import make_embedder
 from ragstate.compute.executors import Executor, LocalExecutor, open_executor
-from ragstate.observe.observe import Observed
+from ragstate.observe.observe import Observed, observe
 from ragstate.plan.desired import Desired, DesiredKind
 from ragstate.plan.model import KindPlan, Plan
 from ragstate.sources.base import DocRef, Source
@@ -100,6 +104,7 @@ def apply_plan(
             quarantine.record(s, view.new, record.run_id)
 
         safety.commit(store, record_source)
+    _forget_holds(observed, store, safety)
     # The generation each kind's work went into, for the dependent kinds that read it.
     targets: dict[str, int] = {k.kind: k.target_generation for k in plan.kinds if k.target_generation is not None}
     # Documents set aside during this run, per kind: kinds built from them skip them too.
@@ -132,8 +137,26 @@ def apply_plan(
         executor.close()
         if executor.startup_seconds:
             record.timings["executor_start_s"] = round(executor.startup_seconds, 4)
+    settle(
+        plan,
+        targets,
+        spec=spec,
+        desired=desired,
+        store=store,
+        record=record,
+        progress=progress,
+        observe_now=lambda titles: observe(spec, desired, store, source, depth="audit", titles=titles),
+    )
     record.timings["apply_s"] = round(time.perf_counter() - t0, 4)
     return record
+
+
+def _forget_holds(observed: Observed, store: Store, safety: Safety) -> None:
+    """Clear the rollback hold of each kind whose spec changed since the rollback: the
+    hold only stops apply from switching back to the recipe rolled back from."""
+    for k in observed.kinds.values():
+        if k.active is not None and k.active.hold and not k.held and k.active.hold.get("recipe_fp") != k.recipe_fp:
+            safety.commit(store, lambda s, kind=k.kind: ledger.clear_hold(s, kind))
 
 
 def _apply_kind(
@@ -164,7 +187,16 @@ def _apply_kind(
         created: list[int] = []
 
         def create(s: Session) -> None:
-            gen = ledger.create_generation(store, s, kind.name, recipe.fingerprint, recipe.params, record.run_id)
+            gen = ledger.create_generation(
+                store,
+                s,
+                kind.name,
+                recipe.fingerprint,
+                recipe.params,
+                record.run_id,
+                upstream={u: targets[u] for u in kind.depends_on if u in targets},
+                models={recipe.model: spec.models[recipe.model].model_dump(mode="json")} if recipe.model else {},
+            )
             for t in kind.tables(recipe, gen.generation):
                 store.ensure_table(s, t)
             created[:] = [gen.generation]
@@ -236,30 +268,8 @@ def _apply_kind(
             executor=executor,
         )
 
-    if kp.switch:
-        # Quarantined documents are not in the new generation; they must not keep it
-        # from being switched in forever.
-        held = len(kp.quarantined) + counts.quarantined + len(blocked & set(kp.build_ids))
-
-        def switch() -> bool:
-            with store.session() as s:
-                done = int(
-                    s.scalar("SELECT count(*) FROM {ledger} WHERE kind = ? AND generation = ?", (kind.name, generation))
-                )
-                if done + held < observed.scope_size:
-                    return False
-                for t in tables:
-                    store.vector_index(s, t)
-                with s.transaction():
-                    if safety.fence is not None:
-                        safety.fence(s)
-                    ledger.activate(s, kind.name, generation)
-                return True
-
-        if safety.read(switch):
-            counts.switched = True
-            progress.note(f"{kind.name}: generation {generation} is now active")
-    elif kp.repair:
+    # A switch waits for the whole group to be built and verified (settle).
+    if kp.repair and not kp.switch:
 
         def index() -> None:
             with store.session() as s:

@@ -8,8 +8,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 #: run statuses, as stored in ``runs.status``; ``partial``: stopped on purpose at a batch
-#: boundary before the plan was done (work budget spent, or asked to stop), to be continued
-RUNNING, CONVERGED, FAILED, INTERRUPTED, REFUSED, NOT_CONVERGED, PARTIAL = (
+#: boundary before the plan was done (work budget spent, or asked to stop), to be continued;
+#: ``rejected``: a new generation failed verification and was not switched in (the active
+#: one is untouched)
+RUNNING, CONVERGED, FAILED, INTERRUPTED, REFUSED, NOT_CONVERGED, PARTIAL, REJECTED = (
     "running",
     "converged",
     "failed",
@@ -17,6 +19,7 @@ RUNNING, CONVERGED, FAILED, INTERRUPTED, REFUSED, NOT_CONVERGED, PARTIAL = (
     "refused",
     "not_converged",
     "partial",
+    "rejected",
 )
 
 
@@ -82,10 +85,21 @@ class RunRecord:
     remaining: dict[str, dict[str, int]] = field(default_factory=dict)
     #: set by the daemon: its cycle, what started it, how long it waited before it (backoff)
     daemon: dict[str, Any] | None = None
+    #: the verification of each switch group (``apply.generations.Verification.to_dict``)
+    verification: list[dict[str, Any]] = field(default_factory=list)
+    #: generations garbage-collected: ``{"kind", "generation", "documents"}``
+    gc: list[dict[str, Any]] = field(default_factory=list)
+    #: what a rollback switched: ``{"kind", "switched": {kind: {"from", "to"}}, "held", "recomputed"}``
+    rollback: dict[str, Any] | None = None
 
     @property
     def converged(self) -> bool:
         return self.status == CONVERGED
+
+    @property
+    def rejected(self) -> list[str]:
+        """Why new generations were not switched in (empty: none was rejected)."""
+        return [r for v in self.verification if not v["passed"] for r in v["reasons"]]
 
     @property
     def built(self) -> int:
@@ -111,6 +125,9 @@ class RunRecord:
             "budget": self.budget,
             "remaining": self.remaining,
             "daemon": self.daemon,
+            "verification": self.verification,
+            "gc": self.gc,
+            "rollback": self.rollback,
         }
 
     def to_dict(self) -> dict[str, Any]:

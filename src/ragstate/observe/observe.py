@@ -149,7 +149,9 @@ def observe(
                 for d in desired.kinds:  # upstream first: checks read upstream tables
                     upstream = {u: kinds[u].tables for u in d.kind.depends_on if u in kinds}
                     held_upstream = [u for u in d.kind.depends_on if u in kinds and kinds[u].held]
-                    found = _observe_kind(store, s, d, upstream, sizes, held_upstream, depth=depth, scope_size=scope_size)
+                    found = _observe_kind(
+                        store, s, d, upstream, sizes, held_upstream, depth=depth, scope_size=scope_size
+                    )
                     kinds[d.name] = _held(found, held.get(d.name, frozenset()), view.kept)
                 staged_titles = registry.scope_titles(s) if titles else ()
                 need = {doc for k in kinds.values() for doc in _to_build(k)}

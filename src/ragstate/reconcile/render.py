@@ -6,6 +6,7 @@ import time
 
 from ragstate.apply.record import RunRecord
 from ragstate.plan.render import SHOWN, counts_text, quarantine_lines
+from ragstate.reconcile.history import HistoryReport
 from ragstate.reconcile.reports import StatusReport, VerifyReport
 from ragstate.stores.quarantine import Entry
 
@@ -31,6 +32,21 @@ def render_run(record: RunRecord) -> str:
         if k.switched:
             parts.append(f"generation {k.generation} now active")
         lines.append(f"  {name}: " + ", ".join(parts))
+    for v in record.verification:
+        lines += _verification_lines(v)
+    for g in record.gc:
+        lines.append(f"  gc: dropped {g['kind']} generation {g['generation']} ({g['documents']} documents)")
+    if record.rollback is not None:
+        rb = record.rollback
+        for name, change in rb["switched"].items():
+            lines.append(f"  {name}: generation {change['from']} → {change['to']} (rolled back, nothing recomputed)")
+        if not rb["switched"]:
+            lines.append(f"  {rb['kind']}: already at that generation; nothing switched")
+        if rb["held"]:
+            lines.append(
+                f"  held: {', '.join(rb['held'])} (apply leaves them alone while the spec asks for the recipe rolled "
+                "back from; edit the spec or roll forward with --to to release them)"
+            )
     if not record.kinds and record.converged:
         lines.append("  nothing to do")
     set_aside = sum(k.quarantined for k in record.kinds.values())
@@ -50,6 +66,82 @@ def render_run(record: RunRecord) -> str:
     if record.error:
         lines.append(f"  {record.error}")
     return "\n".join(lines)
+
+
+def _verification_lines(v: dict) -> list[str]:
+    """One verification of a switch group: the outcome, then each kind's comparison."""
+    group = ", ".join(v["group"])
+    lines = [f"  verified {group}: " + ("passed" if v["passed"] else "FAILED, not switched")]
+    for c in v["checks"]:
+        found = ", ".join(f"{n} {cls}" for cls, n in c["problems"].items()) or "complete and clean"
+        line = f"    {c['kind']} generation {c['generation']}: {c['documents']}/{c['in_scope']} documents, {found}"
+        g = c.get("golden")
+        if g:
+            active = g["active_recall"]
+            versus = f"{active:.2f} of generation {g['active_generation']}" if active is not None else "no baseline"
+            line += (
+                f"; golden recall@{g['k']} {g['recall']:.2f} vs {versus} over {g['queries']} queries "
+                f"(needs ≥ {g['needed']:.2f}: {'ok' if g['passed'] else 'too low'})"
+            )
+            if g.get("note"):
+                line += f" [{g['note']}]"
+        lines.append(line)
+    return lines
+
+
+def render_history(report: HistoryReport) -> str:
+    lines = [f"Store: {report.store}", "Generations:"]
+    if not report.generations:
+        lines.append("  none yet")
+    for kind, gens in report.generations.items():
+        lines.append(f"  {kind}")
+        for g in gens:
+            size = f"{g['documents']} documents" + (f", {g['items']} rows" if g["items"] != g["documents"] else "")
+            times = [f"created {_when(g['created_at'])}"]
+            for what in ("activated", "retired", "dropped"):
+                if g[f"{what}_at"] is not None:
+                    times.append(f"{what} {_when(g[f'{what}_at'])}")
+            lines.append(
+                f"    g{g['generation']:<3} {g['state']:<9} {size}; recipe {g['recipe_fp']}; {', '.join(times)}"
+            )
+            lines += [f"         {c}" for c in g["changes"]]
+            check = (g.get("verification") or {}).get("check") or {}
+            golden = check.get("golden")
+            if check:
+                outcome = "passed" if check.get("passed") else "failed"
+                if golden:
+                    outcome += f", golden recall@{golden['k']} {golden['recall']:.2f}"
+                    if golden.get("active_recall") is not None:
+                        outcome += f" vs {golden['active_recall']:.2f} of g{golden['active_generation']}"
+                lines.append(f"         verification: {outcome}")
+            if g.get("hold"):
+                lines.append(f"         held by rollback run {g['hold'].get('run_id')}")
+    lines.append("Runs (newest first):")
+    for r in report.runs:
+        took = f", {r['seconds']:.1f} s" if r["seconds"] is not None else ""
+        lines.append(f"  {_when(r['started_at'])} {r['command']:<9} {r['status']:<13} {r['run_id']}{took}")
+        for name, k in r["kinds"].items():
+            did = [f"built {k['built']}"] if k.get("built") else []
+            if k.get("created_generation"):
+                did.append(f"new generation {k['generation']}")
+            if k.get("switched"):
+                did.append(f"switched to generation {k['generation']}")
+            if did:
+                lines.append(f"    {name}: " + ", ".join(did))
+        for name, changes in r["changes"].items():
+            lines.append(f"    {name} recipe: " + "; ".join(changes))
+        for v in r["verification"]:
+            if not v["passed"]:
+                lines += [f"    rejected: {reason}" for reason in v["reasons"]]
+        for g in r["gc"]:
+            lines.append(f"    gc: dropped {g['kind']} generation {g['generation']}")
+        if r["error"] and not any(not v["passed"] for v in r["verification"]):
+            lines.append(f"    {r['error']}")
+    return "\n".join(lines)
+
+
+def _when(stamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(stamp))
 
 
 def render_verify(report: VerifyReport) -> str:
@@ -102,6 +194,8 @@ def render_status(status: StatusReport) -> str:
         )
         if k.note:
             lines.append(f"    {k.note}")
+        if k.held:
+            lines.append(f"    held: {k.held}")
         for g in k.generations:
             lines.append(f"    g{g['generation']}: {g['state']}, {g['documents']} documents, recipe {g['recipe_fp']}")
     lines += condition_lines(status.conditions, status.spec_hash)

@@ -86,6 +86,8 @@ class KindStatus:
     note: str = ""
     #: share of the documents in scope that are built and need nothing, 0..1
     complete: float = 0.0
+    #: why the kind is held at its active generation by a rollback, or ""
+    held: str = ""
 
 
 @dataclass
@@ -145,7 +147,7 @@ def pipeline_readiness(plan: Plan, observed: Observed, desired: Desired) -> dict
                 continue
             if obs.active is None:
                 reasons.append(f"{name}: no active generation yet")
-            elif obs.active.recipe_fp != obs.recipe_fp:
+            elif obs.active.recipe_fp != obs.recipe_fp and not obs.held:
                 reasons.append(f"{name}: active generation {obs.active.generation} has another recipe")
             drift = {c: n for c, n in k.drift.items() if n}
             if drift:
@@ -163,6 +165,8 @@ def completeness_of(k: KindPlan, obs: KindObservation, scope: int) -> float:
     """Share of the ``scope`` documents whose rows of a kind are built and need nothing."""
     if not scope:
         return 1.0
+    if obs.held:  # queries read the held generation, as built when it was rolled back to
+        return round(min(obs.rows.built, scope) / scope, 4)
     if obs.active is None or obs.active.recipe_fp != obs.recipe_fp:
         return 0.0  # queries read no generation of the desired recipe yet
     return round(max(0, min(obs.rows.built, scope) - len(k.build_ids)) / scope, 4)

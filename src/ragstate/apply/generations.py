@@ -1,0 +1,495 @@
+"""Generations after the builds: verify, switch groups atomically, collect garbage; roll back.
+
+A recipe change builds new generations beside the active ones (``apply.apply``). Before
+queries see them, each group of kinds that switch together (``Plan.switch_groups``: a
+kind and the kinds built from it) is verified, then switched in one transaction:
+
+=====================  ===============================================================
+check                  passes when
+=====================  ===============================================================
+complete               every document in scope is built into the new generation, from
+                       its current content, and no row is left over
+quality                the vector audit and the kind's consistency checks find nothing
+                       (no corrupt vector, no placeholders, nothing incomplete)
+golden                 recall@k of the known-item queries (``generations.golden``) on
+                       the new generation is at least ``min_share`` of the active one's
+                       (kinds with a vector per document or chunk; needs an active one)
+=====================  ===============================================================
+
+A group that fails is not switched: the active generations stay as they are, the new
+ones are marked ``rejected`` with the reasons, and the run says why. ``rollback`` puts
+an earlier generation back with the kinds built from it, in one transaction, without
+recomputing anything. ``collect_garbage`` drops inactive generations beyond
+``generations.keep``, never the active one, the one before it, or the one being built.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from ragstate.apply.progress import Progress
+from ragstate.apply.record import KindCounts, RunRecord
+from ragstate.artifacts.base import Recipe
+from ragstate.compute.embedders import Embedder, make_embedder
+from ragstate.errors import RagstateError, RollbackError
+from ragstate.observe.golden import GoldenQuery, load_queries, measure, title_queries
+from ragstate.observe.observe import KindObservation, Observed
+from ragstate.plan.desired import Desired, DesiredKind
+from ragstate.plan.diff import last_recall
+from ragstate.plan.model import Plan
+from ragstate.spec.model import ModelSpec, Spec
+from ragstate.stores import ledger
+from ragstate.stores.base import Store, now
+from ragstate.stores.ledger import ACTIVE, DROPPED, RETIRED, Generation, collectable
+
+#: recall comparisons allow this much rounding
+_EPSILON = 1e-9
+
+
+@dataclass
+class KindCheck:
+    """What verification found for one kind's new generation."""
+
+    kind: str
+    generation: int
+    #: documents built into it, of ``in_scope``
+    documents: int
+    in_scope: int
+    #: what stops the switch, by drift class (empty: complete and clean)
+    problems: dict[str, int] = field(default_factory=dict)
+    #: the golden comparison (None: the kind has no such check, or nothing to compare with)
+    golden: dict[str, Any] | None = None
+
+    @property
+    def passed(self) -> bool:
+        return not self.problems and (self.golden is None or bool(self.golden["passed"]))
+
+    def reasons(self) -> list[str]:
+        out = []
+        if self.problems:
+            found = ", ".join(f"{n} {cls}" for cls, n in self.problems.items())
+            out.append(f"{self.kind} generation {self.generation} is not complete and clean: {found}")
+        g = self.golden
+        if g is not None and not g["passed"]:
+            out.append(
+                f"{self.kind} generation {self.generation}: golden recall@{g['k']} {g['recall']:.2f} over "
+                f"{g['queries']} queries is below {g['min_share']:.0%} of generation {g['active_generation']}'s "
+                f"{g['active_recall']:.2f} (needs {g['needed']:.2f})"
+            )
+        return out
+
+
+@dataclass
+class Verification:
+    """The verification of one switch group."""
+
+    run_id: str
+    at: float
+    group: tuple[str, ...]
+    checks: list[KindCheck]
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.checks)
+
+    def reasons(self) -> list[str]:
+        return [r for c in self.checks for r in c.reasons()]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "at": self.at,
+            "group": list(self.group),
+            "passed": self.passed,
+            "reasons": self.reasons(),
+            "checks": [asdict(c) | {"passed": c.passed} for c in self.checks],
+        }
+
+    def for_kind(self, kind: str) -> dict[str, Any]:
+        """What the generations table keeps for one kind of the group."""
+        check = next(c for c in self.checks if c.kind == kind)
+        data = self.to_dict()
+        del data["checks"]
+        return data | {"check": asdict(check) | {"passed": check.passed}}
+
+
+# --- after the builds -------------------------------------------------------------------
+
+
+def settle(
+    plan: Plan,
+    targets: Mapping[str, int],
+    *,
+    spec: Spec,
+    desired: Desired,
+    store: Store,
+    record: RunRecord,
+    progress: Progress,
+    observe_now: Callable[[bool], Observed],
+) -> None:
+    """Verify and switch each of ``plan``'s switch groups, then collect garbage.
+
+    ``targets`` holds the generation each kind's work went into; ``observe_now(titles)``
+    observes the store again at audit depth (with the titles of the documents in scope
+    when golden queries are drawn from them).
+    """
+    if plan.switch_groups:
+        golden = spec.generations.golden
+        titles = golden.file is None and golden.queries > 0
+        after = observe_now(titles)
+        queries = _golden_set(spec, after)
+        for group in plan.switch_groups:
+            generations = {k: targets[k] for k in group}
+            _index(store, desired, generations)
+            verification = verify_group(group, generations, after, spec, desired, store, queries, record.run_id)
+            record.verification.append(verification.to_dict())
+            with store.session() as s:
+                for kind in group:
+                    ledger.record_verification(store, s, kind, generations[kind], verification.for_kind(kind))
+            if not verification.passed:
+                progress.note("not switched: " + "; ".join(verification.reasons()))
+                continue
+            upstream = {k: {u: targets[u] for u in desired.kind(k).kind.depends_on if u in targets} for k in group}
+            with store.session() as s:
+                ledger.switch(store, s, generations, upstream=upstream)
+            for kind in group:
+                counts = record.kinds.setdefault(kind, KindCounts(recipe_fp=desired.kind(kind).recipe.fingerprint))
+                counts.switched = True
+                counts.generation = generations[kind]
+            progress.note(
+                "now active: " + ", ".join(f"{k} generation {g}" for k, g in generations.items()) + " (one transaction)"
+            )
+    if plan.gc:
+        record.gc = collect_garbage(plan, targets, spec=spec, desired=desired, store=store)
+
+
+def verify_group(
+    group: Sequence[str],
+    generations: Mapping[str, int],
+    observed: Observed,
+    spec: Spec,
+    desired: Desired,
+    store: Store,
+    queries: Sequence[GoldenQuery],
+    run_id: str,
+) -> Verification:
+    """Check the new generations of ``group`` (see the module docstring) against ``observed``,
+    an audit-depth observation made after they were built."""
+    checks = []
+    for kind in group:
+        obs = observed.kinds[kind]
+        check = KindCheck(
+            kind=kind,
+            generation=generations[kind],
+            documents=obs.rows.built,
+            in_scope=observed.scope_size,
+            problems=_problems(obs, generations[kind], observed.scope_size),
+        )
+        d = desired.kind(kind)
+        if d.kind.golden_fetch and obs.active is not None and queries and not check.problems:
+            check.golden = _golden(d, obs.active, generations[kind], spec, store, queries)
+        checks.append(check)
+    return Verification(run_id=run_id, at=now(), group=tuple(group), checks=checks)
+
+
+def _problems(obs: KindObservation, generation: int, scope: int) -> dict[str, int]:
+    if obs.target is None or obs.target.generation != generation:
+        return {"missing": scope}
+    r = obs.rows
+    found = {
+        "missing": len(r.unbuilt) + len(r.rows_absent),
+        "stale": len(r.changed),
+        "recipe": len(r.foreign_recipe),
+        "orphaned": len(r.out_of_scope) + len(r.strays),
+        "corrupt": len(obs.corrupt),
+        "mock": len(obs.mock),
+        "incomplete": len(obs.incomplete),
+        "schema": len(obs.table_problems),
+    }
+    return {cls: n for cls, n in found.items() if n}
+
+
+def _golden_set(spec: Spec, observed: Observed) -> tuple[GoldenQuery, ...]:
+    golden = spec.generations.golden
+    if golden.file is not None:
+        return load_queries(golden.file)
+    return title_queries(observed.titles, golden.queries)
+
+
+def _golden(
+    d: DesiredKind, active: Generation, generation: int, spec: Spec, store: Store, queries: Sequence[GoldenQuery]
+) -> dict[str, Any]:
+    """Recall@k of ``queries`` on the new generation and on the active one, compared."""
+    kind, recipe = d.kind, d.recipe
+    golden = spec.generations.golden
+    assert recipe.model is not None
+    embedder = make_embedder(recipe.model, spec.models[recipe.model])
+    column = kind.vector_columns(recipe)[0]
+    new_table = kind.tables(recipe, generation)[column.table].name
+    old_recipe = Recipe.stored(kind.name, active.recipe_fp, active.recipe)
+    old_table = kind.tables(old_recipe, active.generation)[column.table].name
+    with store.session() as s:
+        new = measure(store, s, new_table, column.column, embedder, queries, golden.k, fetch=kind.golden_fetch)
+        base, note = _query_embedder(active, recipe, embedder, spec)
+        if base is not None and store.columns(s, old_table) is not None:
+            old_recall: float | None = measure(
+                store, s, old_table, column.column, base, queries, golden.k, fetch=kind.golden_fetch
+            ).recall
+        else:
+            old_recall = last_recall(active)
+            note = note or f"generation {active.generation}'s table is missing"
+            note += (
+                f"; compared with the recall it had when switched in ({old_recall:.2f})"
+                if old_recall is not None
+                else "; no recall of it was ever measured, so there is nothing to compare with"
+            )
+    needed = round(golden.min_share * old_recall, 4) if old_recall is not None else 0.0
+    return {
+        "k": golden.k,
+        "queries": new.queries,
+        "recall": new.recall,
+        "missed": list(new.missed),
+        "active_generation": active.generation,
+        "active_recall": old_recall,
+        "min_share": golden.min_share,
+        "needed": needed,
+        "passed": new.recall + _EPSILON >= needed,
+        "note": note,
+    }
+
+
+def _query_embedder(active: Generation, recipe: Recipe, embedder: Embedder, spec: Spec) -> tuple[Embedder | None, str]:
+    """The embedder of the active generation's model, to embed the queries its way.
+
+    The same model as the new generation's in the common case (a text, normalisation
+    or chunking change); otherwise the model spec recorded with the generation, or an
+    entry of the spec's ``models`` with the same identity.
+    """
+    identity = active.recipe.get("model")
+    if identity == recipe.params.get("model"):
+        return embedder, ""
+    candidates: list[tuple[str, Any]] = list(active.models.items()) + list(spec.models.items())
+    for name, model in candidates:
+        try:
+            found = make_embedder(name, model if isinstance(model, ModelSpec) else ModelSpec.model_validate(model))
+            if found.identity() == identity:
+                return found, ""
+        except (RagstateError, ValidationError):
+            continue
+    return None, f"the model of generation {active.generation} is not available to embed the queries"
+
+
+def _index(store: Store, desired: Desired, generations: Mapping[str, int]) -> None:
+    """Build the vector indexes of new generations (before the golden check, so it
+    measures what queries will use)."""
+    with store.session() as s:
+        for kind, generation in generations.items():
+            d = desired.kind(kind)
+            for table in d.kind.tables(d.recipe, generation):
+                store.vector_index(s, table)
+
+
+# --- garbage collection -----------------------------------------------------------------
+
+
+def collect_garbage(
+    plan: Plan, targets: Mapping[str, int], *, spec: Spec, desired: Desired, store: Store
+) -> list[dict[str, Any]]:
+    """Drop the generations ``plan.gc`` lists that are still collectable now (a switch
+    that failed verification keeps its kind's generations): never more than the plan
+    said. Each drop is one transaction. Returns what was dropped."""
+    dropped = []
+    with store.session() as s:
+        gens = ledger.generations(store, s)
+        for drop in plan.gc:
+            kind_gens = [g for g in gens if g.kind == drop.kind]
+            allowed = collectable(kind_gens, target=targets.get(drop.kind), keep=spec.generations.keep)
+            gen = next((g for g in allowed if g.generation == drop.generation), None)
+            if gen is None:
+                continue
+            kind = desired.kind(drop.kind).kind
+            tables = kind.tables(Recipe.stored(kind.name, gen.recipe_fp, gen.recipe), gen.generation)
+            rows = ledger.drop_generation(store, s, drop.kind, drop.generation, tables)
+            dropped.append({"kind": drop.kind, "generation": drop.generation, "documents": rows})
+    return dropped
+
+
+# --- rollback ---------------------------------------------------------------------------
+
+
+def choose_rollback(
+    gens: Sequence[Generation], depends: Mapping[str, tuple[str, ...]], kind: str, to: int | None = None
+) -> dict[str, int]:
+    """The generations a rollback of ``kind`` switches to: ``kind``'s (``to``, or the one
+    active before the current) and those of the kinds built from it (each one built
+    from the chosen upstream generations, the most recently active such). Only kinds
+    that change are listed; empty when ``to`` is already active. Pure.
+
+    Raises:
+        RollbackError: nothing to roll back to, the generation was dropped or never
+            switched in, it was built from other upstream generations than the active
+            ones, or a dependent kind kept no generation built from it.
+    """
+    by_kind: dict[str, dict[int, Generation]] = {}
+    for g in gens:
+        by_kind.setdefault(g.kind, {})[g.generation] = g
+    if kind not in by_kind:
+        raise RollbackError(f"{kind}: no generation has been built", kind=kind)
+    active = {k: next((g for g in v.values() if g.state == ACTIVE), None) for k, v in by_kind.items()}
+    current = active[kind]
+    if current is None:
+        raise RollbackError(f"{kind}: no generation is active", kind=kind)
+    target = _rollback_target(by_kind[kind], current, kind, to)
+    if target is None:
+        return {}
+    for u in depends.get(kind, ()):
+        up = active.get(u)
+        if up is not None and not _built_from(target, {u: up.generation}, by_kind):
+            raise RollbackError(
+                f"{kind}: generation {target.generation} was built from {u} generation "
+                f"{target.upstream.get(u, '(another)')}, but {u} generation {up.generation} is active; "
+                f"roll back {u} instead (the kinds built from it follow); nothing was switched",
+                kind=kind,
+                generation=target.generation,
+            )
+    chosen = {kind: target.generation}
+    for d in _downstream_order(by_kind, depends, kind):
+        ups = [u for u in depends.get(d, ()) if u in by_kind]
+        needed = {u: chosen[u] if u in chosen else active[u].generation for u in ups if u in chosen or active[u]}
+        now_active = active[d]
+        if now_active is not None and _built_from(now_active, needed, by_kind):
+            continue
+        kept = [g for g in by_kind[d].values() if g.state == RETIRED and _built_from(g, needed, by_kind)]
+        if not kept:
+            wanted = ", ".join(f"{u} generation {n}" for u, n in needed.items())
+            raise RollbackError(
+                f"{kind}: no kept generation of {d} was built from {wanted} (garbage-collected or never built); "
+                "nothing was switched",
+                kind=kind,
+                generation=target.generation,
+            )
+        chosen[d] = max(kept, key=lambda g: (g.activated_at or 0.0, g.generation)).generation
+    return chosen
+
+
+def _rollback_target(
+    gens: Mapping[int, Generation], current: Generation, kind: str, to: int | None
+) -> Generation | None:
+    if to is None:
+        retired = [g for g in gens.values() if g.state == RETIRED]
+        if not retired:
+            raise RollbackError(
+                f"{kind}: no earlier generation to roll back to (generation {current.generation} is the only one kept)",
+                kind=kind,
+            )
+        return max(retired, key=lambda g: (g.retired_at or 0.0, g.generation))
+    target = gens.get(to)
+    if target is None:
+        known = ", ".join(str(n) for n in sorted(gens))
+        raise RollbackError(f"{kind}: there is no generation {to} (generations: {known})", kind=kind, generation=to)
+    if target.state == ACTIVE:
+        return None
+    if target.state == DROPPED:
+        raise RollbackError(
+            f"{kind}: generation {to} was garbage-collected (generations.keep); its data is gone",
+            kind=kind,
+            generation=to,
+        )
+    if not target.was_active:
+        raise RollbackError(
+            f"{kind}: generation {to} was never switched in (state {target.state}); apply switches to it once it "
+            "passes verification",
+            kind=kind,
+            generation=to,
+        )
+    return target
+
+
+def _built_from(g: Generation, needed: Mapping[str, int], by_kind: Mapping[str, Mapping[int, Generation]]) -> bool:
+    """True when ``g`` was built from exactly the ``needed`` upstream generations (a
+    generation recorded before lineage was kept is matched by its upstream recipe)."""
+    for u, n in needed.items():
+        if u in g.upstream:
+            if g.upstream[u] != n:
+                return False
+        else:
+            up = by_kind.get(u, {}).get(n)
+            if up is None or g.recipe.get("upstream") != up.recipe_fp:
+                return False
+    return True
+
+
+def _downstream_order(
+    by_kind: Mapping[str, Mapping[int, Generation]], depends: Mapping[str, tuple[str, ...]], root: str
+) -> list[str]:
+    """The kinds built (directly or not) from ``root``, each after its upstream kinds."""
+    below: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for k in by_kind:
+            if k not in below and k != root and any(u == root or u in below for u in depends.get(k, ())):
+                below.add(k)
+                changed = True
+    order: list[str] = []
+    while len(order) < len(below):
+        for k in sorted(below):
+            if k not in order and all(u not in below or u in order for u in depends.get(k, ())):
+                order.append(k)
+    return order
+
+
+def rollback(
+    store: Store,
+    depends: Mapping[str, tuple[str, ...]],
+    kind: str,
+    to: int | None,
+    *,
+    desired_fps: Mapping[str, str],
+    run_id: str,
+) -> dict[str, Any]:
+    """Switch ``kind`` back (see ``choose_rollback``), in one transaction, recomputing
+    nothing. Each switched kind whose recipe differs from the spec's (``desired_fps``)
+    is held there: apply leaves it alone until the spec changes.
+
+    Returns:
+        ``{"kind", "switched": {kind: {"from", "to"}}, "held": [kinds], "recomputed": 0}``.
+
+    Raises:
+        RollbackError: see ``choose_rollback``; also when a chosen generation's tables
+            are gone. Nothing was switched.
+    """
+    with store.session() as s:
+        gens = ledger.generations(store, s)
+        chosen = choose_rollback(gens, depends, kind, to)
+        by_key = {(g.kind, g.generation): g for g in gens}
+        active = {g.kind: g.generation for g in gens if g.state == ACTIVE}
+        for k, n in chosen.items():
+            g = by_key[(k, n)]
+            if store.columns(s, g.table_name) is None:
+                raise RollbackError(
+                    f"{kind}: table {g.table_name} of {k} generation {n} is missing; nothing was switched",
+                    kind=kind,
+                    generation=n,
+                )
+        holds = {
+            k: {"run_id": run_id, "recipe_fp": desired_fps[k], "at": now()}
+            if k in desired_fps and desired_fps[k] != by_key[(k, n)].recipe_fp
+            else None
+            for k, n in chosen.items()
+        }
+        upstream = {
+            k: {u: chosen.get(u, active[u]) for u in depends.get(k, ()) if u in chosen or u in active} for k in chosen
+        }
+        if chosen:
+            ledger.switch(store, s, chosen, upstream=upstream, holds=holds)
+    return {
+        "kind": kind,
+        "switched": {k: {"from": active.get(k), "to": n} for k, n in chosen.items()},
+        "held": sorted(k for k, h in holds.items() if h),
+        "recomputed": 0,
+    }
