@@ -13,7 +13,8 @@ quality                the vector audit and the kind's consistency checks find n
                        (no corrupt vector, no placeholders, nothing incomplete)
 golden                 recall@k of the known-item queries (``generations.golden``) on
                        the new generation is at least ``min_share`` of the active one's
-                       (kinds with a vector per document or chunk; needs an active one)
+                       (kinds with a vector per document or chunk; a first
+                       generation is measured alone, as the next one's baseline)
 =====================  ===============================================================
 
 A group that fails is not switched: the active generations stay as they are, the new
@@ -44,7 +45,7 @@ from ragstate.plan.model import Plan
 from ragstate.spec.model import ModelSpec, Spec
 from ragstate.stores import ledger
 from ragstate.stores.base import Store, now
-from ragstate.stores.ledger import ACTIVE, DROPPED, RETIRED, Generation, collectable
+from ragstate.stores.ledger import ACTIVE, DROPPED, RETIRED, Generation, collectable, holding
 
 #: recall comparisons allow this much rounding
 _EPSILON = 1e-9
@@ -190,7 +191,7 @@ def verify_group(
             problems=_problems(obs, generations[kind], observed.scope_size),
         )
         d = desired.kind(kind)
-        if d.kind.golden_fetch and obs.active is not None and queries and not check.problems:
+        if d.kind.golden_fetch and queries and not check.problems:
             check.golden = _golden(d, obs.active, generations[kind], spec, store, queries)
         checks.append(check)
     return Verification(run_id=run_id, at=now(), group=tuple(group), checks=checks)
@@ -221,19 +222,35 @@ def _golden_set(spec: Spec, observed: Observed) -> tuple[GoldenQuery, ...]:
 
 
 def _golden(
-    d: DesiredKind, active: Generation, generation: int, spec: Spec, store: Store, queries: Sequence[GoldenQuery]
+    d: DesiredKind, active: Generation | None, generation: int, spec: Spec, store: Store, queries: Sequence[GoldenQuery]
 ) -> dict[str, Any]:
-    """Recall@k of ``queries`` on the new generation and on the active one, compared."""
+    """Recall@k of ``queries`` on the new generation and on the active one, compared (a
+    first generation is measured alone: its recall is the baseline of the next one)."""
     kind, recipe = d.kind, d.recipe
     golden = spec.generations.golden
     assert recipe.model is not None
     embedder = make_embedder(recipe.model, spec.models[recipe.model])
     column = kind.vector_columns(recipe)[0]
     new_table = kind.tables(recipe, generation)[column.table].name
+    with store.session() as s:
+        new = measure(store, s, new_table, column.column, embedder, queries, golden.k, fetch=kind.golden_fetch)
+    result = {
+        "k": golden.k,
+        "queries": new.queries,
+        "recall": new.recall,
+        "missed": list(new.missed),
+        "active_generation": None,
+        "active_recall": None,
+        "min_share": golden.min_share,
+        "needed": 0.0,
+        "passed": True,
+        "note": "the first generation: nothing to compare with",
+    }
+    if active is None:
+        return result
     old_recipe = Recipe.stored(kind.name, active.recipe_fp, active.recipe)
     old_table = kind.tables(old_recipe, active.generation)[column.table].name
     with store.session() as s:
-        new = measure(store, s, new_table, column.column, embedder, queries, golden.k, fetch=kind.golden_fetch)
         base, note = _query_embedder(active, recipe, embedder, spec)
         if base is not None and store.columns(s, old_table) is not None:
             old_recall: float | None = measure(
@@ -248,14 +265,9 @@ def _golden(
                 else "; no recall of it was ever measured, so there is nothing to compare with"
             )
     needed = round(golden.min_share * old_recall, 4) if old_recall is not None else 0.0
-    return {
-        "k": golden.k,
-        "queries": new.queries,
-        "recall": new.recall,
-        "missed": list(new.missed),
+    return result | {
         "active_generation": active.generation,
         "active_recall": old_recall,
-        "min_share": golden.min_share,
         "needed": needed,
         "passed": new.recall + _EPSILON >= needed,
         "note": note,
@@ -307,7 +319,8 @@ def collect_garbage(
         gens = ledger.generations(store, s)
         for drop in plan.gc:
             kind_gens = [g for g in gens if g.kind == drop.kind]
-            allowed = collectable(kind_gens, target=targets.get(drop.kind), keep=spec.generations.keep)
+            protect = (targets.get(drop.kind), holding(kind_gens, desired.kind(drop.kind).recipe.fingerprint))
+            allowed = collectable(kind_gens, keep=spec.generations.keep, protect=protect)
             gen = next((g for g in allowed if g.generation == drop.generation), None)
             if gen is None:
                 continue

@@ -58,7 +58,7 @@ from ragstate.observe.observe import KindObservation, Observed
 from ragstate.plan.desired import Desired, DesiredKind
 from ragstate.plan.model import BUILD_CLASSES, DRIFT_CLASSES, Estimate, GcDrop, KindPlan, Plan, action_fingerprint
 from ragstate.spec.model import Spec
-from ragstate.stores.ledger import ACTIVE, RETIRED, Generation, collectable
+from ragstate.stores.ledger import ACTIVE, RETIRED, Generation, collectable, holding
 
 
 def diff(spec: Spec, spec_hash: str, desired: Desired, observed: Observed, *, now: float | None = None) -> Plan:
@@ -284,7 +284,7 @@ def _collect(spec: Spec, k: KindObservation, kp: KindPlan) -> list[GcDrop]:
             *k.sizes.get(g.generation, (0, 0)),
             reason=f"beyond generations.keep ({keep})",
         )
-        for g in collectable(gens, target=kp.target_generation, keep=keep)
+        for g in collectable(gens, keep=keep, protect=(kp.target_generation, holding(k.generations, k.recipe_fp)))
     ]
 
 

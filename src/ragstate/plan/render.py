@@ -49,6 +49,8 @@ def render_plan(plan: Plan, *, store: str = "") -> str:
             if cls == "schema":
                 ids = list(k.repair)
             shown = ", ".join(ids[:SHOWN]) + (f" … and {len(ids) - SHOWN} more" if len(ids) > SHOWN else "")
+            if cls == "recipe" and not ids:
+                shown = f"(built into generation {k.target_generation}; waiting for verification and the switch)"
             lines.append(f"    {cls:<10} {n:>6}  {shown}")
         e = k.estimate
         if e.items:

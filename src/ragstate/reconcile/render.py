@@ -15,7 +15,7 @@ def render_run(record: RunRecord) -> str:
     lines = [f"Run {record.run_id} ({record.command}): {record.status}"]
     if record.schema_repaired:
         lines.append("  repaired: " + "; ".join(record.schema_repaired))
-    for name, k in record.kinds.items():
+    for name, k in record.kinds.items() if record.rollback is None else ():
         parts = [f"built {k.built}"]
         if k.deleted or k.purged:
             parts.append(f"deleted {k.deleted + k.purged}")
@@ -76,7 +76,9 @@ def _verification_lines(v: dict) -> list[str]:
         found = ", ".join(f"{n} {cls}" for cls, n in c["problems"].items()) or "complete and clean"
         line = f"    {c['kind']} generation {c['generation']}: {c['documents']}/{c['in_scope']} documents, {found}"
         g = c.get("golden")
-        if g:
+        if g and g["active_generation"] is None:
+            line += f"; golden recall@{g['k']} {g['recall']:.2f} over {g['queries']} queries (the baseline)"
+        elif g:
             active = g["active_recall"]
             versus = f"{active:.2f} of generation {g['active_generation']}" if active is not None else "no baseline"
             line += (

@@ -10,7 +10,7 @@ ledger against the artifact table, each a single statement, never a query per do
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -66,15 +66,15 @@ class Generation:
         return self.activated_at is not None and self.state in (ACTIVE, RETIRED)
 
 
-def collectable(gens: Sequence[Generation], *, target: int | None, keep: int) -> list[Generation]:
+def collectable(gens: Sequence[Generation], *, keep: int, protect: Collection[int | None] = ()) -> list[Generation]:
     """The generations of one kind that garbage collection drops, oldest last.
 
     Never the active one, never the one active before it (the most recently retired:
-    what ``rollback`` returns to), never ``target`` (the one the spec's recipe is built
-    into). Of the other inactive generations, the ``keep`` most recent are kept, the
-    previous one counting as one of them.
+    what ``rollback`` returns to), never one in ``protect`` (the one the work goes into,
+    the one holding the spec's recipe). Of the other inactive generations, the ``keep``
+    most recent are kept, the previous one counting as one of them.
     """
-    live = [g for g in gens if g.state not in (DROPPED, ACTIVE) and g.generation != target]
+    live = [g for g in gens if g.state not in (DROPPED, ACTIVE) and g.generation not in protect]
     retired = [g for g in live if g.state == RETIRED]
     previous = max(retired, key=lambda g: (g.retired_at or 0.0, g.generation), default=None)
     others = sorted(
@@ -83,6 +83,12 @@ def collectable(gens: Sequence[Generation], *, target: int | None, keep: int) ->
         reverse=True,
     )
     return others[keep - (1 if previous is not None else 0) :]
+
+
+def holding(gens: Sequence[Generation], recipe_fp: str) -> int | None:
+    """The newest generation (not dropped) built under ``recipe_fp``, if any."""
+    found = [g.generation for g in gens if g.recipe_fp == recipe_fp and g.state != DROPPED]
+    return max(found, default=None)
 
 
 @dataclass(frozen=True)
@@ -212,7 +218,7 @@ def switch(
                 (stamp, kind, generation),
             )
             changed = session.execute(
-                "UPDATE {generations} SET state = 'active', activated_at = ?, hold = ?, "
+                "UPDATE {generations} SET state = 'active', activated_at = ?, retired_at = NULL, hold = ?, "
                 "upstream = coalesce(?, upstream) WHERE kind = ? AND generation = ? AND state <> 'dropped'",
                 (
                     stamp,
