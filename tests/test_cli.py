@@ -38,7 +38,7 @@ def test_installed_script_runs() -> None:
 
 
 def test_every_command_has_help() -> None:
-    for command in ("init", "plan", "apply", "reconcile", "verify", "status"):
+    for command in ("init", "plan", "apply", "reconcile", "verify", "status", "history", "rollback"):
         code, out, _ = run(command, "--help")
         assert code == 0 and "--config" in out or command == "init"
         assert "--json" in out

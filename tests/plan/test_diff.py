@@ -164,3 +164,93 @@ def test_json_round_trip_and_tamper_check() -> None:
         Plan.from_dict(data)
     with pytest.raises(PlanError, match="not a ragstate plan"):
         Plan.from_dict({"format": 99})
+
+
+# --- generations: switch groups, verification, holds, garbage collection ---------------
+
+
+def test_recipe_change_shows_what_changed_and_how_the_switch_is_verified() -> None:
+    old = Generation(
+        "doc_embeddings",
+        1,
+        "old",
+        {"text": "{title}\n\n{summary}"},
+        "doc_embeddings_g1",
+        "active",
+        0.0,
+        1.0,
+        None,
+        verification={"check": {"golden": {"recall": 0.9}}},
+    )
+    plan = plan_of(observed(DriftRows(unbuilt=tuple("abc")), active=old, target=None, scope=3))
+    k = plan.kind("doc_embeddings")
+    assert k.changes == ('text: "{title}\\n\\n{summary}" → "{title}"',)
+    assert k.verification["checks"] == ["complete", "quality", "golden"]
+    assert k.verification["golden"] == {
+        "k": 10,
+        "queries": "up to 50 titles",
+        "min_share": 0.95,
+        "active_generation": 1,
+        "active_recall": 0.9,
+    }
+    assert plan.switch_groups == (("doc_embeddings",),)
+    assert Plan.from_json(plan.to_json()) == plan
+
+
+def test_a_rejected_generation_is_verified_again_and_the_plan_says_why() -> None:
+    last = {"run_id": "r1", "passed": False, "reasons": ["golden recall too low"]}
+    rejected = Generation(
+        "doc_embeddings", 2, RECIPE.fingerprint, {}, "t", "rejected", 0.0, None, None, verification=last
+    )
+    plan = plan_of(observed(DriftRows(built=3), active=gen(1, fp="old"), target=rejected, scope=3))
+    k = plan.kind("doc_embeddings")
+    assert k.build == {} and k.switch and k.target_generation == 2
+    assert k.verification["last"] == last
+
+
+def test_held_kinds_get_no_actions() -> None:
+    held = Generation("doc_embeddings", 1, "old", {"text": "{title}\n\n{summary}"}, "t", "active", 0.0, 1.0, None)
+    plan = plan_of(observed(DriftRows(built=3), active=held, target=held, scope=3, held="rolled back to generation 1"))
+    k = plan.kind("doc_embeddings")
+    assert plan.in_sync and k.held and not k.has_work and k.target_generation == 1
+    assert "held at generation 1" in plan.notes[0] and "rollback doc_embeddings --to" in plan.notes[0]
+
+
+def test_generations_beyond_keep_are_collected_after_the_switch() -> None:
+    gens = (
+        Generation("doc_embeddings", 1, "a", {}, "t1", "retired", 0.0, 1.0, None, retired_at=5.0),
+        Generation("doc_embeddings", 2, "b", {}, "t2", "active", 1.0, 5.0, None),
+    )
+    obs = observed(
+        DriftRows(unbuilt=("a",)), active=gens[1], target=None, scope=1, generations=gens, sizes={1: (1, 1), 2: (1, 1)}
+    )
+    keep1 = diff(
+        spec_from_dict({"store": "sqlite:///x.db", "source": "d", "generations": {"keep": 1}}), "h", DESIRED, obs
+    )
+    # after the switch, g2 is the previous generation (kept) and g1 goes
+    assert [(g.kind, g.generation, g.documents) for g in keep1.gc] == [("doc_embeddings", 1, 1)]
+    assert "generations.keep (1)" in keep1.gc[0].reason and not keep1.destructive
+    assert plan_of(obs).gc == ()  # keep 2 (the default)
+    assert Plan.from_json(keep1.to_json()) == keep1
+
+
+def test_switch_groups_join_a_kind_with_the_kinds_built_from_it() -> None:
+    from ragstate.artifacts.chunk_embeddings import ChunkEmbeddings
+    from ragstate.artifacts.chunks import Chunks
+    from ragstate.artifacts.entities import Entities
+    from ragstate.artifacts.entity_embeddings import EntityEmbeddings
+    from ragstate.artifacts.token_embeddings import TokenEmbeddings
+    from ragstate.plan.diff import switch_groups
+
+    kinds = (DocEmbeddings(), Chunks(), ChunkEmbeddings(), TokenEmbeddings(), Entities(), EntityEmbeddings())
+    desired = Desired(kinds=tuple(DesiredKind(k, RECIPE) for k in kinds), pipelines={})
+    every = {k.name for k in kinds}
+    assert switch_groups(desired, every) == (
+        ("doc_embeddings",),
+        ("chunks", "chunk_embeddings", "token_embeddings", "entities", "entity_embeddings"),
+    )
+    assert switch_groups(desired, {"chunk_embeddings", "entity_embeddings"}) == (
+        ("chunk_embeddings",),
+        ("entity_embeddings",),
+    )
+    assert switch_groups(desired, set()) == ()
