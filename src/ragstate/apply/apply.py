@@ -145,10 +145,22 @@ def apply_plan(
         store=store,
         record=record,
         progress=progress,
-        observe_now=lambda titles: observe(spec, desired, store, source, depth="audit", titles=titles),
+        observe_now=lambda titles: observe(
+            spec, _switching(plan, desired), store, source, depth="audit", titles=titles
+        ),
     )
     record.timings["apply_s"] = round(time.perf_counter() - t0, 4)
     return record
+
+
+def _switching(plan: Plan, desired: Desired) -> Desired:
+    """The kinds of ``plan``'s switch groups and the kinds they are built from: what the
+    verification before a switch observes again."""
+    wanted = {k for group in plan.switch_groups for k in group}
+    for d in reversed(desired.kinds):  # downstream first, so upstream kinds are added in turn
+        if d.name in wanted:
+            wanted.update(d.kind.depends_on)
+    return Desired(kinds=tuple(d for d in desired.kinds if d.name in wanted), pipelines={})
 
 
 def _forget_holds(observed: Observed, store: Store, safety: Safety) -> None:

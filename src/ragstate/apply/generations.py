@@ -26,6 +26,7 @@ recomputing anything. ``collect_garbage`` drops inactive generations beyond
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -37,7 +38,7 @@ from ragstate.apply.record import KindCounts, RunRecord
 from ragstate.artifacts.base import Recipe
 from ragstate.compute.embedders import Embedder, make_embedder
 from ragstate.errors import RagstateError, RollbackError
-from ragstate.observe.golden import GoldenQuery, load_queries, measure, title_queries
+from ragstate.observe.golden import GoldenQuery, embed_queries, load_queries, measure, title_queries
 from ragstate.observe.observe import KindObservation, Observed
 from ragstate.plan.desired import Desired, DesiredKind
 from ragstate.plan.diff import last_recall
@@ -139,13 +140,16 @@ def settle(
     when golden queries are drawn from them).
     """
     if plan.switch_groups:
+        t0 = time.perf_counter()
         golden = spec.generations.golden
         titles = golden.file is None and golden.queries > 0
         after = observe_now(titles)
         queries = _golden_set(spec, after)
         for group in plan.switch_groups:
             generations = {k: targets[k] for k in group}
+            t1 = time.perf_counter()
             _index(store, desired, generations)
+            record.timings["index_s"] = round(record.timings.get("index_s", 0.0) + time.perf_counter() - t1, 4)
             verification = verify_group(group, generations, after, spec, desired, store, queries, record.run_id)
             record.verification.append(verification.to_dict())
             with store.session() as s:
@@ -155,8 +159,10 @@ def settle(
                 progress.note("not switched: " + "; ".join(verification.reasons()))
                 continue
             upstream = {k: {u: targets[u] for u in desired.kind(k).kind.depends_on if u in targets} for k in group}
+            t2 = time.perf_counter()
             with store.session() as s:
                 ledger.switch(store, s, generations, upstream=upstream)
+            record.timings["switch_s"] = round(record.timings.get("switch_s", 0.0) + time.perf_counter() - t2, 4)
             for kind in group:
                 counts = record.kinds.setdefault(kind, KindCounts(recipe_fp=desired.kind(kind).recipe.fingerprint))
                 counts.switched = True
@@ -164,8 +170,14 @@ def settle(
             progress.note(
                 "now active: " + ", ".join(f"{k} generation {g}" for k, g in generations.items()) + " (one transaction)"
             )
+        # verification: the observation, the checks and their records (not the index, not the switch)
+        record.timings["verify_s"] = round(
+            time.perf_counter() - t0 - record.timings.get("index_s", 0.0) - record.timings.get("switch_s", 0.0), 4
+        )
     if plan.gc:
+        t3 = time.perf_counter()
         record.gc = collect_garbage(plan, targets, spec=spec, desired=desired, store=store)
+        record.timings["gc_s"] = round(time.perf_counter() - t3, 4)
 
 
 def verify_group(
@@ -232,8 +244,9 @@ def _golden(
     embedder = make_embedder(recipe.model, spec.models[recipe.model])
     column = kind.vector_columns(recipe)[0]
     new_table = kind.tables(recipe, generation)[column.table].name
+    vectors = embed_queries(embedder, queries)
     with store.session() as s:
-        new = measure(store, s, new_table, column.column, embedder, queries, golden.k, fetch=kind.golden_fetch)
+        new = measure(store, s, new_table, column.column, vectors, queries, golden.k, fetch=kind.golden_fetch)
     result = {
         "k": golden.k,
         "queries": new.queries,
@@ -254,7 +267,14 @@ def _golden(
         base, note = _query_embedder(active, recipe, embedder, spec)
         if base is not None and store.columns(s, old_table) is not None:
             old_recall: float | None = measure(
-                store, s, old_table, column.column, base, queries, golden.k, fetch=kind.golden_fetch
+                store,
+                s,
+                old_table,
+                column.column,
+                vectors if base is embedder else base,  # one model: the queries are embedded once
+                queries,
+                golden.k,
+                fetch=kind.golden_fetch,
             ).recall
         else:
             old_recall = last_recall(active)

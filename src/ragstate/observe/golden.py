@@ -154,14 +154,20 @@ def measure(
     session: Session,
     table: str,
     column: str,
-    embedder: Embedder,
+    embedder: Embedder | np.ndarray,
     queries: Sequence[GoldenQuery],
     k: int,
     *,
     fetch: int = 1,
 ) -> GoldenResult:
-    """Recall@k of ``queries`` on the vectors in ``table.column``, queries embedded by ``embedder``."""
+    """Recall@k of ``queries`` on the vectors in ``table.column``, the queries embedded by
+    ``embedder`` (or given as its vectors, to measure two generations of one model with
+    one embedding of the queries)."""
     if not queries:
         return GoldenResult(k=k, queries=0, recall=0.0)
-    vectors = embedder.embed([q.text for q in queries])
+    vectors = embedder if isinstance(embedder, np.ndarray) else embed_queries(embedder, queries)
     return recall_at_k(ranked_documents(store, session, table, column, vectors, k, fetch=fetch), queries, k)
+
+
+def embed_queries(embedder: Embedder, queries: Sequence[GoldenQuery]) -> np.ndarray:
+    return embedder.embed([q.text for q in queries])
