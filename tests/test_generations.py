@@ -87,6 +87,7 @@ def register_embedder(monkeypatch: pytest.MonkeyPatch):
 # --- the real model: text, normalisation, rollback --------------------------------------
 
 
+@pytest.mark.slow
 def test_text_and_normalisation_changes_switch_and_roll_back(make_project, real_embedder) -> None:
     settings = {"golden": {"k": 3}}
     first = make_project(generations=settings)
@@ -168,6 +169,7 @@ def test_text_and_normalisation_changes_switch_and_roll_back(make_project, real_
 # --- the real model: a chunking change switches its whole group ------------------------
 
 
+@pytest.mark.slow
 def test_chunk_size_change_switches_the_group_in_one_transaction(built, real_embedder) -> None:
     make, _ = built
     group = ("chunks", "chunk_embeddings", "token_embeddings", "entities", "entity_embeddings")
@@ -211,6 +213,7 @@ class TailWords(SentenceTransformerEmbedder):
         return super().embed([" ".join(t.split()[-4:]) for t in texts])
 
 
+@pytest.mark.slow
 def test_a_valid_but_wrong_embedder_fails_the_golden_check(make_project, register_embedder, real_embedder) -> None:
     register_embedder("tail-words", TailWords)
     settings = {"golden": {"k": 3}}

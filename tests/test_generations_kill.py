@@ -119,6 +119,7 @@ def built_into(project: Project, kind: str, generation: int) -> int:
         return int(s.scalar("SELECT count(*) FROM {ledger} WHERE kind = ? AND generation = ?", (kind, generation)))
 
 
+@pytest.mark.slow
 def test_a_build_killed_midway_resumes(tmp_path: Path, store_spec: dict[str, Any], plugin_path: Path) -> None:
     docs = write_corpus(tmp_path / "docs", N)
     base = {"store": store_spec, "source": {"path": str(docs)}, "reconcile": {"batch_size": 8}}
@@ -194,6 +195,7 @@ def sleeping_backends(project: Project) -> list[int]:
     return [r[0] for r in rows]
 
 
+@pytest.mark.slow
 def test_a_switch_killed_midway_leaves_one_active_generation_per_kind(
     tmp_path: Path, store_spec: dict[str, Any], backend: str, plugin_path: Path
 ) -> None:
