@@ -24,6 +24,7 @@ from ragstate.apply.progress import NullProgress
 from ragstate.cli import app
 from ragstate.compute import embedders
 from ragstate.compute.embedders import HashEmbedder, SentenceTransformerEmbedder, make_embedder
+from ragstate.errors import GoldenSetError
 from ragstate.spec.model import ModelSpec
 from ragstate.stores import ledger
 
@@ -403,6 +404,17 @@ def test_golden_queries_from_a_file(make_project, tmp_path: Path) -> None:
     # each title finds its own document; "gone" is found by neither generation
     assert check["queries"] == 2 and check["recall"] == check["active_recall"] == 0.75
     assert record.converged
+
+    # A broken file stops the next recipe change before anything is built.
+    golden.write_text('{"query": "x"}\n')
+    broken = make_project(
+        models={"default": {**HASH["default"], "dimension": 8}},
+        artifacts=title,
+        generations={"golden": {"file": str(golden)}},
+    )
+    with pytest.raises(GoldenSetError, match=':1: needs "doc_id"'):
+        broken.apply()
+    assert generation_states(broken) == {1: "retired", 2: "active"}
 
 
 # --- schema drift: a store from before migration 5 ---------------------------------------

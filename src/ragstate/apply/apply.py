@@ -53,6 +53,7 @@ from ragstate.apply.writer import BatchWriter
 from ragstate.artifacts.base import BuildContext, Recipe
 from ragstate.compute.embedders import make_embedder
 from ragstate.compute.executors import Executor, LocalExecutor, open_executor
+from ragstate.observe.golden import load_queries
 from ragstate.observe.observe import Observed, observe
 from ragstate.plan.desired import Desired, DesiredKind
 from ragstate.plan.model import KindPlan, Plan
@@ -105,6 +106,8 @@ def apply_plan(
 
         safety.commit(store, record_source)
     _forget_holds(observed, store, safety)
+    if plan.switch_groups and spec.generations.golden.file is not None:
+        load_queries(spec.generations.golden.file)  # a bad file stops the run before the build, not after
     # The generation each kind's work went into, for the dependent kinds that read it.
     targets: dict[str, int] = {k.kind: k.target_generation for k in plan.kinds if k.target_generation is not None}
     # Documents set aside during this run, per kind: kinds built from them skip them too.
