@@ -535,16 +535,26 @@ class Project:
         While the spec still asks for the recipe rolled back from, apply leaves the kinds
         held there; changing the spec (or rolling forward with ``to``) releases them.
 
+        Holds the writer lock, like apply: a rollback never interleaves with a build.
+
         Raises:
+            StoreLocked: another process is writing the store (``reconcile.lock``).
             RollbackError: nothing to roll back to, or the generations do not fit
                 together; nothing was switched.
         """
-        self.store.migrate()
+        with self.writer_lock(command="rollback") as lease:  # migrates the store when it takes the lock
+            return self._rollback(kind, to, Safety(self.guard, fence=lease.fence))
+
+    def _rollback(self, kind: str, to: int | None, safety: Safety) -> RunRecord:
         desired = self.desired()
         record = RunRecord(run_id=new_run_id(), command="rollback", spec_hash=self.spec_hash, started_at=time.time())
-        with self.store.session() as s:
-            kinds = {g.kind for g in ledger.generations(self.store, s)}
-            records.start(self.store, s, record.run_id, "rollback", self.spec_hash, {"kind": kind, "to": to})
+
+        def start() -> set[str]:
+            with self.store.session() as s:
+                records.start(self.store, s, record.run_id, "rollback", self.spec_hash, {"kind": kind, "to": to})
+                return {g.kind for g in ledger.generations(self.store, s)}
+
+        kinds = safety.read(start)
         depends = {name: _depends_on(name) for name in kinds | {kind}}
         try:
             record.rollback = rollback_generations(
@@ -554,6 +564,7 @@ class Project:
                 to,
                 desired_fps={d.name: d.recipe.fingerprint for d in desired.kinds},
                 run_id=record.run_id,
+                safety=safety,
             )
         except BaseException as exc:
             record.status, record.error, record.error_type = FAILED, redact(str(exc)), type(exc).__name__

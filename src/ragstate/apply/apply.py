@@ -11,8 +11,9 @@ Write order, the invariant everything else relies on:
    once the transaction ends.
 3. A new generation becomes active only when every document in scope (but the
    quarantined ones) is built into it and it passed verification, in one transaction
-   with every kind of its switch group, which retires the previous ones. A crash before that transaction leaves the active
-   generations as they were; the next run resumes the build, or verifies again.
+   with every kind of its switch group, which retires the previous ones. A crash before
+   that transaction leaves the active generations as they were; the next run resumes the
+   build, or verifies again.
 
 Kinds are applied in build order (upstream first), each to completion before the next,
 so a dependent kind reads its upstream kinds' complete target generation.
@@ -44,8 +45,8 @@ from typing import Any
 
 from ragstate.apply.batching import BatchSizer
 from ragstate.apply.budget import ITEMS, Budget
-from ragstate.apply.isolate import BatchResult, Isolator
 from ragstate.apply.generations import settle
+from ragstate.apply.isolate import BatchResult, Isolator
 from ragstate.apply.progress import NullProgress, Progress
 from ragstate.apply.record import KindCounts, RunRecord
 from ragstate.apply.safety import Safety
@@ -140,18 +141,22 @@ def apply_plan(
         executor.close()
         if executor.startup_seconds:
             record.timings["executor_start_s"] = round(executor.startup_seconds, 4)
-    settle(
-        plan,
-        targets,
-        spec=spec,
-        desired=desired,
-        store=store,
-        record=record,
-        progress=progress,
-        observe_now=lambda titles: observe(
-            spec, _switching(plan, desired), store, source, depth="audit", titles=titles
-        ),
-    )
+    # Stopped early by the budget, the new generations are not complete: the run that
+    # finishes their build verifies and switches them (and collects garbage).
+    if not budget.stopped:
+        settle(
+            plan,
+            targets,
+            spec=spec,
+            desired=desired,
+            store=store,
+            record=record,
+            progress=progress,
+            safety=safety,
+            observe_now=lambda titles: safety.read(
+                lambda: observe(spec, _switching(plan, desired), store, source, depth="audit", titles=titles)
+            ),
+        )
     record.timings["apply_s"] = round(time.perf_counter() - t0, 4)
     return record
 

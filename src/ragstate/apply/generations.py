@@ -35,18 +35,27 @@ from pydantic import ValidationError
 
 from ragstate.apply.progress import Progress
 from ragstate.apply.record import KindCounts, RunRecord
+from ragstate.apply.safety import Safety
 from ragstate.artifacts.base import Recipe
 from ragstate.compute.embedders import Embedder, make_embedder
 from ragstate.errors import RagstateError, RollbackError
-from ragstate.observe.golden import GoldenQuery, embed_queries, load_queries, measure, title_queries
+from ragstate.observe.golden import (
+    GoldenQuery,
+    embed_queries,
+    load_queries,
+    measure,
+    title_queries,
+    without_documents,
+)
 from ragstate.observe.observe import KindObservation, Observed
 from ragstate.plan.desired import Desired, DesiredKind
 from ragstate.plan.diff import last_recall
-from ragstate.plan.model import Plan
+from ragstate.plan.model import GcDrop, Plan
 from ragstate.spec.model import ModelSpec, Spec
 from ragstate.stores import ledger
-from ragstate.stores.base import Store, now
+from ragstate.stores.base import Session, Store, now
 from ragstate.stores.ledger import ACTIVE, DROPPED, RETIRED, Generation, collectable, holding
+from ragstate.stores.schema import TableDef
 
 #: recall comparisons allow this much rounding
 _EPSILON = 1e-9
@@ -61,6 +70,8 @@ class KindCheck:
     #: documents built into it, of ``in_scope``
     documents: int
     in_scope: int
+    #: documents in scope left out because they are in quarantine (not a problem)
+    quarantined: int = 0
     #: what stops the switch, by drift class (empty: complete and clean)
     problems: dict[str, int] = field(default_factory=dict)
     #: the golden comparison (None: the kind has no such check, or nothing to compare with)
@@ -131,13 +142,15 @@ def settle(
     store: Store,
     record: RunRecord,
     progress: Progress,
+    safety: Safety,
     observe_now: Callable[[bool], Observed],
 ) -> None:
     """Verify and switch each of ``plan``'s switch groups, then collect garbage.
 
     ``targets`` holds the generation each kind's work went into; ``observe_now(titles)``
     observes the store again at audit depth (with the titles of the documents in scope
-    when golden queries are drawn from them).
+    when golden queries are drawn from them). Every write goes through ``safety``
+    (fenced by the writer lock, retried when transient).
     """
     if plan.switch_groups:
         t0 = time.perf_counter()
@@ -148,20 +161,27 @@ def settle(
         for group in plan.switch_groups:
             generations = {k: targets[k] for k in group}
             t1 = time.perf_counter()
-            _index(store, desired, generations)
+            safety.read(lambda generations=generations: _index(store, desired, generations))
             record.timings["index_s"] = round(record.timings.get("index_s", 0.0) + time.perf_counter() - t1, 4)
             verification = verify_group(group, generations, after, spec, desired, store, queries, record.run_id)
             record.verification.append(verification.to_dict())
-            with store.session() as s:
-                for kind in group:
-                    ledger.record_verification(store, s, kind, generations[kind], verification.for_kind(kind))
+
+            def keep(s: Session, generations: dict[str, int] = generations, v: Verification = verification) -> None:
+                for kind, n in generations.items():
+                    ledger.record_verification(store, s, kind, n, v.for_kind(kind))
+
+            safety.commit(store, keep)
             if not verification.passed:
                 progress.note("not switched: " + "; ".join(verification.reasons()))
                 continue
             upstream = {k: {u: targets[u] for u in desired.kind(k).kind.depends_on if u in targets} for k in group}
             t2 = time.perf_counter()
-            with store.session() as s:
-                ledger.switch(store, s, generations, upstream=upstream)
+            safety.commit(
+                store,
+                lambda s, generations=generations, upstream=upstream: ledger.switch(
+                    store, s, generations, upstream=upstream
+                ),
+            )
             record.timings["switch_s"] = round(record.timings.get("switch_s", 0.0) + time.perf_counter() - t2, 4)
             for kind in group:
                 counts = record.kinds.setdefault(kind, KindCounts(recipe_fp=desired.kind(kind).recipe.fingerprint))
@@ -176,7 +196,7 @@ def settle(
         )
     if plan.gc:
         t3 = time.perf_counter()
-        record.gc = collect_garbage(plan, targets, spec=spec, desired=desired, store=store)
+        record.gc = collect_garbage(plan, targets, spec=spec, desired=desired, store=store, safety=safety)
         record.timings["gc_s"] = round(time.perf_counter() - t3, 4)
 
 
@@ -201,10 +221,13 @@ def verify_group(
             documents=obs.rows.built,
             in_scope=observed.scope_size,
             problems=_problems(obs, generations[kind], observed.scope_size),
+            quarantined=len(obs.quarantined),
         )
         d = desired.kind(kind)
-        if d.kind.golden_fetch and queries and not check.problems:
-            check.golden = _golden(d, obs.active, generations[kind], spec, store, queries)
+        # A quarantined document is not in the new generation: no query may ask for it.
+        asked = without_documents(queries, obs.quarantined)
+        if d.kind.golden_fetch and asked and not check.problems:
+            check.golden = _golden(d, obs.active, generations[kind], spec, store, asked)
         checks.append(check)
     return Verification(run_id=run_id, at=now(), group=tuple(group), checks=checks)
 
@@ -244,7 +267,7 @@ def _golden(
     embedder = make_embedder(recipe.model, spec.models[recipe.model])
     column = kind.vector_columns(recipe)[0]
     new_table = kind.tables(recipe, generation)[column.table].name
-    vectors = embed_queries(embedder, queries)
+    vectors = embed_queries(embedder, queries, spec.reconcile.batch_size)
     with store.session() as s:
         new = measure(store, s, new_table, column.column, vectors, queries, golden.k, fetch=kind.golden_fetch)
     result = {
@@ -329,25 +352,34 @@ def _index(store: Store, desired: Desired, generations: Mapping[str, int]) -> No
 
 
 def collect_garbage(
-    plan: Plan, targets: Mapping[str, int], *, spec: Spec, desired: Desired, store: Store
+    plan: Plan, targets: Mapping[str, int], *, spec: Spec, desired: Desired, store: Store, safety: Safety
 ) -> list[dict[str, Any]]:
     """Drop the generations ``plan.gc`` lists that are still collectable now (a switch
     that failed verification keeps its kind's generations): never more than the plan
     said. Each drop is one transaction. Returns what was dropped."""
+
+    def read() -> list[Generation]:
+        with store.session() as s:
+            return ledger.generations(store, s)
+
+    gens = safety.read(read)
     dropped = []
-    with store.session() as s:
-        gens = ledger.generations(store, s)
-        for drop in plan.gc:
-            kind_gens = [g for g in gens if g.kind == drop.kind]
-            protect = (targets.get(drop.kind), holding(kind_gens, desired.kind(drop.kind).recipe.fingerprint))
-            allowed = collectable(kind_gens, keep=spec.generations.keep, protect=protect)
-            gen = next((g for g in allowed if g.generation == drop.generation), None)
-            if gen is None:
-                continue
-            kind = desired.kind(drop.kind).kind
-            tables = kind.tables(Recipe.stored(kind.name, gen.recipe_fp, gen.recipe), gen.generation)
-            rows = ledger.drop_generation(store, s, drop.kind, drop.generation, tables)
-            dropped.append({"kind": drop.kind, "generation": drop.generation, "documents": rows})
+    for drop in plan.gc:
+        kind_gens = [g for g in gens if g.kind == drop.kind]
+        protect = (targets.get(drop.kind), holding(kind_gens, desired.kind(drop.kind).recipe.fingerprint))
+        allowed = collectable(kind_gens, keep=spec.generations.keep, protect=protect)
+        gen = next((g for g in allowed if g.generation == drop.generation), None)
+        if gen is None:
+            continue
+        kind = desired.kind(drop.kind).kind
+        tables = kind.tables(Recipe.stored(kind.name, gen.recipe_fp, gen.recipe), gen.generation)
+        removed: list[int] = []
+
+        def job(s: Session, drop: GcDrop = drop, tables: Sequence[TableDef] = tables, out: list[int] = removed) -> None:
+            out[:] = [ledger.drop_generation(store, s, drop.kind, drop.generation, tables)]
+
+        safety.commit(store, job)
+        dropped.append({"kind": drop.kind, "generation": drop.generation, "documents": removed[0]})
     return dropped
 
 
@@ -484,10 +516,12 @@ def rollback(
     *,
     desired_fps: Mapping[str, str],
     run_id: str,
+    safety: Safety,
 ) -> dict[str, Any]:
-    """Switch ``kind`` back (see ``choose_rollback``), in one transaction, recomputing
-    nothing. Each switched kind whose recipe differs from the spec's (``desired_fps``)
-    is held there: apply leaves it alone until the spec changes.
+    """Switch ``kind`` back (see ``choose_rollback``), in one transaction (fenced and
+    retried by ``safety``), recomputing nothing. Each switched kind whose recipe differs
+    from the spec's (``desired_fps``) is held there: apply leaves it alone until the spec
+    changes.
 
     Returns:
         ``{"kind", "switched": {kind: {"from", "to"}}, "held": [kinds], "recomputed": 0}``.
@@ -496,7 +530,9 @@ def rollback(
         RollbackError: see ``choose_rollback``; also when a chosen generation's tables
             are gone. Nothing was switched.
     """
-    with store.session() as s:
+    out: dict[str, Any] = {}
+
+    def job(s: Session) -> None:
         gens = ledger.generations(store, s)
         chosen = choose_rollback(gens, depends, kind, to)
         by_key = {(g.kind, g.generation): g for g in gens}
@@ -520,9 +556,12 @@ def rollback(
         }
         if chosen:
             ledger.switch(store, s, chosen, upstream=upstream, holds=holds)
-    return {
-        "kind": kind,
-        "switched": {k: {"from": active.get(k), "to": n} for k, n in chosen.items()},
-        "held": sorted(k for k, h in holds.items() if h),
-        "recomputed": 0,
-    }
+        out.update(
+            kind=kind,
+            switched={k: {"from": active.get(k), "to": n} for k, n in chosen.items()},
+            held=sorted(k for k, h in holds.items() if h),
+            recomputed=0,
+        )
+
+    safety.commit(store, job)
+    return out

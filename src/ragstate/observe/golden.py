@@ -12,6 +12,7 @@ use the same functions.
 =======================  ===============================================================
 ``title_queries``        up to n "title → document" queries (ambiguous titles left out)
 ``load_queries``         the user's queries from a JSONL file
+``without_documents``    the queries without some documents (quarantined ones)
 ``ranked_documents``     per query vector, the distinct documents of the nearest rows
 ``recall_at_k``          the share of each query's documents found in its top k, averaged
 ``measure``              embed the queries, rank, count: a ``GoldenResult``
@@ -77,6 +78,16 @@ def title_queries(rows: Iterable[tuple[str, str]], n: int) -> tuple[GoldenQuery,
     texts = {doc_id: title.strip() for doc_id, title in rows if doc_id in unique}
     chosen = sorted(unique, key=text_hash)[:n]
     return tuple(GoldenQuery(texts[d], (d,)) for d in chosen)
+
+
+def without_documents(queries: Sequence[GoldenQuery], doc_ids: Iterable[str]) -> tuple[GoldenQuery, ...]:
+    """``queries`` with ``doc_ids`` removed from their answers; a query left with no
+    answer is left out."""
+    out = set(doc_ids)
+    if not out:
+        return tuple(queries)
+    kept = (GoldenQuery(q.text, tuple(d for d in q.doc_ids if d not in out)) for q in queries)
+    return tuple(q for q in kept if q.doc_ids)
 
 
 def load_queries(path: Path) -> tuple[GoldenQuery, ...]:
@@ -169,5 +180,19 @@ def measure(
     return recall_at_k(ranked_documents(store, session, table, column, vectors, k, fetch=fetch), queries, k)
 
 
-def embed_queries(embedder: Embedder, queries: Sequence[GoldenQuery]) -> np.ndarray:
-    return embedder.embed([q.text for q in queries])
+def embed_queries(embedder: Embedder, queries: Sequence[GoldenQuery], batch_size: int = 64) -> np.ndarray:
+    """The queries' vectors, embedded ``batch_size`` at a time; a batch that runs out of
+    memory is halved for the rest (as apply's batches are, ``apply.batching``)."""
+    texts = [q.text for q in queries]
+    parts = []
+    size, i = max(1, batch_size), 0
+    while i < len(texts):
+        try:
+            parts.append(embedder.embed(texts[i : i + size]))
+        except MemoryError:
+            if size == 1:
+                raise
+            size //= 2
+            continue
+        i += size
+    return np.vstack(parts)

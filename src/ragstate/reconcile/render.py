@@ -74,7 +74,10 @@ def _verification_lines(v: dict) -> list[str]:
     lines = [f"  verified {group}: " + ("passed" if v["passed"] else "FAILED, not switched")]
     for c in v["checks"]:
         found = ", ".join(f"{n} {cls}" for cls, n in c["problems"].items()) or "complete and clean"
-        line = f"    {c['kind']} generation {c['generation']}: {c['documents']}/{c['in_scope']} documents, {found}"
+        held = f" ({c['quarantined']} in quarantine)" if c.get("quarantined") else ""
+        line = (
+            f"    {c['kind']} generation {c['generation']}: {c['documents']}/{c['in_scope']} documents{held}, {found}"
+        )
         g = c.get("golden")
         if g and g["active_generation"] is None:
             line += f"; golden recall@{g['k']} {g['recall']:.2f} over {g['queries']} queries (the baseline)"
