@@ -13,7 +13,8 @@ from typer.testing import CliRunner
 
 from conftest import edit
 from ragstate import __version__
-from ragstate.cli import app
+from ragstate.apply.record import RunRecord
+from ragstate.cli import _run_exit, app
 
 runner = CliRunner()
 
@@ -228,3 +229,18 @@ def test_malformed_saved_plan(spec_file, tmp_path: Path) -> None:
     bad.write_text('{"format": 1, "kinds": 3}')
     code, _, err = run("apply", str(bad), "-c", str(spec_file()))
     assert code == 1 and "malformed plan" in err
+
+
+@pytest.mark.parametrize(
+    ("status", "quarantined", "code"),
+    [
+        ("converged", {}, 0),
+        ("converged", {"doc_embeddings": 1}, 4),
+        ("rejected", {"doc_embeddings": 1}, 5),
+        ("failed", {}, 1),
+    ],
+)
+def test_run_exit_codes(status: str, quarantined: dict[str, int], code: int) -> None:
+    # a rejected generation is the news even when items are also in quarantine
+    record = RunRecord(run_id="r", command="apply", status=status, quarantined=quarantined)
+    assert _run_exit(record) == code

@@ -24,7 +24,7 @@ from ragstate.apply.progress import NullProgress
 from ragstate.cli import app
 from ragstate.compute import embedders
 from ragstate.compute.embedders import HashEmbedder, SentenceTransformerEmbedder, make_embedder
-from ragstate.errors import GoldenSetError
+from ragstate.errors import GoldenSetError, StoreLocked
 from ragstate.spec.model import ModelSpec
 from ragstate.stores import ledger
 
@@ -297,6 +297,19 @@ def test_dimension_change_gets_its_own_table_and_rolls_back(make_project, backen
         assert types == {1: "vector(32)", 2: "vector(48)"}
     wide.rollback("doc_embeddings")
     assert generation_states(wide) == {1: "active", 2: "retired"}
+
+
+def test_rollback_waits_for_the_writer_lock(make_project) -> None:
+    title = {"doc_embeddings": {"text": "{title}"}}
+    make_project(models=HASH).apply()
+    changed = make_project(models=HASH, artifacts=title)
+    assert changed.apply().converged
+    other = make_project(models=HASH, artifacts=title, reconcile={"lock": "fail"})
+    with changed.writer_lock(command="apply"):
+        with pytest.raises(StoreLocked, match="`apply`"):
+            other.rollback("doc_embeddings")
+    assert generation_states(other) == {1: "retired", 2: "active"}, "nothing switched while locked"
+    assert other.rollback("doc_embeddings").rollback["switched"] == {"doc_embeddings": {"from": 2, "to": 1}}
 
 
 # --- garbage collection -----------------------------------------------------------------

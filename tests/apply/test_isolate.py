@@ -13,9 +13,10 @@ import pytest
 
 from conftest import ALL_PIPELINES, embedder_of
 from embedders import BrokenEmbedder, HungryEmbedder, PickyEmbedder
-from helpers import HASH_MODELS, check_store, run_rows, write_tiny_corpus
+from helpers import HASH_MODELS, active_table, check_store, run_rows, write_tiny_corpus
 from ragstate.artifacts.chunks import Chunks
 from ragstate.errors import BuildFailing, QuarantineNotFound
+from ragstate.reconcile.render import render_run
 
 N = 40
 
@@ -215,3 +216,24 @@ def test_a_document_failing_upstream_is_held_by_every_kind_built_from_it(make_pr
         assert bad in ledgered(kind), kind
     assert project.plan(depth="audit").in_sync
     check_store(project)
+
+
+def test_a_new_generation_is_switched_in_without_the_quarantined_documents(make_project, embedder_plugin, tiny):
+    embedder_plugin("picky", PickyEmbedder)
+    bad = poison(tiny, "p1.txt", "POISON")
+    source = {"path": str(tiny)}
+    assert make_project(source=source, models=models("picky")).apply().converged
+
+    change = make_project(source=source, models=models("picky"), artifacts={"doc_embeddings": {"text": "{title}"}})
+    record = change.apply()
+    assert record.converged and record.kinds["doc_embeddings"].switched
+    assert record.quarantined == {"doc_embeddings": 1}
+    [verification] = record.verification
+    [check] = verification["checks"]
+    assert verification["passed"] and check["problems"] == {}
+    assert (check["documents"], check["quarantined"], check["in_scope"]) == (N, 1, N + 1)
+    # its title would crash the model: the golden queries leave the quarantined document out
+    assert 0 < check["golden"]["queries"] <= N and check["golden"]["recall"] >= check["golden"]["needed"]
+    assert active_table(change) == "doc_embeddings_g2"
+    assert bad in {e.item for e in change.quarantine_list()}
+    assert f"{N}/{N + 1} documents (1 in quarantine), complete and clean" in render_run(record)
