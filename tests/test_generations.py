@@ -258,9 +258,14 @@ class Constant(HashEmbedder):
 
 
 @pytest.mark.parametrize(
-    ("provider", "factory", "problem"), [("zeros", Zeros, "corrupt"), ("constant", Constant, "mock")]
+    # zero vectors fail the checks before they are written: every document is quarantined,
+    # which would take them all away from queries (lost); identical vectors are written (mock)
+    ("provider", "factory", "problem", "said"),
+    [("zeros", Zeros, "lost", "lost to quarantine"), ("constant", Constant, "mock", "mock")],
 )
-def test_broken_vectors_are_never_switched_to(make_project, register_embedder, provider, factory, problem) -> None:
+def test_broken_vectors_are_never_switched_to(
+    make_project, register_embedder, provider, factory, problem, said
+) -> None:
     register_embedder(provider, factory)
     first = make_project(models=HASH)
     first.apply()
@@ -269,7 +274,7 @@ def test_broken_vectors_are_never_switched_to(make_project, register_embedder, p
     assert record.status == "rejected"
     check = record.verification[0]["checks"][0]
     assert check["problems"] == {problem: N} and check["golden"] is None
-    assert f"{N} {problem}" in record.error
+    assert f"{N} {said}" in record.error
     assert generation_states(broken) == {1: "active", 2: "rejected"}
 
 
@@ -359,14 +364,17 @@ def test_cli_rejected_history_and_rollback(spec_file, register_embedder) -> None
 
     code, record = run("apply", "-c", broken, "--json")
     assert code == 5 and record["status"] == "rejected" and "not switched in" in record["error"]
-    # reconcile rebuilds the corrupt vectors of the rejected generation (zeros again), verifies, rejects
+    # zero vectors are never written: their documents wait in quarantine; reconcile builds
+    # nothing, verifies again and rejects again
     code, record = run("reconcile", "-c", broken, "--json")
-    assert code == 5 and record["status"] == "rejected" and record["built"] == 18
+    assert code == 5 and record["status"] == "rejected" and record["built"] == 0
+    assert record["quarantined"] == {"doc_embeddings": 18}
     assert record["verification"][0]["checks"][0]["generation"] == 2
     code, plan = run("plan", "-c", second)
     assert code == 2 and "model.dimension: 32 → 24" in plan and "then verify (complete, quality, golden)" in plan
     code, record = run("apply", "-c", second, "--json")
-    assert code == 0 and record["verification"][0]["passed"]
+    # another recipe tries the documents the zero embedder failed on again: none fails now
+    assert code == 0 and record["verification"][0]["passed"] and record["quarantined"] == {}
 
     code, text = run("history", "-c", second)
     assert code == 0 and "g3   active" in text and "g2   rejected" in text and "g1   retired" in text

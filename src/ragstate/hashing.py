@@ -80,6 +80,13 @@ def fingerprint(recipe: dict[str, Any]) -> str:
     return hashlib.blake2b(canonical.encode("utf-8"), digest_size=8).hexdigest()
 
 
+def quarantine_fingerprint(content_hash: str, recipe_fp: str) -> str:
+    """What an artifact kind's quarantine entry is recorded against: the document's
+    content and the kind's recipe. When either changes, the document is tried again
+    (a document one model failed on may suit another)."""
+    return fingerprint({"content": content_hash, "recipe": recipe_fp})
+
+
 _file_digest_cache: dict[tuple[str, int, int], str] = {}
 
 

@@ -421,7 +421,7 @@ def _batch_job(
 ):
     doc_ids = result.doc_ids
     built = result.built
-    failed = [f.entry(kind) for f in result.failures]
+    failed = [f.entry(kind, recipe.fingerprint) for f in result.failures]
     # What ``status`` in any process shows of a running apply: done, rate and ETA are
     # computed from these (``reconcile.reports.live_progress``).
     progress_doc = {

@@ -8,7 +8,9 @@ kind and the kinds built from it) is verified, then switched in one transaction:
 check                  passes when
 =====================  ===============================================================
 complete               every document in scope is built into the new generation, from
-                       its current content, and no row is left over
+                       its current content, and no row is left over; documents in
+                       quarantine are left out, unless the active generation holds
+                       more of them than ``generations.max_lost_share`` allows (``lost``)
 quality                the vector audit and the kind's consistency checks find nothing
                        (no corrupt vector, no placeholders, nothing incomplete)
 golden                 recall@k of the known-item queries (``generations.golden``) on
@@ -31,6 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
 from pydantic import ValidationError
 
 from ragstate.apply.progress import Progress
@@ -39,6 +42,7 @@ from ragstate.apply.safety import Safety
 from ragstate.artifacts.base import Recipe
 from ragstate.compute.embedders import Embedder, make_embedder
 from ragstate.errors import RagstateError, RollbackError
+from ragstate.faults.retry import Guard
 from ragstate.observe.golden import (
     GoldenQuery,
     embed_queries,
@@ -56,6 +60,9 @@ from ragstate.stores import ledger
 from ragstate.stores.base import Session, Store, now
 from ragstate.stores.ledger import ACTIVE, DROPPED, RETIRED, Generation, collectable, holding
 from ragstate.stores.schema import TableDef
+
+#: how a problem class reads in a reason, where its name alone would not say it
+_LABELS = {"lost": "lost to quarantine (built in the active generation; generations.max_lost_share)"}
 
 #: recall comparisons allow this much rounding
 _EPSILON = 1e-9
@@ -84,7 +91,7 @@ class KindCheck:
     def reasons(self) -> list[str]:
         out = []
         if self.problems:
-            found = ", ".join(f"{n} {cls}" for cls, n in self.problems.items())
+            found = ", ".join(f"{n} {_LABELS.get(cls, cls)}" for cls, n in self.problems.items())
             out.append(f"{self.kind} generation {self.generation} is not complete and clean: {found}")
         g = self.golden
         if g is not None and not g["passed"]:
@@ -163,7 +170,9 @@ def settle(
             t1 = time.perf_counter()
             safety.read(lambda generations=generations: _index(store, desired, generations))
             record.timings["index_s"] = round(record.timings.get("index_s", 0.0) + time.perf_counter() - t1, 4)
-            verification = verify_group(group, generations, after, spec, desired, store, queries, record.run_id)
+            verification = verify_group(
+                group, generations, after, spec, desired, store, queries, record.run_id, guard=safety.guard
+            )
             record.verification.append(verification.to_dict())
 
             def keep(s: Session, generations: dict[str, int] = generations, v: Verification = verification) -> None:
@@ -209,9 +218,12 @@ def verify_group(
     store: Store,
     queries: Sequence[GoldenQuery],
     run_id: str,
+    *,
+    guard: Guard | None = None,
 ) -> Verification:
     """Check the new generations of ``group`` (see the module docstring) against ``observed``,
-    an audit-depth observation made after they were built."""
+    an audit-depth observation made after they were built. ``guard`` retries the
+    embedding of golden queries when the model fails transiently."""
     checks = []
     for kind in group:
         obs = observed.kinds[kind]
@@ -223,11 +235,14 @@ def verify_group(
             problems=_problems(obs, generations[kind], observed.scope_size),
             quarantined=len(obs.quarantined),
         )
+        lost = _lost(obs, observed.scope_size, spec.generations.max_lost_share, store)
+        if lost:
+            check.problems["lost"] = lost
         d = desired.kind(kind)
         # A quarantined document is not in the new generation: no query may ask for it.
         asked = without_documents(queries, obs.quarantined)
         if d.kind.golden_fetch and asked and not check.problems:
-            check.golden = _golden(d, obs.active, generations[kind], spec, store, asked)
+            check.golden = _golden(d, obs.active, generations[kind], spec, store, asked, guard)
         checks.append(check)
     return Verification(run_id=run_id, at=now(), group=tuple(group), checks=checks)
 
@@ -249,6 +264,21 @@ def _problems(obs: KindObservation, generation: int, scope: int) -> dict[str, in
     return {cls: n for cls, n in found.items() if n}
 
 
+def _lost(obs: KindObservation, scope: int, max_share: float, store: Store) -> int:
+    """Documents the switch would take away from queries (in quarantine for the new
+    generation, built in the active one) when they are too many to let it through, or 0."""
+    if obs.active is None or not obs.quarantined:
+        return 0
+    active = obs.active
+
+    def count() -> int:
+        with store.session() as s:
+            return ledger.built_among(s, obs.kind, active.generation, obs.quarantined)
+
+    lost = count()
+    return lost if lost > max(1.0, max_share * scope) else 0
+
+
 def _golden_set(spec: Spec, observed: Observed) -> tuple[GoldenQuery, ...]:
     golden = spec.generations.golden
     if golden.file is not None:
@@ -257,17 +287,31 @@ def _golden_set(spec: Spec, observed: Observed) -> tuple[GoldenQuery, ...]:
 
 
 def _golden(
-    d: DesiredKind, active: Generation | None, generation: int, spec: Spec, store: Store, queries: Sequence[GoldenQuery]
+    d: DesiredKind,
+    active: Generation | None,
+    generation: int,
+    spec: Spec,
+    store: Store,
+    queries: Sequence[GoldenQuery],
+    guard: Guard | None = None,
 ) -> dict[str, Any]:
     """Recall@k of ``queries`` on the new generation and on the active one, compared (a
-    first generation is measured alone: its recall is the baseline of the next one)."""
+    first generation is measured alone: its recall is the baseline of the next one).
+    ``guard`` retries each batch of queries the model fails on transiently."""
     kind, recipe = d.kind, d.recipe
     golden = spec.generations.golden
     assert recipe.model is not None
     embedder = make_embedder(recipe.model, spec.models[recipe.model])
     column = kind.vector_columns(recipe)[0]
     new_table = kind.tables(recipe, generation)[column.table].name
-    vectors = embed_queries(embedder, queries, spec.reconcile.batch_size)
+
+    def embed(model: Embedder) -> np.ndarray:
+        def run(call: Callable[[], np.ndarray]) -> np.ndarray:
+            return guard.call("embedder", call) if guard is not None else call()
+
+        return embed_queries(model, queries, spec.reconcile.batch_size, run)
+
+    vectors = embed(embedder)
     with store.session() as s:
         new = measure(store, s, new_table, column.column, vectors, queries, golden.k, fetch=kind.golden_fetch)
     result = {
@@ -294,7 +338,7 @@ def _golden(
                 s,
                 old_table,
                 column.column,
-                vectors if base is embedder else base,  # one model: the queries are embedded once
+                vectors if base is embedder else embed(base),  # one model: the queries are embedded once
                 queries,
                 golden.k,
                 fetch=kind.golden_fetch,

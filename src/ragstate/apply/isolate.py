@@ -33,6 +33,7 @@ from ragstate.artifacts.base import ArtifactKind, BuildContext, Built, Recipe
 from ragstate.errors import BuildFailing, DocumentError, ItemError
 from ragstate.faults.retry import Guard
 from ragstate.faults.taxonomy import FaultClass, classify, quarantine_reason
+from ragstate.hashing import quarantine_fingerprint
 from ragstate.redact import redact
 from ragstate.sources.base import DocRef, Document, Source
 from ragstate.stores.base import Store, check_vector
@@ -49,7 +50,7 @@ class Failure:
     error_type: str
     message: str
 
-    def entry(self, kind: str) -> Entry:
+    def entry(self, kind: str, recipe_fp: str) -> Entry:
         return Entry(
             kind=kind,
             item=self.ref.doc_id,
@@ -58,8 +59,8 @@ class Failure:
             reason=self.reason,
             error_type=self.error_type,
             message=self.message,
-            # the content hash the plan saw: the next plan compares its own with it
-            fingerprint=self.ref.content_hash,
+            # the content hash the plan saw, and the recipe: the next plan compares its own with them
+            fingerprint=quarantine_fingerprint(self.ref.content_hash, recipe_fp),
         )
 
 

@@ -22,8 +22,9 @@ use the same functions.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -180,15 +181,21 @@ def measure(
     return recall_at_k(ranked_documents(store, session, table, column, vectors, k, fetch=fetch), queries, k)
 
 
-def embed_queries(embedder: Embedder, queries: Sequence[GoldenQuery], batch_size: int = 64) -> np.ndarray:
-    """The queries' vectors, embedded ``batch_size`` at a time; a batch that runs out of
-    memory is halved for the rest (as apply's batches are, ``apply.batching``)."""
+def embed_queries(
+    embedder: Embedder,
+    queries: Sequence[GoldenQuery],
+    batch_size: int = 64,
+    run: Callable[[Callable[[], np.ndarray]], np.ndarray] = lambda call: call(),
+) -> np.ndarray:
+    """The queries' vectors, embedded ``batch_size`` at a time, each batch through ``run``
+    (apply retries transient failures there); a batch that runs out of memory is halved
+    for the rest (as apply's batches are, ``apply.batching``)."""
     texts = [q.text for q in queries]
     parts = []
     size, i = max(1, batch_size), 0
     while i < len(texts):
         try:
-            parts.append(embedder.embed(texts[i : i + size]))
+            parts.append(run(partial(embedder.embed, texts[i : i + size])))
         except MemoryError:
             if size == 1:
                 raise

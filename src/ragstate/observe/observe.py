@@ -142,7 +142,9 @@ def observe(
                 else:
                     assert snapshot is not None
                     scope_size = registry.stage_scope(store, s, snapshot, known, spec.scope_limit)
-                view = quarantine_view(s, quarantine.entries(s), snapshot, (d.name for d in desired.kinds))
+                view = quarantine_view(
+                    s, quarantine.entries(s), snapshot, {d.name: d.recipe.fingerprint for d in desired.kinds}
+                )
                 held = held_downstream(view.held, {d.name: d.kind.depends_on for d in desired.kinds})
                 kinds: dict[str, KindObservation] = {}
                 sizes = ledger.sizes(s)

@@ -6,10 +6,10 @@ recorded entry         in effect when
 ``source`` (a file or  its file is still there and was not read again, or was read again
 JSONL line)            and still fails the same way; read again and failing differently,
                        it is *new* (recorded again); gone or read cleanly, it is *stale*
-an artifact kind       its document is in scope with the content hash it failed with and
-                       it is not marked ``retry``; out of scope, of a kind no longer
-                       wanted, or with other content, it is *stale* (new content is
-                       tried again at once)
+an artifact kind       its document is in scope with the content hash it failed with,
+                       the kind has the recipe it failed with, and it is not marked
+                       ``retry``; out of scope, of a kind no longer wanted, with other
+                       content or another recipe, it is *stale* (tried again at once)
 =====================  ==================================================================
 
 Documents of entries in effect are **held**: not built (artifact-kind entries), and
@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from ragstate.hashing import quarantine_fingerprint
 from ragstate.sources.base import DocumentProblem, Snapshot
 from ragstate.stores import quarantine
 from ragstate.stores.base import Session
@@ -62,9 +63,10 @@ class QuarantineView:
 
 
 def quarantine_view(
-    session: Session, recorded: Iterable[Entry], snapshot: Snapshot | None, kinds: Iterable[str]
+    session: Session, recorded: Iterable[Entry], snapshot: Snapshot | None, kinds: Mapping[str, str]
 ) -> QuarantineView:
-    """Compare the recorded entries with what was observed now (inside the staged scope).
+    """Compare the recorded entries with what was observed now (inside the staged scope);
+    ``kinds`` maps each artifact kind observed to its recipe fingerprint.
 
     ``snapshot`` is None for an in-place source (a table): it has no files, so no
     ``source`` entries apply.
@@ -96,8 +98,8 @@ def quarantine_view(
     for e in by_kind:
         if e.kind not in wanted or e.item not in hashes:
             stale.append(e.key)
-        elif hashes[e.item] != e.fingerprint:
-            stale.append(e.key)  # new content: built again now, quarantined again if it fails
+        elif quarantine_fingerprint(hashes[e.item], kinds[e.kind]) != e.fingerprint:
+            stale.append(e.key)  # new content or recipe: built again now, quarantined again if it fails
         elif e.state != RETRY:
             active.append(e)
 

@@ -562,6 +562,14 @@ class GenerationsSpec(_Section):
         "the current); older ones are dropped by apply",
     )
     golden: GoldenSpec = GoldenSpec()
+    max_lost_share: float = Field(
+        0.05,
+        ge=0.0,
+        le=1.0,
+        description="a new generation is not switched in when the documents it lacks because they are in "
+        "quarantine, though the active generation holds them, are more than this share of the documents in "
+        "scope (and more than one): a model failing on many documents is not a few bad documents",
+    )
 
 
 class Spec(BaseSettings):

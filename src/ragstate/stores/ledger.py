@@ -463,6 +463,18 @@ def delete_rows(session: Session, tables: str | Sequence[str], doc_ids: Sequence
     return sum(session.execute("DELETE FROM {t} WHERE doc_id = ANY(?)", (list(doc_ids),), t=t) for t in names)
 
 
+def built_among(session: Session, kind: str, generation: int, doc_ids: Sequence[str]) -> int:
+    """How many of ``doc_ids`` have rows in ``kind``'s ``generation``."""
+    if not doc_ids:
+        return 0
+    return int(
+        session.scalar(
+            "SELECT count(DISTINCT doc_id) FROM {ledger} WHERE kind = ? AND generation = ? AND doc_id = ANY(?)",
+            (kind, generation, list(doc_ids)),
+        )
+    )
+
+
 def counts(session: Session) -> dict[tuple[str, int], int]:
     """Ledger rows per (kind, generation)."""
     rows = session.query("SELECT kind, generation, count(*) FROM {ledger} GROUP BY kind, generation")
