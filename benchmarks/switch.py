@@ -13,7 +13,6 @@ of generation 2, and of the rollback, each as a ratio to the build of generation
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -23,7 +22,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from heal import load_records, start_postgres  # noqa: E402
+from heal import load_records, start_postgres, write_corpus  # noqa: E402
 
 
 def main() -> None:
@@ -39,11 +38,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ragstate-bench-"))
     server = start_postgres(work / "pg") if args.backend == "postgres" else None
     try:
-        corpus = work / "corpus"
-        corpus.mkdir()
-        with open(corpus / "docs.jsonl", "w", encoding="utf-8") as f:
-            for r in load_records(args.n):
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        corpus = write_corpus(work / "corpus", load_records(args.n))
 
         def spec(i: int, text: str) -> dict:
             store = (
