@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from helpers import active_table
+from ragstate.apply.budget import Budget
 from ragstate.apply.progress import NullProgress
 from ragstate.cli import app
 from ragstate.compute import embedders
@@ -473,3 +474,14 @@ def _col(name: str):
     from ragstate.stores.dialect import Col
 
     return Col(name)
+
+
+def test_a_budget_stopped_build_is_verified_by_the_run_that_completes_it(make_project) -> None:
+    make_project(models=HASH).apply()
+    change = make_project(models=HASH, artifacts={"doc_embeddings": {"text": "{title}"}})
+    partial = change.apply(budget=Budget(max_items=5))
+    assert partial.status == "partial" and partial.verification == []
+    assert generation_states(change) == {1: "active", 2: "building"}, "not verified half-built, not rejected"
+    record = change.apply()
+    assert record.converged and record.kinds["doc_embeddings"].switched and record.verification[0]["passed"]
+    assert generation_states(change) == {1: "retired", 2: "active"}
