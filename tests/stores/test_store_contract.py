@@ -122,3 +122,58 @@ def test_values_are_bound_never_formatted(store) -> None:
     with store.session() as s:
         assert s.scalar("SELECT path FROM {source_files}") == hostile
         assert schema_problems(store, s) == []
+
+
+ITEMS = TableDef(
+    "items_g1",
+    (
+        col("doc_id", ColumnType.TEXT, null=False),
+        col("chunk_id", ColumnType.TEXT, null=False),
+        col("embedding", ColumnType.VECTOR, null=False, dim=3),
+    ),
+    primary_key=("doc_id", "chunk_id"),
+    indexes=(Index("embedding_hnsw", ("embedding",), method="vector"),),
+)
+TEXTS = TableDef(
+    "texts_g1",
+    (col("doc_id", ColumnType.TEXT, null=False), col("content", ColumnType.TEXT, null=False)),
+    primary_key=("doc_id",),
+    indexes=(Index("content_fts", ("content",), method="fulltext", language="english"),),
+)
+
+
+def test_nearest_items_name_their_document_and_item(store) -> None:
+    rng = np.random.default_rng(7)
+    vectors = rng.standard_normal((60, 3)).astype(np.float32)
+    rows = [(f"d{i // 3}", f"c{i}", store.encode_vector(v)) for i, v in enumerate(vectors)]
+    with store.transaction() as s:
+        store.ensure_table(s, ITEMS)
+        s.copy_rows(ITEMS, rows)
+        store.vector_index(s, ITEMS)
+    query = np.array([1, 0.2, -0.1], np.float32)
+    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    expected = np.argsort(1 - unit @ (query / np.linalg.norm(query)))
+    with store.session() as s:
+        found = store.nearest_items(s, "items_g1", "embedding", query, 50, key="chunk_id")
+    # More neighbours than pgvector's default HNSW search list (40), in cosine order.
+    assert [c for _, c, _ in found] == [f"c{i}" for i in expected[:50]]
+    assert all(d == f"d{int(c[1:]) // 3}" for d, c, _ in found)
+    assert [d for _, _, d in found] == sorted(d for _, _, d in found)
+
+
+def test_fulltext_search_every_word_or_any_word(store) -> None:
+    rows = [
+        ("a", "Spinning tension of polyester fibers"),
+        ("b", "Seeds germinate when the climate warms"),
+        ("c", "Tension in fibers; warm seeds"),
+    ]
+    with store.transaction() as s:
+        store.ensure_table(s, TEXTS)
+        s.copy_rows(TEXTS, rows)
+    with store.session() as s:
+        every = store.fulltext_search(s, TEXTS, "tension seeds", 10)
+        some = store.fulltext_search(s, TEXTS, "tension seeds", 10, any_word=True)
+        hostile = store.fulltext_search(s, TEXTS, "seeds' OR \"x\" | !(& NEAR", 10, any_word=True)
+    assert [d for d, _ in every] == ["c"]
+    assert sorted(d for d, _ in some) == ["a", "b", "c"] and some[0][0] == "c"  # both words rank first
+    assert sorted(d for d, _ in hostile) == ["b", "c"]  # query syntax in user text is only text

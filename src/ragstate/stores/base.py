@@ -13,6 +13,7 @@ templates, so a third backend (IRIS) is one more folder with the same two files.
 ``copy_rows``          bulk insert (COPY on PostgreSQL, executemany on SQLite)
 ``vector_quality``     rows whose vectors are unreadable, non-finite, zero, or not
                        unit length when they should be
+``nearest_items``      rows nearest to a vector (sqlite-vec, or pgvector's HNSW index)
 ``fulltext_search``    rows matching a text query through a table's fulltext index
 ``process_lock``       a lock released by the OS or server when its holder dies
                        (the single-writer lock of ``stores.locks`` is built on it)
@@ -265,17 +266,28 @@ class Store(ABC):
         ``norm X (expected 1)``.
         """
 
-    @abstractmethod
     def nearest(
         self, session: Session, table: str, column: str, query: np.ndarray, k: int, key: str = "doc_id"
     ) -> list[tuple[str, float]]:
-        """The ``k`` rows nearest to ``query`` by cosine distance: ``(key, distance)``."""
+        """The ``k`` rows nearest to ``query`` by cosine distance: ``(key, distance)``, nearest first."""
+        return [(item, d) for _, item, d in self.nearest_items(session, table, column, query, k, key)]
 
     @abstractmethod
-    def fulltext_search(self, session: Session, table: TableDef, query: str, k: int) -> list[tuple[str, float]]:
+    def nearest_items(
+        self, session: Session, table: str, column: str, query: np.ndarray, k: int, key: str = "doc_id"
+    ) -> list[tuple[str, str, float]]:
+        """The ``k`` rows nearest to ``query`` by cosine distance: ``(doc_id, key, distance)``,
+        nearest first (exhaustive on SQLite; through the HNSW index on PostgreSQL, approximate).
+        ``key`` names the item column of tables with several rows a document (``chunk_id``)."""
+
+    @abstractmethod
+    def fulltext_search(
+        self, session: Session, table: TableDef, query: str, k: int, *, any_word: bool = False
+    ) -> list[tuple[str, float]]:
         """``(doc_id, score)`` of the ``k`` best rows of ``table`` matching ``query`` (every
-        word must occur), through the table's fulltext index; higher scores rank first on
-        PostgreSQL, lower (bm25) on SQLite."""
+        word must occur, or with ``any_word`` at least one), best first, through the table's
+        fulltext index; scores are ``ts_rank`` on PostgreSQL (higher is better) and bm25 on
+        SQLite (lower is better), so compare ranks, not scores, across backends."""
 
     def vector_index(self, session: Session, table: TableDef) -> None:
         """Create the approximate-nearest-neighbour indexes of ``table`` (if supported).

@@ -142,6 +142,14 @@ def _generation(store: Store, r: tuple[Any, ...]) -> Generation:
     )
 
 
+def active(store: Store, session: Session, kind: str) -> Generation | None:
+    """The generation of ``kind`` that queries read now, or None before the first is complete.
+
+    Queries read through this function alone, so the choice of what is live stays in one place.
+    """
+    return next((g for g in generations(store, session, kind) if g.state == "active"), None)
+
+
 def create_generation(
     store: Store,
     session: Session,

@@ -144,6 +144,16 @@ def scope_titles(session: Session) -> tuple[tuple[str, str], ...]:
     return tuple((str(r[0]), str(r[1])) for r in rows)
 
 
+def document_refs(session: Session, doc_ids: Sequence[str]) -> dict[str, DocRef]:
+    """``DocRef`` of each document in ``doc_ids`` as the registry recorded it (no staged scope needed)."""
+    rows = session.query(
+        "SELECT doc_id, content_hash, title, path, pos, byte_offset, title_chars, abstract_chars, body_chars "
+        "FROM {documents} WHERE doc_id = ANY(?)",
+        (list(doc_ids),),
+    )
+    return {r[0]: _row_ref(r) for r in rows}
+
+
 def document_titles(session: Session, doc_ids: Iterable[str]) -> dict[str, str]:
     rows = session.query("SELECT doc_id, title FROM {documents} WHERE doc_id = ANY(?)", (list(doc_ids),))
     return {r[0]: r[1] or "" for r in rows}

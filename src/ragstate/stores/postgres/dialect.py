@@ -57,9 +57,16 @@ class PostgresDialect(Dialect):
         text = " || ' ' || ".join(f"coalesce({self.quote(c)}, '')" for c in index.columns)
         return f"to_tsvector('{index.language}'::regconfig, {text})"
 
-    def fulltext_query(self, table: TableDef, index: Index) -> str:
-        """Template: ``(doc_id, score)`` of rows matching a plain-text query (``?``), best first, ``LIMIT ?``."""
+    def fulltext_query(self, table: TableDef, index: Index, *, any_word: bool = False) -> str:
+        """Template: ``(doc_id, score)`` of rows matching a plain-text query (``?``), best first, ``LIMIT ?``.
+
+        ``any_word``: a row matches when it has any of the query's words. ``plainto_tsquery``
+        parses the text (so user text is never tsquery syntax) into lexemes joined by ``&``;
+        its text form, with each ``&`` turned into ``|``, is the same query with OR.
+        """
         query = f"plainto_tsquery('{index.language}'::regconfig, ?)"
+        if any_word:
+            query = f"replace({query}::text, '&', '|')::tsquery"
         return (
             f"SELECT doc_id, ts_rank({self.tsvector(index)}, {query}) AS score FROM {self.table(table.name)} "
             f"WHERE {self.tsvector(index)} @@ {query} ORDER BY score DESC LIMIT ?"

@@ -431,22 +431,28 @@ class PostgresStore(Store):
                 bad.append((k, f"norm {norm:.4f} (expected 1)"))
         return bad
 
-    def nearest(
+    def nearest_items(
         self, session: Session, table: str, column: str, query: np.ndarray, k: int, key: str = "doc_id"
-    ) -> list[tuple[str, float]]:
+    ) -> list[tuple[str, str, float]]:
         q = self.encode_vector(query)
-        rows = session.query(
-            "SELECT {key}, {col} <=> ? AS d FROM {t} ORDER BY {col} <=> ? LIMIT ?",
-            (q, q, int(k)),
-            key=Col(key),
-            col=Col(column),
-            t=table,
-        )
-        return [(r[0], float(r[1])) for r in rows]
+        with session.read_transaction():
+            # The HNSW scan returns at most ef_search rows (40 by default): widen it for
+            # this transaction when more neighbours are asked for.
+            session.query("SELECT set_config('hnsw.ef_search', ?, true)", (str(min(max(int(k), 40), 1000)),))
+            rows = session.query(
+                "SELECT doc_id, {key}, {col} <=> ? AS d FROM {t} ORDER BY {col} <=> ? LIMIT ?",
+                (q, q, int(k)),
+                key=Col(key),
+                col=Col(column),
+                t=table,
+            )
+        return [(r[0], r[1], float(r[2])) for r in rows]
 
-    def fulltext_search(self, session: Session, table: TableDef, query: str, k: int) -> list[tuple[str, float]]:
+    def fulltext_search(
+        self, session: Session, table: TableDef, query: str, k: int, *, any_word: bool = False
+    ) -> list[tuple[str, float]]:
         index = next(ix for ix in table.indexes if ix.method == "fulltext")
-        rows = session.query(self.dialect.fulltext_query(table, index), (query, query, int(k)))
+        rows = session.query(self.dialect.fulltext_query(table, index, any_word=any_word), (query, query, int(k)))
         return [(r[0], float(r[1])) for r in rows]
 
     def vector_index(self, session: Session, table: TableDef) -> None:

@@ -372,25 +372,27 @@ class SQLiteStore(Store):
         flush()
         return bad
 
-    def fulltext_search(self, session: Session, table: TableDef, query: str, k: int) -> list[tuple[str, float]]:
+    def fulltext_search(
+        self, session: Session, table: TableDef, query: str, k: int, *, any_word: bool = False
+    ) -> list[tuple[str, float]]:
         index = next(ix for ix in table.indexes if ix.method == "fulltext")
         # Each word becomes a quoted FTS5 string, so user text can never be FTS5 syntax.
-        match = " ".join('"' + w + '"' for w in re.findall(r"\w+", query))
+        match = (" OR " if any_word else " ").join('"' + w + '"' for w in re.findall(r"\w+", query))
         if not match:
             return []
         rows = session.query(self.dialect.fulltext_query(table, index), (match, int(k)))
         return [(r[0], float(r[1])) for r in rows]
 
-    def nearest(
+    def nearest_items(
         self, session: Session, table: str, column: str, query: np.ndarray, k: int, key: str = "doc_id"
-    ) -> list[tuple[str, float]]:
+    ) -> list[tuple[str, str, float]]:
         rows = session.query(
             # A zero vector has no cosine distance (NULL): it can never be a neighbour.
-            "SELECT k, d FROM (SELECT {key} AS k, vec_distance_cosine({col}, ?) AS d FROM {t}) "
+            "SELECT doc_id, k, d FROM (SELECT doc_id, {key} AS k, vec_distance_cosine({col}, ?) AS d FROM {t}) "
             "WHERE d IS NOT NULL ORDER BY d LIMIT ?",
             (self.encode_vector(query), int(k)),
             key=Col(key),
             col=Col(column),
             t=table,
         )
-        return [(r[0], float(r[1])) for r in rows]
+        return [(r[0], r[1], float(r[2])) for r in rows]
