@@ -266,3 +266,30 @@ class RollbackError(TerminalError):
         self.kind = kind
         self.generation = generation
         super().__init__(message)
+
+
+# --- query ----------------------------------------------------------------------------
+
+
+class NotReady(RagstateError):
+    """A pipeline's data is not converged, and the readiness mode refuses to answer."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, pipeline: str, reasons: list[str]):
+        self.pipeline = pipeline
+        self.reasons = reasons
+        super().__init__(message)
+
+
+class GeneratorError(RagstateError):
+    """A text generator failed (the leaves below say whether trying again may help)."""
+
+
+class GeneratorConfigError(GeneratorError, TerminalError):
+    """No generator is configured, its key is missing, or it refused the request or answered
+    in another format."""
+
+
+class GeneratorUnavailable(GeneratorError, TransientError):
+    """A text generator cannot be reached now (connection refused, timeout, overloaded, server error)."""

@@ -364,6 +364,10 @@ def _resolve_paths(spec: Spec, base: Path) -> Spec:
     if golden.file is not None:
         golden = golden.model_copy(update={"file": _absolute(golden.file, base)})
         update["generations"] = spec.generations.model_copy(update={"golden": golden})
+    update["generators"] = {
+        name: g.model_copy(update={"api_key_file": _absolute(g.api_key_file, base)}) if g.api_key_file else g
+        for name, g in spec.generators.items()
+    }
     return spec.model_copy(update=update)
 
 

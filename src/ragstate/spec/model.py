@@ -572,6 +572,155 @@ class GenerationsSpec(_Section):
     )
 
 
+#: what a query does when its pipeline's data is not converged
+ReadinessMode = Literal["fail", "warn", "heal"]
+
+
+class ColbertQuerySpec(_Section):
+    """ColBERT at query time: candidates from document embeddings, reranked by MaxSim."""
+
+    candidates: int = Field(
+        20, ge=1, le=1000, description="documents taken from the document embeddings and reranked by MaxSim"
+    )
+
+
+class NoderagQuerySpec(_Section):
+    """NodeRAG at query time: nearest chunks, expanded to their section and siblings."""
+
+    chunks: int = Field(50, ge=1, le=1000, description="nearest chunks taken as seed nodes")
+    sibling_weight: float = Field(
+        0.1, ge=0.0, le=10.0, description="weight of the other seed chunks of the best section in a document's score"
+    )
+    context: int = Field(1, ge=0, le=20, description="sibling chunks on each side added to the passage")
+
+
+class GraphragQuerySpec(_Section):
+    """GraphRAG at query time: query entities matched to stored ones, then a walk over relations."""
+
+    hops: int = Field(2, ge=0, le=2, description="relation hops walked from the matched entities (0, 1 or 2)")
+    entity_similarity: float = Field(
+        0.75, ge=-1.0, le=1.0, description="cosine similarity at which a stored entity matches a query entity"
+    )
+    query_similarity: float = Field(
+        0.5, ge=-1.0, le=1.0, description="cosine similarity at which a stored entity matches the whole query"
+    )
+    seeds: int = Field(10, ge=1, le=1000, description="stored entities matched per query entity, at most")
+    fanout: int = Field(20, ge=1, le=10_000, description="neighbours kept per hop, strongest first")
+    hop_decay: float = Field(
+        0.5, gt=0.0, le=1.0, description="an entity reached by a hop weighs this much of its source"
+    )
+
+
+class HybridQuerySpec(_Section):
+    """Hybrid at query time: vector and full-text rankings fused by reciprocal rank fusion."""
+
+    vector_weight: float = Field(1.0, ge=0.0, description="weight of the document-embedding ranking")
+    text_weight: float = Field(1.0, ge=0.0, description="weight of the full-text ranking")
+    rrf_k: int = Field(60, ge=1, le=10_000, description="RRF constant: a document at rank r adds weight / (rrf_k + r)")
+    candidates: int = Field(50, ge=1, le=10_000, description="documents taken from each ranking before fusion")
+
+
+class CragQuerySpec(_Section):
+    """CRAG at query time: retrieve, grade the retrieval, refine when confidence is low."""
+
+    upper: float = Field(
+        0.5, ge=-1.0, le=1.0, description="best cosine similarity at or above which the retrieval is correct"
+    )
+    lower: float = Field(
+        0.3, ge=-1.0, le=1.0, description="best cosine similarity below which the retrieval is incorrect"
+    )
+    candidates: int = Field(20, ge=1, le=10_000, description="documents retrieved from the document embeddings")
+    refine_pool: int = Field(
+        50, ge=1, le=10_000, description="documents whose chunks a low-confidence refinement searches"
+    )
+    strips: int = Field(
+        32, ge=1, le=1000, description="chunks (knowledge strips) a refinement embeds, best keyword matches first"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> CragQuerySpec:
+        if self.lower > self.upper:
+            raise ValueError(f"lower ({self.lower}) must not exceed upper ({self.upper})")
+        return self
+
+
+class HydeQuerySpec(_Section):
+    """HyDE at query time: a generator writes a hypothetical passage, which is embedded."""
+
+    generator: str | None = Field(
+        None, description="name of an entry in generators; HyDE refuses to answer without one"
+    )
+    prompt: str = Field(
+        "Write a short passage of a scientific article that answers the question or matches the "
+        "title below. Answer with the passage only.\n\n{query}",
+        description="prompt sent to the generator; {query} is replaced by the query",
+    )
+    max_tokens: int = Field(200, ge=1, le=32_768, description="tokens the generator may write")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="sampling temperature")
+    include_query: bool = Field(True, description="average the query's own embedding with the hypothetical passage's")
+
+    @field_validator("prompt")
+    @classmethod
+    def _names_query(cls, prompt: str) -> str:
+        if "{query}" not in prompt:
+            raise ValueError("must contain {query}")
+        return prompt
+
+
+class QuerySpec(_Section):
+    """How ``ragstate query`` and ``Project.pipeline(name).retrieve`` answer."""
+
+    readiness: ReadinessMode = Field(
+        "fail",
+        description="when the pipeline's data is not converged: fail (refuse with the reasons), "
+        "warn (answer with a warning) or heal (reconcile its kinds first)",
+    )
+    k: int = Field(10, ge=1, le=10_000, description="documents returned when the caller does not say")
+    colbert: ColbertQuerySpec = ColbertQuerySpec()
+    noderag: NoderagQuerySpec = NoderagQuerySpec()
+    graphrag: GraphragQuerySpec = GraphragQuerySpec()
+    hybrid: HybridQuerySpec = HybridQuerySpec()
+    crag: CragQuerySpec = CragQuerySpec()
+    hyde: HydeQuerySpec = HydeQuerySpec()
+
+
+class GeneratorSpec(_Section):
+    """A text generator (for HyDE): an OpenAI-compatible HTTP endpoint, or a plugin.
+
+    The API key is never written in the spec: it is read from the environment variable
+    ``api_key_env`` names, or from the file ``api_key_file``.
+    """
+
+    provider: str = Field("openai", description="generator plugin: openai (any OpenAI-compatible HTTP server)")
+    url: str = Field(description="base URL of the API, e.g. http://localhost:8000/v1")
+    model: str = Field(description="model name sent with each request")
+    api: Literal["chat", "completions"] = Field(
+        "chat", description="chat: POST {url}/chat/completions; completions: POST {url}/completions"
+    )
+    api_key_env: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="environment variable holding the API key"
+    )
+    api_key_file: Path | None = Field(None, description="file whose first line is the API key")
+    timeout_s: float = Field(60.0, gt=0, le=3600, description="seconds to wait for a response")
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, url: str) -> str:
+        from ragstate.redact import has_inline_password
+
+        if not url.startswith(("http://", "https://")):
+            raise ValueError("must start with http:// or https://")
+        if has_inline_password(url):
+            raise ValueError("must not hold a password; use api_key_env or api_key_file")
+        return url.rstrip("/")
+
+    @model_validator(mode="after")
+    def _one_key(self) -> GeneratorSpec:
+        if self.api_key_env is not None and self.api_key_file is not None:
+            raise ValueError("give api_key_env or api_key_file, not both")
+        return self
+
+
 class Spec(BaseSettings):
     """The desired state of one project's RAG data."""
 
@@ -590,6 +739,9 @@ class Spec(BaseSettings):
     executor: ExecutorSpec = Field(ExecutorSpec(), description="local, or ray (a string, or the mapping)")
     daemon: DaemonSpec = DaemonSpec()
     generations: GenerationsSpec = GenerationsSpec()
+
+    query: QuerySpec = QuerySpec()
+    generators: dict[str, GeneratorSpec] = Field(default_factory=dict)
 
     @classmethod
     def settings_customise_sources(
@@ -621,6 +773,12 @@ class Spec(BaseSettings):
                     f"artifacts.{kind_name}.model names '{model_name}', which is not in models "
                     f"(defined: {', '.join(sorted(self.models)) or 'none'})"
                 )
+        generator = self.query.hyde.generator
+        if generator is not None and generator not in self.generators:
+            raise ValueError(
+                f"query.hyde.generator names '{generator}', which is not in generators "
+                f"(defined: {', '.join(sorted(self.generators)) or 'none'})"
+            )
         return self
 
     @property
