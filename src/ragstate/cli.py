@@ -24,6 +24,8 @@ daemon     0 / 1 / 130   stopped cleanly by SIGTERM/SIGINT / could not start (an
                          daemon runs, bad spec) / interrupted mid-batch by a second
                          signal; ``--once``: as apply, and 2 when its budget left work
 report     0 / 1         written / error
+query      0 / 2 / 1     answered (in warn mode perhaps with warnings) / refused:
+                         the pipeline's data is not ready / error
 =========  ============  ========================================================
 """
 
@@ -51,7 +53,8 @@ from rich.progress import (
 
 from ragstate import __version__, logs
 from ragstate.apply.record import REJECTED, RunRecord
-from ragstate.errors import RagstateError
+from ragstate.errors import NotReady, RagstateError
+from ragstate.pipelines.render import render_retrieval
 from ragstate.plan.model import Plan
 from ragstate.plan.render import render_plan
 from ragstate.project import Project
@@ -135,7 +138,8 @@ def _handled(as_json: bool) -> Iterator[None]:
     except typer.Exit:
         raise
     except RagstateError as exc:
-        _fail(str(exc), exc.exit_code, type(exc).__name__, as_json)
+        reasons = [redact(r) for r in exc.reasons] if isinstance(exc, NotReady) else None
+        _fail(str(exc), exc.exit_code, type(exc).__name__, as_json, reasons=reasons)
     except KeyboardInterrupt:
         _fail("interrupted; committed batches are kept and the next run resumes", 130, "KeyboardInterrupt", as_json)
     except Exception as exc:  # a bug: say so plainly, keep the traceback for --log-level debug
@@ -148,10 +152,13 @@ def _handled(as_json: bool) -> Iterator[None]:
         )
 
 
-def _fail(message: str, code: int, kind: str, as_json: bool) -> None:
+def _fail(message: str, code: int, kind: str, as_json: bool, *, reasons: list[str] | None = None) -> None:
     message = redact(message)
     if as_json:
-        out.print_json(json.dumps({"error": message, "error_type": kind, "exit_code": code}))
+        data: dict[str, Any] = {"error": message, "error_type": kind, "exit_code": code}
+        if reasons is not None:
+            data["reasons"] = reasons
+        out.print_json(json.dumps(data))
     else:
         err.print(f"[bold red]error:[/] {escape(message)}", markup=True)  # a name in it is not markup
     raise typer.Exit(code)
@@ -368,6 +375,27 @@ def rollback(
     with _handled(as_json), _project(config, profile) as project:
         record = project.rollback(kind, to=to)
         _emit(as_json, record.to_dict(), render_run(record))
+
+
+@app.command()
+def query(
+    pipeline: Annotated[str, typer.Argument(help="An enabled pipeline: basic, crag, hyde, colbert, noderag, ...")],
+    text: Annotated[str, typer.Argument(help="The query.")],
+    k: Annotated[int | None, typer.Option("-k", "--top", help="Documents to return (default query.k).")] = None,
+    readiness: Annotated[
+        str | None,
+        typer.Option("--readiness", help="fail, warn or heal when the data is not ready (default query.readiness)."),
+    ] = None,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Retrieve the documents that best answer a query (exit 0 answered, 2 not ready, 1 error)."""
+    with _handled(as_json), _project(config, profile) as project:
+        result = project.query(pipeline, text, k, readiness=readiness)
+        for warning in result.warnings:
+            err.print(f"[bold yellow]warning:[/] {warning}", markup=True)
+        _emit(as_json, result.to_dict(), render_retrieval(result))
 
 
 source_app = typer.Typer(

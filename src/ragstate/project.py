@@ -17,6 +17,8 @@ the CLI calls exactly one of them per command.
 ``check_source()``    re-check the spec's (or a recorded) table mapping
 ``quarantine_*()``    list, retry or drop the items set aside as failing
 ``writer_lock()``     hold the store's single-writer lock (apply and reconcile take it)
+``pipeline(name)``    an enabled pipeline's query side: ``.retrieve(query, k)``, guarded
+``query(name, text)``  ``pipeline(name).retrieve(text, k)``: what ``ragstate query`` calls
 ====================  ===================================================================
 
 Every method that writes artifacts holds the writer lock for its whole duration, so two
@@ -62,6 +64,8 @@ from ragstate.errors import (
 )
 from ragstate.faults import FaultLog, Guard, classify
 from ragstate.observe.observe import Observed, observe
+from ragstate.pipelines.base import Retrieval
+from ragstate.pipelines.query import Pipeline
 from ragstate.plan.desired import Desired, desired_state
 from ragstate.plan.diff import diff
 from ragstate.plan.model import Plan
@@ -120,8 +124,9 @@ class Project:
     def source(self) -> Source:
         return open_source(self.spec, self.store)
 
-    def desired(self) -> Desired:
-        return desired_state(self.spec)
+    def desired(self, pipelines: tuple[str, ...] | None = None) -> Desired:
+        """The desired state of every enabled pipeline, or of ``pipelines`` alone."""
+        return desired_state(self.spec, pipelines=pipelines)
 
     @contextmanager
     def writer_lock(
@@ -192,6 +197,7 @@ class Project:
         budget: Budget | None = None,
         run_id: str | None = None,
         daemon: dict[str, Any] | None = None,
+        pipelines: tuple[str, ...] | None = None,
     ) -> RunRecord:
         """Carry out ``plan``, or a plan computed now, and check that the store converged.
 
@@ -205,6 +211,7 @@ class Project:
             run_id: the id to record the run under (default: a new one).
             daemon: what the daemon says about this run (cycle, trigger, wait), kept
                 in the record.
+            pipelines: limit the work to the kinds these pipelines read (a query's heal).
 
         Returns:
             The run record (also stored in ``runs``), status ``converged``,
@@ -227,7 +234,7 @@ class Project:
             self.writer_lock(progress=progress, command=command, budget=budget) as lease,
             self.guard.recording(FaultLog()) as log,
         ):
-            return self._apply(plan, record, lease, log, allow_destructive, depth, progress, budget)
+            return self._apply(plan, record, lease, log, allow_destructive, depth, progress, budget, pipelines)
 
     def _apply(
         self,
@@ -239,10 +246,13 @@ class Project:
         depth: str,
         progress: Progress | None,
         budget: Budget,
+        pipelines: tuple[str, ...] | None = None,
     ) -> RunRecord:
         t0 = time.perf_counter()
         safety = Safety(self.guard, fence=lease.fence)
-        desired, observed = safety.read(lambda: self.observe(depth=plan.depth if plan is not None else depth))
+        desired, observed = safety.read(
+            lambda: self.observe(depth=plan.depth if plan is not None else depth, desired=self.desired(pipelines))
+        )
         fresh = diff(self.spec, self.spec_hash, desired, observed)
         if plan is not None and plan.fingerprint != fresh.fingerprint:
             raise StalePlanError("the store or source changed since this plan was computed; run `ragstate plan` again")
@@ -575,6 +585,27 @@ class Project:
         record.status = CONVERGED
         self._finish(record)
         return record
+
+    # --- queries ----------------------------------------------------------------------
+
+    def pipeline(self, name: str) -> Pipeline:
+        """The query side of the enabled pipeline ``name``: ``.retrieve(query, k)``.
+
+        Raises:
+            SpecError: the pipeline is not enabled in the spec.
+        """
+        return Pipeline(
+            name,
+            spec=self.spec,
+            spec_hash=self.spec_hash,
+            store=self.store,
+            source=self.source,
+            heal=lambda pipelines: self.apply(command="heal", pipelines=pipelines),
+        )
+
+    def query(self, pipeline: str, text: str, k: int | None = None, *, readiness: str | None = None) -> Retrieval:
+        """``pipeline(pipeline).retrieve(text, k)``; see ``Pipeline.retrieve``."""
+        return self.pipeline(pipeline).retrieve(text, k, readiness_mode=readiness)
 
     # --- in-place sources --------------------------------------------------------------
 

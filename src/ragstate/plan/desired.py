@@ -38,15 +38,17 @@ class Desired:
         raise KeyError(name)
 
 
-def desired_state(spec: Spec) -> Desired:
-    """What the spec asks for.
+def desired_state(spec: Spec, *, pipelines: tuple[str, ...] | None = None) -> Desired:
+    """What the spec asks for: of every enabled pipeline, or of ``pipelines`` alone (the
+    kinds one pipeline reads, for its readiness check and its heal).
 
     Raises:
         SpecError: a pipeline is not available in this version.
         ModelError, PluginError: a model or plugin named in the spec cannot be found.
     """
-    kinds = ordered(kinds_for(spec.pipelines))
+    names = spec.pipelines if pipelines is None else pipelines
+    kinds = ordered(kinds_for(names))
     return Desired(
         kinds=tuple(DesiredKind(k, k.recipe(spec)) for k in kinds),
-        pipelines={p: tuple(k.name for k in ordered(REQUIREMENTS[p])) for p in spec.pipelines},
+        pipelines={p: tuple(k.name for k in ordered(REQUIREMENTS[p])) for p in names},
     )

@@ -1,0 +1,188 @@
+"""``graphrag``: the query's entities, a walk over the relations, documents that share them.
+
+1. Entities in the query, matched to stored entities three ways (each stored entity
+   keeps its strongest match as its activation, 0..1):
+
+   * the entities the spec's extractor (``artifacts.entities``, the same one that built
+     the graph) finds in the query, by canonical key (activation 1);
+   * every run of one to five words of the query whose canonical key is a stored
+     entity's, so that lower-case or sentence-case queries still hit names (activation 1);
+   * by embedding: each query entity and the whole query, embedded with the model of
+     ``entity_embeddings``, against the stored entity vectors; a match needs cosine
+     similarity of at least ``query.graphrag.entity_similarity`` to a query entity, or
+     ``query.graphrag.query_similarity`` to the whole query (a sentence is never as close
+     to a name as a name is), activation = the similarity; at most
+     ``query.graphrag.seeds`` stored entities per probe. When none of the three
+     matches anything, the ``seeds`` entities nearest to the whole query are the start,
+     whatever their similarity (activation = it), so a query in words the extractor does
+     not see as names still reaches the graph.
+
+2. A walk of ``query.graphrag.hops`` (0-2) over the relations (``co_occurs``,
+   ``abbreviates``; both directions, weights summed over the corpus): a neighbour gets
+   ``query.graphrag.hop_decay`` times its source's activation; the ``fanout`` strongest
+   neighbours (activation × relation weight) are kept per hop.
+
+3. Each document scores Σ activation × idf over the activated entities it holds (idf =
+   ln(1 + documents / documents holding the entity), so an entity named everywhere
+   counts little), plus Σ activation(source) × activation(target) over its relations
+   whose two ends are activated. The passage is the chunk holding the most of that weight.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+from ragstate.artifacts.entities import entity_id
+from ragstate.compute.extractors import entity_key, make_extractor
+from ragstate.pipelines.base import Found, Hit, QueryContext, Retriever
+from ragstate.pipelines.colbert import chunk_texts
+
+#: longest run of query words looked up as an entity name
+MAX_NGRAM = 5
+#: stored rows asked of the vector index per query entity (entities repeat per document)
+ROWS_PER_SEED = 8
+
+
+class Graphrag(Retriever):
+    name = "graphrag"
+
+    def retrieve(self, ctx: QueryContext, query: str, k: int) -> Found:
+        params = ctx.spec.query.graphrag
+        entities, relations = (t.name for t in ctx.tables("entities"))
+        recipe = ctx.recipe("entities").params
+        extractor = make_extractor(recipe["extractor_name"], dict(recipe["options"]))
+        found = [e.key for findings in extractor.extract([query]) for e in findings.entities]
+        words = query.split()
+        grams = {
+            entity_key(" ".join(words[i : i + n]).strip(".,;:!?()[]\"'"))
+            for n in range(1, MAX_NGRAM + 1)
+            for i in range(len(words) - n + 1)
+        }
+        by_text = {entity_id(key): key for key in set(found) | grams if key}
+        activation: dict[str, float] = {}
+        names: dict[str, str] = {}
+        for eid, canonical in ctx.session.query(
+            "SELECT DISTINCT entity_id, canonical FROM {t} WHERE entity_id = ANY(?)", (sorted(by_text),), t=entities
+        ):
+            activation[eid] = 1.0
+            names[eid] = canonical
+        embedder = ctx.embedder("entity_embeddings")
+        probes = [(key, params.entity_similarity) for key in dict.fromkeys(found)]
+        probes.append((query, params.query_similarity))
+        vectors = embedder.embed([text for text, _ in probes])
+        nearest: list[tuple[str, float]] = []
+        for vector, (_, threshold) in zip(vectors, probes, strict=True):
+            rows = ctx.store.nearest_items(
+                ctx.session,
+                ctx.table("entity_embeddings"),
+                "embedding",
+                vector,
+                params.seeds * ROWS_PER_SEED,
+                key="entity_id",
+            )
+            # An entity has one row per document that names them, all with one vector.
+            distinct: dict[str, float] = {}
+            for _, eid, distance in rows:
+                distinct.setdefault(eid, 1.0 - distance)
+            nearest = list(distinct.items())[: params.seeds]
+            for eid, sim in nearest:
+                if sim >= threshold:
+                    activation[eid] = max(activation.get(eid, 0.0), sim)
+        if not activation:
+            # Nothing named in the query is in the graph: start from the entities nearest
+            # to the whole query (the last probe), however weak, rather than answer nothing.
+            activation = dict(nearest)
+        seeds = dict(activation)
+        for _ in range(params.hops):
+            frontier = sorted(activation)
+            if not frontier:
+                break
+            strength: dict[str, float] = defaultdict(float)
+            reach: dict[str, float] = {}
+            for source, target, weight in ctx.session.query(
+                "SELECT source_id, target_id, sum(weight) FROM {t} WHERE source_id = ANY(?) OR target_id = ANY(?) "
+                "GROUP BY source_id, target_id",
+                (frontier, frontier),
+                t=relations,
+            ):
+                for a, b in ((source, target), (target, source)):
+                    if a in activation and b not in activation:
+                        value = activation[a] * params.hop_decay
+                        reach[b] = max(reach.get(b, 0.0), value)
+                        strength[b] += value * float(weight)
+            for eid in sorted(strength, key=lambda e: -strength[e])[: params.fanout]:
+                activation[eid] = reach[eid]
+        if not activation:
+            return Found([], notes={"query_entities": found, "matched": {}})
+        active = sorted(activation)
+        df = {
+            eid: int(n)
+            for eid, n in ctx.session.query(
+                "SELECT entity_id, count(DISTINCT doc_id) FROM {t} WHERE entity_id = ANY(?) GROUP BY entity_id",
+                (active,),
+                t=entities,
+            )
+        }
+        total = int(ctx.session.scalar("SELECT count(DISTINCT doc_id) FROM {t}", t=entities) or 0)
+        weight = {e: activation[e] * math.log(1.0 + total / df[e]) for e in active if df.get(e)}
+        score: dict[str, float] = defaultdict(float)
+        per_chunk: dict[tuple[str, str], float] = defaultdict(float)
+        shared: dict[str, set[str]] = defaultdict(set)
+        for doc_id, chunk_id, eid in ctx.session.query(
+            "SELECT doc_id, chunk_id, entity_id FROM {t} WHERE entity_id = ANY(?)", (sorted(weight),), t=entities
+        ):
+            if eid not in shared[doc_id]:
+                score[doc_id] += weight[eid]
+                shared[doc_id].add(eid)
+            per_chunk[(doc_id, chunk_id)] += weight[eid]
+        edges: dict[str, int] = defaultdict(int)
+        for doc_id, chunk_id, source, target in ctx.session.query(
+            "SELECT DISTINCT doc_id, chunk_id, source_id, target_id FROM {t} "
+            "WHERE source_id = ANY(?) AND target_id = ANY(?)",
+            (active, active),
+            t=relations,
+        ):
+            value = activation[source] * activation[target]
+            score[doc_id] += value
+            per_chunk[(doc_id, chunk_id)] += value
+            edges[doc_id] += 1
+        ranked = sorted(score, key=lambda d: (-score[d], d))[:k]
+        best: dict[str, str] = {}
+        for (d, c), value in sorted(per_chunk.items()):
+            if d not in best or value > per_chunk[(d, best[d])]:
+                best[d] = c
+        best = {d: best[d] for d in ranked if d in best}
+        texts = chunk_texts(ctx, list(best.items()))
+        if len(names) < len(activation):
+            names.update(
+                ctx.session.query(
+                    "SELECT DISTINCT entity_id, canonical FROM {t} WHERE entity_id = ANY(?)",
+                    (sorted(set(activation) - set(names)),),
+                    t=entities,
+                )
+            )
+        gen = ctx.generation("entities")
+        hits = [
+            Hit(
+                d,
+                score[d],
+                passage=texts.get((d, best[d]), "") if d in best else "",
+                kind="entities",
+                generation=gen,
+                details={
+                    "chunk_id": best.get(d),
+                    "entities": [names.get(e, e) for e in sorted(shared[d], key=lambda e: -weight[e])],
+                    "relations": edges.get(d, 0),
+                },
+            )
+            for d in ranked
+        ]
+        return Found(
+            hits,
+            notes={
+                "query_entities": found,
+                "matched": {names.get(e, e): round(a, 4) for e, a in sorted(seeds.items(), key=lambda x: -x[1])},
+                "activated": len(activation),
+            },
+        )

@@ -1,0 +1,27 @@
+"""Query results as text for people (``ragstate query`` without ``--json``)."""
+
+from __future__ import annotations
+
+from ragstate.pipelines.base import Retrieval
+
+#: characters of each passage shown
+SHOWN_CHARS = 240
+
+
+def render_retrieval(result: Retrieval) -> str:
+    gens = ", ".join(f"{kind} g{g}" for kind, g in result.generations.items())
+    head = f"{result.pipeline}: {len(result)} results for {result.query!r} ({gens})"
+    if result.confidence is not None:
+        head += f"; confidence {result.confidence}"
+    lines = [head]
+    if result.healed is not None:
+        built = ", ".join(f"{kind} built {c['built']}" for kind, c in result.healed["kinds"].items()) or "nothing"
+        lines.append(f"  healed first: run {result.healed['run_id']} ({built})")
+    for rank, hit in enumerate(result, start=1):
+        lines.append(f"{rank:>3}. {hit.score:8.4f}  {hit.doc_id}  {hit.title}")
+        passage = " ".join(hit.passage.split())
+        if passage:
+            lines.append("       " + (passage[:SHOWN_CHARS] + " …" if len(passage) > SHOWN_CHARS else passage))
+    if not len(result):
+        lines.append("  no document matched")
+    return "\n".join(lines)
