@@ -201,8 +201,33 @@ def _pg_admin(url: str, statement: str, *names: str) -> None:
 
 @pytest.fixture(scope="session")
 def _built_templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Stores with every pipeline built over the short corpus, made on first use per backend."""
+    """Stores with every pipeline built over a corpus, made on first use per backend and corpus."""
     return {"root": tmp_path_factory.mktemp("built")}
+
+
+def _template(cache: dict[str, Any], backend: str, request: pytest.FixtureRequest, name: str, write: Any) -> Any:
+    """``(root, store, database)`` of a store with every pipeline built over the corpus
+    ``write(folder)`` makes, built once per backend and test session (``database``: the
+    PostgreSQL database holding it, '' on SQLite)."""
+    from ragstate import Project, spec_from_dict
+
+    key = f"{name}-{backend}"
+    if key not in cache:
+        root = cache["root"] / key
+        source = write(root / "corpus")
+        if backend == "sqlite":
+            store = {"url": f"sqlite:///{root / 'store.db'}"}
+            database = ""
+        else:
+            admin = request.getfixturevalue("pg_url")
+            database = "tmpl_" + uuid.uuid4().hex[:10]
+            _pg_admin(admin, "CREATE DATABASE {}", database)
+            store = {"url": _with_database(admin, database), "schema": "rs"}
+        spec = {"store": store, "source": {"path": str(source)}, "pipelines": ALL_PIPELINES}
+        with Project(spec_from_dict(spec, base_dir=root)) as project:
+            assert project.apply().converged
+        cache[key] = (root, store, database)
+    return cache[key]
 
 
 @pytest.fixture
@@ -213,23 +238,8 @@ def built(backend: str, request: pytest.FixtureRequest, tmp_path: Path, _built_t
     ``make(**overrides)`` opens a ``Project`` on it, closed after the test."""
     from ragstate import Project, spec_from_dict
 
-    cache = _built_templates
+    root, store, template = _template(_built_templates, backend, request, "short", write_short_corpus)
     corpus = tmp_path / "corpus"
-    if backend not in cache:
-        root = cache["root"] / backend
-        source = write_short_corpus(root / "corpus")
-        if backend == "sqlite":
-            store = {"url": f"sqlite:///{root / 'store.db'}"}
-        else:
-            admin = request.getfixturevalue("pg_url")
-            name = "tmpl_" + uuid.uuid4().hex[:10]
-            _pg_admin(admin, "CREATE DATABASE {}", name)
-            store = {"url": _with_database(admin, name), "schema": "rs"}
-        spec = {"store": store, "source": {"path": str(source)}, "pipelines": ALL_PIPELINES}
-        with Project(spec_from_dict(spec, base_dir=root)) as project:
-            assert project.apply().converged
-        cache[backend] = (root, store, name if backend == "postgres" else "")
-    root, store, template = cache[backend]
     shutil.copytree(root / "corpus", corpus)
     if backend == "sqlite":
         for suffix in ("", "-wal"):
@@ -275,3 +285,64 @@ def embedder_of(project: Any, name: str = "default") -> Any:
     from ragstate.compute.embedders import make_embedder
 
     return make_embedder(name, project.spec.models[name])
+
+
+#: the searchable corpus: every other article of the sample, bodies cut to this many characters
+SEARCH_BODY_CHARS = 1500
+
+
+def write_search_corpus(root: Path) -> Path:
+    """Write 24 articles of the sample (titles and abstracts whole, bodies cut) as one JSONL file."""
+    import json
+
+    from ragstate.sources.folder import FolderSource
+    from ragstate.spec.model import SourceSpec
+
+    root.mkdir(parents=True, exist_ok=True)
+    source = FolderSource(SourceSpec(path=SAMPLE))
+    docs = list(source.load(list(source.snapshot({}).fresh)))[::2]
+    with (root / "articles.jsonl").open("w", encoding="utf-8") as f:
+        for doc in docs:
+            cut = doc.body.rfind("\n\n", 0, SEARCH_BODY_CHARS)
+            record = {"doc_id": doc.doc_id.rsplit("/", 1)[-1].split(".")[0], "title": doc.title}
+            record |= {"abstract": doc.abstract, "body": doc.body[: cut if cut > 0 else SEARCH_BODY_CHARS]}
+            f.write(json.dumps(record) + "\n")
+    return root
+
+
+@pytest.fixture
+def searchable(backend: str, request: pytest.FixtureRequest, _built_templates: dict[str, Any]) -> Iterator[Any]:
+    """``make(**overrides)``: a ``Project`` over 24 real articles with every pipeline built,
+    one store per backend shared by the whole test session: tests may query it, never
+    change it (overrides that change a recipe would make it drift for the next test)."""
+    from ragstate import Project, spec_from_dict
+
+    root, store, _ = _template(_built_templates, backend, request, "search", write_search_corpus)
+    opened: list[Any] = []
+
+    def make(**overrides: Any) -> Any:
+        spec = {"store": store, "source": {"path": str(root / "corpus")}, "pipelines": ALL_PIPELINES, **overrides}
+        project = Project(spec_from_dict(spec, base_dir=root))
+        opened.append(project)
+        return project
+
+    yield make
+    for project in opened:
+        project.close()
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[..., Any]]:
+    """Start local OpenAI-compatible servers (``openai_server.Server``); stopped after the test."""
+    from openai_server import Server
+
+    started: list[Server] = []
+
+    def start(reply: Callable[[str, dict[str, Any]], tuple[int, Any]]) -> Server:
+        server = Server(reply).__enter__()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.__exit__()

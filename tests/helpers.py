@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
+from typer.testing import CliRunner
 
 from ragstate.stores import ledger
 from ragstate.stores.dialect import Col
@@ -258,3 +261,16 @@ def http_json(url: str, method: str = "GET") -> tuple[int, dict[str, Any]]:
             return answer.status, json.loads(answer.read())
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read())
+
+
+def cli(project: Any, corpus: Path, tmp_path: Path, *args: str) -> tuple[int, Any]:
+    """Run the CLI on ``project``'s store and ``corpus``; returns (exit code, JSON or text)."""
+    spec = {"store": project.spec.store.model_dump(by_alias=True, exclude_none=True, mode="json")}
+    spec |= {"source": {"path": str(corpus)}, "pipelines": list(project.spec.pipelines)}
+    path = tmp_path / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    from ragstate.cli import app
+
+    result = CliRunner().invoke(app, [*args, "-c", str(path)])
+    output = result.stdout
+    return result.exit_code, json.loads(output) if "--json" in args else output
