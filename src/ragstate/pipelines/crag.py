@@ -28,7 +28,16 @@ from collections import defaultdict
 
 import numpy as np
 
-from ragstate.pipelines.base import Found, Hit, QueryContext, Retriever, bm25, keywords, reciprocal_rank_fusion
+from ragstate.pipelines.base import (
+    Found,
+    Hit,
+    QueryContext,
+    Retriever,
+    bm25,
+    keywords,
+    reciprocal_rank_fusion,
+    unit,
+)
 
 #: the RRF constant of the refinement's fusion
 RRF_K = 60
@@ -91,10 +100,13 @@ class Crag(Retriever):
         strips = [(d, c, t) for d, texts in self.strips(ctx, [h.doc_id for h in pool]).items() for c, t in texts]
         terms = keywords(query)
         lexical = bm25(terms, [keywords(t) for _, _, t in strips])
-        by_keyword = sorted(range(len(strips)), key=lambda i: -lexical[i])
-        chosen = [i for i in by_keyword[: params.strips]]
-        embedded = ctx.embedder("doc_embeddings").embed([strips[i][2] for i in chosen]) if chosen else np.zeros((0, 1))
-        semantic = {i: float(v @ vector) for i, v in zip(chosen, embedded, strict=True)}
+        # Best keyword matches first; among equals, strips of nearer documents, in document order.
+        near = {h.doc_id: rank for rank, h in enumerate(pool)}
+        by_keyword = sorted(range(len(strips)), key=lambda i: (-lexical[i], near[strips[i][0]], i))
+        chosen = by_keyword[: params.strips]
+        embedded = ctx.embedder("doc_embeddings").embed([strips[i][2] for i in chosen]) if chosen else []
+        q = unit(vector)
+        semantic = {i: float(unit(v) @ q) for i, v in zip(chosen, embedded, strict=True)}
         keyword_docs = _docs_in_order([strips[i][0] for i in by_keyword if lexical[i] > 0])
         strip_docs = _docs_in_order([strips[i][0] for i in sorted(semantic, key=lambda i: -semantic[i])])
         rankings = [(keyword_docs, 1.0), (strip_docs, 1.0)]

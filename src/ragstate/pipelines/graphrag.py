@@ -124,7 +124,9 @@ class Graphrag(Retriever):
                 t=entities,
             )
         }
-        total = int(ctx.session.scalar("SELECT count(DISTINCT doc_id) FROM {t}", t=entities) or 0)
+        # Documents of the generation (those with no entity too): the N of the idf.
+        built = ("entities", ctx.generation("entities"))
+        total = int(ctx.session.scalar("SELECT count(*) FROM {ledger} WHERE kind = ? AND generation = ?", built) or 0)
         weight = {e: activation[e] * math.log(1.0 + total / df[e]) for e in active if df.get(e)}
         score: dict[str, float] = defaultdict(float)
         per_chunk: dict[tuple[str, str], float] = defaultdict(float)

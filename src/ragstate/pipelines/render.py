@@ -10,7 +10,8 @@ SHOWN_CHARS = 240
 
 def render_retrieval(result: Retrieval) -> str:
     gens = ", ".join(f"{kind} g{g}" for kind, g in result.generations.items())
-    head = f"{result.pipeline}: {len(result)} results for {result.query!r} ({gens})"
+    n = len(result)
+    head = f"{result.pipeline}: {n} result{'' if n == 1 else 's'} for {result.query!r} ({gens})"
     if result.confidence is not None:
         head += f"; confidence {result.confidence}"
     lines = [head]
