@@ -271,6 +271,11 @@ class RollbackError(TerminalError):
 # --- query ----------------------------------------------------------------------------
 
 
+class QueryError(TerminalError):
+    """A query cannot be asked as given: empty text, k below 1, an unknown readiness mode,
+    a pipeline the spec does not enable."""
+
+
 class NotReady(RagstateError):
     """A pipeline's data is not converged, and the readiness mode refuses to answer."""
 

@@ -592,7 +592,7 @@ class Project:
         """The query side of the enabled pipeline ``name``: ``.retrieve(query, k)``.
 
         Raises:
-            SpecError: the pipeline is not enabled in the spec.
+            QueryError: the pipeline is not enabled in the spec.
         """
         return Pipeline(
             name,

@@ -10,7 +10,7 @@ import pytest
 from helpers import cli, query
 from openai_server import openai_reply
 from ragstate.compute.embedders import make_embedder
-from ragstate.errors import GeneratorConfigError, SpecError
+from ragstate.errors import GeneratorConfigError, QueryError
 from ragstate.pipelines.known_items import known_items, rank_of
 from ragstate.pipelines.query import RETRIEVERS
 
@@ -200,8 +200,8 @@ def test_query_cli_prints_ranked_json_and_text(built, tmp_path: Path) -> None:
 def test_a_pipeline_the_spec_does_not_enable_is_refused(built) -> None:
     make, _ = built
     project = make(pipelines=["basic"])
-    with pytest.raises(SpecError, match="'colbert' is not enabled"):
+    with pytest.raises(QueryError, match="'colbert' is not enabled"):
         project.pipeline("colbert")
-    with pytest.raises(SpecError, match="empty"):
+    with pytest.raises(QueryError, match="empty"):
         project.pipeline("basic").retrieve("   ", 3)
     assert set(RETRIEVERS) == {"basic", "crag", "hyde", "colbert", "noderag", "graphrag", "hybrid"}

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ragstate.apply.record import RunRecord
-from ragstate.errors import NotReady, RagstateError, SpecError
+from ragstate.errors import NotReady, QueryError, RagstateError
 from ragstate.pipelines import readiness
 from ragstate.pipelines.base import Found, Hit, QueryContext, Retrieval, Retriever, cut
 from ragstate.pipelines.basic import Basic
@@ -56,7 +56,7 @@ class Pipeline:
         heal: applies the plan of the given pipelines' kinds (``Project.apply``).
 
     Raises:
-        SpecError: the pipeline is not enabled in the spec.
+        QueryError: the pipeline is not enabled in the spec.
     """
 
     def __init__(
@@ -70,7 +70,7 @@ class Pipeline:
         heal: Callable[[tuple[str, ...]], RunRecord],
     ):
         if name not in spec.pipelines:
-            raise SpecError(
+            raise QueryError(
                 f"pipeline '{name}' is not enabled in the spec (pipelines: {', '.join(spec.pipelines)}); "
                 "add it to pipelines and reconcile first"
             )
@@ -101,6 +101,7 @@ class Pipeline:
             generation), and whether the data was ready, warnings, the heal run, notes.
 
         Raises:
+            QueryError: empty text, k below 1, an unknown readiness mode.
             NotReady: the data is not converged (``fail``), still not after healing
                 (``heal``), or has no active generation of a kind built with the spec's
                 models (any mode).
@@ -109,12 +110,12 @@ class Pipeline:
         """
         mode = readiness_mode or self.spec.query.readiness
         if mode not in readiness.MODES:
-            raise SpecError(f"readiness mode {mode!r}: use one of {', '.join(readiness.MODES)}")
+            raise QueryError(f"readiness mode {mode!r}: use one of {', '.join(readiness.MODES)}")
         k = self.spec.query.k if k is None else k
         if k < 1:
-            raise SpecError(f"k is {k}: ask for at least one document")
+            raise QueryError(f"k is {k}: ask for at least one document")
         if not query.strip():
-            raise SpecError("the query is empty")
+            raise QueryError("the query is empty")
         t0 = time.perf_counter()
         self.retriever.check(self.spec)
         state = self.readiness()
