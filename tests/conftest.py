@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -114,21 +115,30 @@ def make_spec(store_spec: dict[str, Any], corpus: Path) -> Callable[..., dict[st
     return make
 
 
-@pytest.fixture
-def make_project(make_spec: Callable[..., dict[str, Any]], tmp_path: Path) -> Iterator[Callable[..., Any]]:
-    """Build a ``Project`` (closed at the end of the test)."""
+@contextmanager
+def projects(spec_for: Callable[..., dict[str, Any]], base_dir: Path) -> Iterator[Callable[..., Any]]:
+    """``make(**overrides)`` opens a ``Project`` on ``spec_for(**overrides)``; all are closed on exit."""
     from ragstate import Project, spec_from_dict
 
     opened: list[Any] = []
 
     def make(**overrides: Any) -> Any:
-        project = Project(spec_from_dict(make_spec(**overrides), base_dir=tmp_path))
+        project = Project(spec_from_dict(spec_for(**overrides), base_dir=base_dir))
         opened.append(project)
         return project
 
-    yield make
-    for project in opened:
-        project.close()
+    try:
+        yield make
+    finally:
+        for project in opened:
+            project.close()
+
+
+@pytest.fixture
+def make_project(make_spec: Callable[..., dict[str, Any]], tmp_path: Path) -> Iterator[Callable[..., Any]]:
+    """Build a ``Project`` (closed at the end of the test)."""
+    with projects(make_spec, tmp_path) as make:
+        yield make
 
 
 @pytest.fixture
@@ -236,8 +246,6 @@ def built(backend: str, request: pytest.FixtureRequest, tmp_path: Path, _built_t
     every pipeline is built (the store is built once per backend and test session, then
     copied: a file copy on SQLite, ``CREATE DATABASE ... TEMPLATE`` on PostgreSQL).
     ``make(**overrides)`` opens a ``Project`` on it, closed after the test."""
-    from ragstate import Project, spec_from_dict
-
     root, store, template = _template(_built_templates, backend, request, "short", write_short_corpus)
     corpus = tmp_path / "corpus"
     shutil.copytree(root / "corpus", corpus)
@@ -251,18 +259,12 @@ def built(backend: str, request: pytest.FixtureRequest, tmp_path: Path, _built_t
         name = "t_" + uuid.uuid4().hex[:12]
         _pg_admin(admin, "CREATE DATABASE {} TEMPLATE {}", name, template)
         store = {"url": _with_database(admin, name), "schema": "rs"}
-    opened: list[Any] = []
 
-    def make(**overrides: Any) -> Any:
-        spec: dict[str, Any] = {"store": store, "source": {"path": str(corpus)}, "pipelines": ALL_PIPELINES}
-        spec.update(overrides)
-        project = Project(spec_from_dict(spec, base_dir=tmp_path))
-        opened.append(project)
-        return project
+    def spec_for(**overrides: Any) -> dict[str, Any]:
+        return {"store": store, "source": {"path": str(corpus)}, "pipelines": ALL_PIPELINES, **overrides}
 
-    yield make, corpus
-    for project in opened:
-        project.close()
+    with projects(spec_for, tmp_path) as make:
+        yield make, corpus
     if backend == "postgres":
         _pg_admin(request.getfixturevalue("pg_url"), "DROP DATABASE IF EXISTS {} WITH (FORCE)", name)
 
@@ -315,20 +317,13 @@ def searchable(backend: str, request: pytest.FixtureRequest, _built_templates: d
     """``make(**overrides)``: a ``Project`` over 24 real articles with every pipeline built,
     one store per backend shared by the whole test session: tests may query it, never
     change it (overrides that change a recipe would make it drift for the next test)."""
-    from ragstate import Project, spec_from_dict
-
     root, store, _ = _template(_built_templates, backend, request, "search", write_search_corpus)
-    opened: list[Any] = []
 
-    def make(**overrides: Any) -> Any:
-        spec = {"store": store, "source": {"path": str(root / "corpus")}, "pipelines": ALL_PIPELINES, **overrides}
-        project = Project(spec_from_dict(spec, base_dir=root))
-        opened.append(project)
-        return project
+    def spec_for(**overrides: Any) -> dict[str, Any]:
+        return {"store": store, "source": {"path": str(root / "corpus")}, "pipelines": ALL_PIPELINES, **overrides}
 
-    yield make
-    for project in opened:
-        project.close()
+    with projects(spec_for, root) as make:
+        yield make
 
 
 @pytest.fixture

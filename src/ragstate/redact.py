@@ -19,6 +19,7 @@ import os
 import re
 import threading
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 MASK = "***"
@@ -56,6 +57,21 @@ def register_environment(environ: Mapping[str, str] | None = None) -> int:
             register_secret(value)
             found += 1
     return found
+
+
+def secret_from_file(path: Path) -> str:
+    """The first line of the file ``path``, stripped, masked from now on (``register_secret``).
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: its first line is empty.
+    """
+    lines = path.read_text(encoding="utf-8").splitlines()
+    secret = lines[0].strip() if lines else ""
+    if not secret:
+        raise ValueError("the first line is empty")
+    register_secret(secret)
+    return secret
 
 
 def redact(text: str) -> str:

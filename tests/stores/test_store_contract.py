@@ -173,7 +173,7 @@ def test_fulltext_search_every_word_or_any_word(store) -> None:
     with store.session() as s:
         every = store.fulltext_search(s, TEXTS, "tension seeds", 10)
         some = store.fulltext_search(s, TEXTS, "tension seeds", 10, any_word=True)
-        hostile = store.fulltext_search(s, TEXTS, "seeds' OR \"x\" | !(& NEAR", 10, any_word=True)
+        hostile = store.fulltext_search(s, TEXTS, 'seeds\' OR "x" | !(& NEAR', 10, any_word=True)
     assert [d for d, _ in every] == ["c"]
     assert sorted(d for d, _ in some) == ["a", "b", "c"] and some[0][0] == "c"  # both words rank first
     assert sorted(d for d, _ in hostile) == ["b", "c"]  # query syntax in user text is only text

@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from ragstate.compute.plugins import load_plugin
 from ragstate.errors import GeneratorConfigError, GeneratorUnavailable
-from ragstate.redact import redact, register_secret
+from ragstate.redact import redact, register_secret, secret_from_file
 from ragstate.spec.model import GeneratorSpec
 
 #: characters of a server's error body quoted in a message
@@ -80,17 +80,16 @@ class OpenAICompatible:
                 raise GeneratorConfigError(
                     f"{self.field}.api_key_env: the environment variable {spec.api_key_env} is not set"
                 )
-        elif spec.api_key_file is not None:
+            register_secret(key)
+            return key
+        if spec.api_key_file is not None:
             try:
-                key = spec.api_key_file.read_text(encoding="utf-8").splitlines()[0].strip()
-            except (OSError, IndexError) as exc:
+                return secret_from_file(spec.api_key_file)
+            except (OSError, ValueError) as exc:
                 raise GeneratorConfigError(
                     f"{self.field}.api_key_file {spec.api_key_file}: cannot read a key ({exc})"
                 ) from None
-        else:
-            return None
-        register_secret(key)
-        return key
+        return None
 
     def generate(self, prompt: str, *, max_tokens: int, temperature: float) -> str:
         spec = self.spec

@@ -20,7 +20,7 @@ import numpy as np
 
 from ragstate.errors import StoreConfigError, StoreError, StoreUnavailable, WriterLockLost
 from ragstate.hashing import lock_key
-from ragstate.redact import redact, register_secret
+from ragstate.redact import redact, register_secret, secret_from_file
 from ragstate.spec.model import StoreSpec
 from ragstate.stores.base import ColumnInfo, ProcessLock, Session, Store
 from ragstate.stores.dialect import Col
@@ -269,13 +269,11 @@ class PostgresStore(Store):
         self._kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": max(1, int(spec.connect_timeout_s))}
         if spec.password_file is not None:
             try:
-                password = spec.password_file.read_text(encoding="utf-8").splitlines()[0].strip()
-            except (OSError, IndexError) as exc:
+                self._kwargs["password"] = secret_from_file(spec.password_file)
+            except (OSError, ValueError) as exc:
                 raise StoreConfigError(
                     f"store.password_file {spec.password_file}: cannot read a password ({exc})"
                 ) from None
-            register_secret(password)
-            self._kwargs["password"] = password
         import os
 
         register_secret(os.environ.get("PGPASSWORD"))
