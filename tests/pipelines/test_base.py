@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ragstate.pipelines.base import best_window, bm25, cut, keywords, reciprocal_rank_fusion
-from ragstate.pipelines.colbert import maxsim
+from ragstate.pipelines.colbert import maxsim, maxsim_many
 from ragstate.pipelines.crag import grade
 from ragstate.pipelines.known_items import abstract_sentence, known_items, rank_of, recall_at
 from ragstate.sources.base import Document
@@ -39,6 +39,11 @@ def test_maxsim_is_the_sum_of_each_query_tokens_best_match() -> None:
     q = np.array([[1.0, 0.0], [0.0, 1.0]])
     d = np.array([[0.6, 0.8], [1.0, 0.0], [0.0, -1.0]])
     assert maxsim(q, d) == pytest.approx(1.0 + 0.8)
+    rng = np.random.default_rng(3)
+    q = rng.standard_normal((7, 16))
+    docs = [rng.standard_normal((n, 16)) for n in (1, 5, 2, 9)]
+    assert maxsim_many(q, docs) == pytest.approx([maxsim(q, d) for d in docs])
+    assert len(maxsim_many(q, [])) == 0
 
 
 def test_crag_grades_by_the_thresholds() -> None:
