@@ -706,11 +706,11 @@ class GeneratorSpec(_Section):
     @field_validator("url")
     @classmethod
     def _http(cls, url: str) -> str:
-        from ragstate.redact import has_inline_password
+        from ragstate.redact import literal_secrets
 
         if not url.startswith(("http://", "https://")):
             raise ValueError("must start with http:// or https://")
-        if has_inline_password(url):
+        if next(literal_secrets(url), None) is not None:
             raise ValueError("must not hold a password; use api_key_env or api_key_file")
         return url.rstrip("/")
 
