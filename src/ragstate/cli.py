@@ -26,6 +26,9 @@ daemon     0 / 1 / 130   stopped cleanly by SIGTERM/SIGINT / could not start (an
 report     0 / 1         written / error
 query      0 / 2 / 1     answered (in warn mode perhaps with warnings) / refused:
                          the pipeline's data is not ready / error
+cache      0 / 1         done / error
+status,
+evict
 =========  ============  ========================================================
 """
 
@@ -59,7 +62,14 @@ from ragstate.plan.model import Plan
 from ragstate.plan.render import render_plan
 from ragstate.project import Project
 from ragstate.reconcile.html import render_html
-from ragstate.reconcile.render import render_history, render_quarantine, render_run, render_status, render_verify
+from ragstate.reconcile.render import (
+    render_cache,
+    render_history,
+    render_quarantine,
+    render_run,
+    render_status,
+    render_verify,
+)
 from ragstate.redact import redact, redact_data, register_environment
 from ragstate.sources.render import render_mapping
 from ragstate.spec.starter import starter_spec
@@ -549,6 +559,38 @@ def daemon(
     _configure_logs(options.get("log_level") or "info", log_format or options.get("log_format") or "text")
     with _handled(as_json), _project(config, profile) as project:
         raise typer.Exit(project.daemon(once=once, metrics_port=metrics_port, allow_destructive=allow_destructive))
+
+
+cache_app = typer.Typer(
+    help="The embedding cache: one vector per embedding recipe and exact text.", no_args_is_help=True
+)
+app.add_typer(cache_app, name="cache")
+
+
+@cache_app.command("status")
+def cache_status(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
+    """Show the embedding cache's size, per embedding recipe, and recent hits (exit 0, 1 error)."""
+    with _handled(as_json), _project(config, profile) as project:
+        report = project.cache_status()
+        _emit(as_json, report.to_dict(), render_cache(report))
+
+
+@cache_app.command("evict")
+def cache_evict(
+    unreferenced: Annotated[
+        bool, typer.Option("--unreferenced", help="Evict every entry no artifact references, not just to the limit.")
+    ] = False,
+    everything: Annotated[
+        bool, typer.Option("--everything", help="Evict every entry (texts are embedded again when next needed).")
+    ] = False,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+) -> None:
+    """Evict unreferenced entries down to cache.max_mb (or more, see options) (exit 0, 1 error)."""
+    with _handled(as_json), _project(config, profile) as project:
+        report = project.evict_cache("everything" if everything else "unreferenced" if unreferenced else "limit")
+        _emit(as_json, report.to_dict(), render_cache(report))
 
 
 def main() -> None:

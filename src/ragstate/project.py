@@ -19,6 +19,8 @@ the CLI calls exactly one of them per command.
 ``writer_lock()``     hold the store's single-writer lock (apply and reconcile take it)
 ``pipeline(name)``    an enabled pipeline's query side: ``.retrieve(query, k)``, guarded
 ``query(name, text)``  ``pipeline(name).retrieve(text, k)``: what ``ragstate query`` calls
+``cache_status()``    the embedding cache's size, per embedding recipe, recent hits
+``evict_cache(mode)`` evict cache entries (to the limit, unreferenced, everything)
 ====================  ===================================================================
 
 Every method that writes artifacts holds the writer lock for its whole duration, so two
@@ -54,6 +56,8 @@ from ragstate.apply.record import (
 )
 from ragstate.apply.safety import Safety
 from ragstate.artifacts import get_kind
+from ragstate.artifacts.cache import evict as cache_evict
+from ragstate.artifacts.cache import references as cache_references
 from ragstate.errors import (
     DestructiveRefused,
     QuarantineNotFound,
@@ -73,6 +77,7 @@ from ragstate.reconcile import conditions as cond
 from ragstate.reconcile.daemon import Daemon
 from ragstate.reconcile.history import HistoryReport, history_report
 from ragstate.reconcile.reports import (
+    CacheReport,
     KindStatus,
     Report,
     RunPoint,
@@ -87,12 +92,12 @@ from ragstate.redact import redact
 from ragstate.sources import InPlaceSource, Source, open_source
 from ragstate.sources.table import MappingReport, check_recorded, map_table
 from ragstate.spec import Spec, TableSourceSpec, load_spec, spec_hash, table_source_from
-from ragstate.stores import Store, ledger, locks, open_store, records
+from ragstate.stores import Store, embedding_cache, ledger, locks, open_store, records
 from ragstate.stores import conditions as conditions_store
 from ragstate.stores import quarantine as quarantine_store
 from ragstate.stores.migrations import repair
 from ragstate.stores.quarantine import DROPPED, QUARANTINED, RETRY, SOURCE, Entry
-from ragstate.stores.schema import QUARANTINE
+from ragstate.stores.schema import EMBEDDING_CACHE, QUARANTINE
 
 log = logging.getLogger(__name__)
 
@@ -718,6 +723,64 @@ class Project:
                 "not in quarantine: " + ", ".join(unknown) + " (see `ragstate quarantine list`)", items=unknown
             )
         return chosen
+
+    # --- the embedding cache ------------------------------------------------------------
+
+    def cache_status(self) -> CacheReport:
+        """How big the embedding cache is, per embedding recipe, and how recent runs used it."""
+        with self.store.session() as s:
+            if self.store.columns(s, EMBEDDING_CACHE.name) is None:  # never migrated: empty
+                return CacheReport(enabled=self.spec.cache.enabled, max_bytes=int(self.spec.cache.max_mb * 2**20))
+        return self._cache_report()
+
+    def evict_cache(self, mode: str = "limit") -> CacheReport:
+        """Evict embedding-cache entries (holding the writer lock); report what is left.
+
+        Args:
+            mode: ``limit``: entries no artifact references, least recently used first,
+                until the cache fits ``cache.max_mb`` (what every apply does);
+                ``unreferenced``: every entry no artifact references; ``everything``:
+                every entry (the next builds embed their texts again).
+
+        Raises:
+            SpecError: an unknown mode.
+            StoreLocked: another process is writing the store (``reconcile.lock``).
+        """
+        if mode not in ("limit", "unreferenced", "everything"):
+            raise SpecError(f"unknown eviction mode {mode!r}: use limit, unreferenced or everything")
+        with self.writer_lock(command="cache evict"):
+            if mode == "everything":
+                with self.store.transaction() as s:
+                    before = embedding_cache.stats(s)
+                    evicted, freed = embedding_cache.clear(s), before.bytes
+            else:
+                evicted, freed = cache_evict(self.store, self.spec.cache.max_mb, everything=mode == "unreferenced")
+            return self._cache_report(evicted, freed)
+
+    def _cache_report(self, evicted: int = 0, freed: int = 0) -> CacheReport:
+        with self.store.session() as s:
+            stats = embedding_cache.stats(s)
+            unreferenced = embedding_cache.unreferenced(s, cache_references(self.store, s))
+            runs = records.recent(self.store, s, limit=10)
+        return CacheReport(
+            enabled=self.spec.cache.enabled,
+            entries=stats.entries,
+            bytes=stats.bytes,
+            max_bytes=int(self.spec.cache.max_mb * 2**20),
+            per_recipe={fp: {"entries": n, "bytes": b} for fp, (n, b) in stats.per_recipe.items()},
+            unreferenced=unreferenced,
+            evicted=evicted,
+            evicted_bytes=freed,
+            recent_runs=[
+                {
+                    "run_id": r.run_id,
+                    "command": r.command,
+                    **{k: (r.counts or {}).get("cache", {}).get(k, 0) for k in ("hits", "misses", "evicted")},
+                }
+                for r in runs
+                if r.status != "running"
+            ],
+        )
 
     # --- internals --------------------------------------------------------------------
 

@@ -52,6 +52,7 @@ from ragstate.apply.record import KindCounts, RunRecord
 from ragstate.apply.safety import Safety
 from ragstate.apply.writer import BatchWriter
 from ragstate.artifacts.base import BuildContext, Recipe
+from ragstate.artifacts.cache import EmbeddingCache, evict
 from ragstate.compute.embedders import make_embedder
 from ragstate.compute.executors import Executor, LocalExecutor, open_executor
 from ragstate.observe.golden import load_queries
@@ -60,7 +61,7 @@ from ragstate.plan.desired import Desired, DesiredKind
 from ragstate.plan.model import KindPlan, Plan
 from ragstate.sources.base import DocRef, Source
 from ragstate.spec.model import Spec
-from ragstate.stores import ledger, quarantine, records, registry
+from ragstate.stores import embedding_cache, ledger, quarantine, records, registry
 from ragstate.stores.base import Session, Store, now
 from ragstate.stores.migrations import add_missing_columns
 from ragstate.stores.schema import TableDef
@@ -109,6 +110,13 @@ def apply_plan(
     _forget_holds(observed, store, safety)
     if plan.switch_groups and spec.generations.golden.file is not None:
         load_queries(spec.generations.golden.file)  # a bad file stops the run before the build, not after
+    if plan.cache_purge:
+
+        def purge(s: Session) -> None:
+            record.cache["purged"] = embedding_cache.delete(s, plan.cache_purge)
+
+        safety.commit(store, purge)
+    cache = EmbeddingCache(store, enabled=spec.cache.enabled, run_id=record.run_id)
     # The generation each kind's work went into, for the dependent kinds that read it.
     targets: dict[str, int] = {k.kind: k.target_generation for k in plan.kinds if k.target_generation is not None}
     # Documents set aside during this run, per kind: kinds built from them skip them too.
@@ -134,6 +142,7 @@ def apply_plan(
                     _Run(safety, budget, tracker),
                     blocked,
                     executor,
+                    cache,
                 )
                 blocked |= failed
             set_aside[kind_plan.kind] = blocked
@@ -157,6 +166,11 @@ def apply_plan(
                 lambda: observe(spec, _switching(plan, desired), store, source, depth="audit", titles=titles)
             ),
         )
+    record.cache["hits"] = sum(k.cache_hits for k in record.kinds.values())
+    record.cache["misses"] = sum(k.cache_misses for k in record.kinds.values())
+    if spec.cache.enabled:
+        evicted, freed = safety.read(lambda: evict(store, spec.cache.max_mb))
+        record.cache["evicted"], record.cache["evicted_bytes"] = evicted, freed
     record.timings["apply_s"] = round(time.perf_counter() - t0, 4)
     return record
 
@@ -192,6 +206,7 @@ def _apply_kind(
     run: _Run,
     blocked: set[str],
     executor: Executor,
+    cache: EmbeddingCache,
 ) -> tuple[int, set[str]]:
     """Apply ``kp``; return the generation its work went into and the documents set aside.
 
@@ -269,6 +284,7 @@ def _apply_kind(
             | {u: d.kind.tables(d.recipe, targets[u]) for u, d in upstream.items() if u in targets},
             kinds={kind.name: kind} | {u: d.kind for u, d in upstream.items()},
             fresh=frozenset(kp.build.get("corrupt", ()) + kp.build.get("mock", ())),
+            cache=cache,
         )
         failed = _build(
             refs,
@@ -380,6 +396,8 @@ def _build(
             counts.quarantined += len(result.failures)
             counts.rows += sum(len(r) for r in built.table_rows(len(tables)))
             counts.embedded += built.embedded
+            counts.cache_hits += built.cache_hits
+            counts.cache_misses += built.embedded
             counts.reused += built.reused
             counts.tokens += built.tokens
             counts.truncated += built.truncated
@@ -435,7 +453,8 @@ def _batch_job(
     }
 
     def job(s: Session) -> None:
-        # One transaction: old rows out, new rows in, ledger rows, quarantine, progress.
+        # One transaction: old rows out, new rows in, ledger rows, quarantine, the
+        # embedding-cache entries the batch paid for, progress.
         ledger.delete_rows(s, [t.name for t in tables], doc_ids)
         for table, rows in zip(tables, built.table_rows(len(tables)), strict=True):
             s.copy_rows(table, rows)
@@ -449,6 +468,8 @@ def _batch_job(
         if clear_quarantine and doc_ids:
             quarantine.remove(s, [(kind, d) for d in doc_ids])
         quarantine.record(s, failed, record.run_id)
+        embedding_cache.put(store, s, built.cache_entries)
+        embedding_cache.touch(s, built.cache_touched, now())
         records.progress(store, s, record.run_id, progress_doc)
 
     return job

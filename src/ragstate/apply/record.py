@@ -36,8 +36,12 @@ class KindCounts:
     generation: int | None = None
     built: int = 0
     rows: int = 0
-    #: texts fed to a model
+    #: distinct texts fed to a model (the embedding cache's misses)
     embedded: int = 0
+    #: distinct texts served from the embedding cache instead of the model
+    cache_hits: int = 0
+    #: distinct texts the embedding cache did not hold (fed to the model; = ``embedded``)
+    cache_misses: int = 0
     #: items whose stored vectors were kept because their text did not change
     reused: int = 0
     tokens: int = 0
@@ -69,6 +73,9 @@ class RunRecord:
     #: where the batches were computed (``local``, or ``ray (N workers, …)``)
     executor: str = "local"
     schema_repaired: list[str] = field(default_factory=list)
+    #: the embedding cache in this run: hits, misses, entries purged (verify found them
+    #: bad), evicted and their bytes
+    cache: dict[str, int] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     verify: dict[str, Any] | None = None
     error: str | None = None
@@ -116,6 +123,7 @@ class RunRecord:
             "documents_recorded": self.documents_recorded,
             "executor": self.executor,
             "schema_repaired": self.schema_repaired,
+            "cache": self.cache,
             "drift": self.drift,
             "verify": self.verify,
             "error_type": self.error_type,

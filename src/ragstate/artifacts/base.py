@@ -24,9 +24,9 @@ fingerprint includes theirs, so an upstream recipe change is recipe drift downst
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from ragstate.sources.base import DocRef, Document
 from ragstate.spec.model import Spec
 from ragstate.stores.base import Session, Store
 from ragstate.stores.schema import TableDef
+
+if TYPE_CHECKING:
+    from ragstate.artifacts.cache import Embedded, EmbeddingCache
 
 #: cosine similarity below which a re-embedded sample disagrees with its stored vector
 RECHECK_MIN_COSINE = 0.99
@@ -102,11 +105,27 @@ class Built:
     items: dict[str, int] = field(default_factory=dict)
     #: the content hash each document had when its text was read (what is stamped)
     source_hashes: dict[str, str] = field(default_factory=dict)
+    #: distinct texts fed to a model
     embedded: int = 0
     #: items whose stored vectors were kept because their text did not change
     reused: int = 0
     tokens: int = 0
     truncated: int = 0
+    #: distinct texts served from the embedding cache (this run's memory or the store's)
+    cache_hits: int = 0
+    #: new embedding-cache entries, written in the batch's transaction
+    cache_entries: list[tuple[Any, ...]] = field(default_factory=list)
+    #: ``(model_fp, text_hash)`` of cache entries read from the store, marked used
+    cache_touched: list[tuple[str, str]] = field(default_factory=list)
+
+    def count(self, embedded: Embedded) -> None:
+        """Add what one ``BuildContext.embed`` call cost."""
+        self.embedded += embedded.misses
+        self.cache_hits += embedded.hits
+        self.tokens += embedded.tokens
+        self.truncated += embedded.truncated
+        self.cache_entries.extend(embedded.entries)
+        self.cache_touched.extend(embedded.touched)
 
     def table_rows(self, n_tables: int) -> list[list[tuple[Any, ...]]]:
         """Rows per table, one list for each of the kind's ``n_tables`` tables."""
@@ -120,7 +139,8 @@ class BuildContext:
     ``tables`` holds the target generation's tables of this kind and of every kind it
     depends on (upstream kinds are applied first, so their rows are complete). ``fresh``
     names the documents whose stored items must not be reused (they were found corrupt
-    or placeholders).
+    or placeholders): their texts are embedded afresh, never served from a cache.
+    ``embed`` is the one way a kind turns texts into vectors (``artifacts/cache.py``).
     """
 
     spec: Spec
@@ -132,6 +152,19 @@ class BuildContext:
     tables: Mapping[str, tuple[TableDef, ...]] = field(default_factory=dict)
     kinds: Mapping[str, ArtifactKind] = field(default_factory=dict)
     fresh: frozenset[str] = frozenset()
+    cache: EmbeddingCache | None = None
+
+    def embed(
+        self, model: str, texts: Sequence[str], *, output: str = "vector", fresh: Collection[str] = ()
+    ) -> Embedded:
+        """Values of ``texts`` by ``models.<model>``: vectors, or token matrices for
+        ``output="tokens"``; each distinct text is embedded once per embedding recipe,
+        whatever kind, batch or run asks (``artifacts/cache.py``); ``fresh`` texts are
+        embedded anew."""
+        from ragstate.artifacts.cache import EmbeddingCache
+
+        cache = self.cache if self.cache is not None else EmbeddingCache(None)
+        return cache.embed(self.embedder(model), texts, output=output, fresh=fresh)
 
     def upstream(self, kind: str, doc_ids: Sequence[str]) -> dict[str, Any]:
         """What upstream ``kind`` holds for ``doc_ids`` (its ``read``), by document."""
@@ -181,6 +214,10 @@ class ArtifactKind(ABC):
     #: this many rows per document wanted (1: one row per document; more for chunks);
     #: 0: the kind has no such check
     golden_fetch: int = 0
+    #: what the kind embeds per text through the embedding cache (``vector`` or
+    #: ``tokens``), None when it embeds nothing; its first table then has a
+    #: ``text_hash`` column, so cache entries it holds are never evicted
+    embedding_output: str | None = None
 
     @abstractmethod
     def recipe(self, spec: Spec) -> Recipe:
@@ -230,6 +267,16 @@ class ArtifactKind(ABC):
 
     def table_name(self, generation: int) -> str:
         return f"{self.name}_g{generation}"
+
+    def embedding_fp(self, params: Mapping[str, Any]) -> str | None:
+        """The embedding recipe of a generation built with recipe ``params`` (None when
+        the kind embeds nothing): what its rows' cache entries are keyed by."""
+        identity = params.get("model")
+        if self.embedding_output is None or not isinstance(identity, dict):
+            return None
+        from ragstate.artifacts.cache import embedding_fp
+
+        return embedding_fp(identity, self.embedding_output)
 
 
 def disagreeing(store: Store, embedder: Embedder, rows: Sequence[tuple[str, str, Any]]) -> list[str]:

@@ -15,7 +15,6 @@ from typing import Any
 from ragstate.artifacts.base import BuildContext, Recipe
 from ragstate.artifacts.chunks import Chunks
 from ragstate.artifacts.per_chunk import PerChunkKind, VectorItems, item_columns, model_recipe
-from ragstate.compute.embedders import Embedder
 from ragstate.spec.model import Spec
 from ragstate.stores.schema import ARTIFACT_STAMP, ColumnType, Index, TableDef, col
 
@@ -43,5 +42,5 @@ class ChunkEmbeddings(VectorItems, PerChunkKind):
             indexes=(Index("embedding_hnsw", ("embedding",), method="vector"),),
         )
 
-    def encode(self, embedder: Embedder, texts: list[str], ctx: BuildContext) -> list[tuple[Any, ...]]:
-        return [(ctx.encode_vector(v),) for v in embedder.embed(texts)]
+    def encode(self, texts: list[str], values: list[Any], ctx: BuildContext) -> list[tuple[Any, ...]]:
+        return [(ctx.encode_vector(v),) for v in values]

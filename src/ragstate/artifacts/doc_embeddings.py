@@ -23,6 +23,7 @@ class DocEmbeddings(ArtifactKind):
     name = "doc_embeddings"
     code_version = 1
     golden_fetch = 1
+    embedding_output = "vector"
 
     def recipe(self, spec: Spec) -> Recipe:
         params = spec.artifacts.doc_embeddings
@@ -60,13 +61,12 @@ class DocEmbeddings(ArtifactKind):
 
     def build(self, docs: Sequence[Document], recipe: Recipe, ctx: BuildContext) -> Built:
         assert recipe.model is not None
-        embedder = ctx.embedder(recipe.model)
         texts = [self.text(d, recipe) for d in docs]
-        vectors = embedder.embed(texts)
-        tokens = embedder.count_tokens(texts)
-        built = Built(embedded=len(texts), tokens=sum(min(t, embedder.max_tokens) for t in tokens))
-        built.truncated = sum(1 for t in tokens if t > embedder.max_tokens)
-        for doc, text, vector in zip(docs, texts, vectors, strict=True):
+        fresh = [t for d, t in zip(docs, texts, strict=True) if d.doc_id in ctx.fresh]
+        embedded = ctx.embed(recipe.model, texts, fresh=fresh)
+        built = Built()
+        built.count(embedded)
+        for doc, text, vector in zip(docs, texts, embedded.values, strict=True):
             source_hash = doc.content_hash
             built.rows.append(
                 (

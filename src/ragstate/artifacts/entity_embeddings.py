@@ -17,7 +17,6 @@ from ragstate.artifacts.base import BuildContext, Recipe
 from ragstate.artifacts.chunks import ChunkRow
 from ragstate.artifacts.entities import Entities
 from ragstate.artifacts.per_chunk import PerItemKind, VectorItems, item_columns, model_recipe
-from ragstate.compute.embedders import Embedder
 from ragstate.sources.base import DocRef
 from ragstate.spec.model import Spec
 from ragstate.stores.schema import ARTIFACT_STAMP, ColumnType, Index, TableDef, col
@@ -84,8 +83,8 @@ class EntityEmbeddings(VectorItems, PerItemKind):
             if doc_id not in ctx.fresh and self.usable(ctx.store, recipe, (text, vector))
         }
 
-    def encode(self, embedder: Embedder, texts: list[str], ctx: BuildContext) -> list[tuple[Any, ...]]:
-        return [(t, ctx.encode_vector(v)) for t, v in zip(texts, embedder.embed(texts), strict=True)]
+    def encode(self, texts: list[str], values: list[Any], ctx: BuildContext) -> list[tuple[Any, ...]]:
+        return [(t, ctx.encode_vector(v)) for t, v in zip(texts, values, strict=True)]
 
     def estimate_tokens(self, ref: DocRef, recipe: Recipe, max_tokens: int | None) -> int:
         return max(1, (ref.title_chars + ref.abstract_chars + ref.body_chars) // 100)

@@ -55,8 +55,8 @@ class PerItemKind(ArtifactKind):
 
     # --- build ------------------------------------------------------------------------
 
-    def encode(self, embedder: Embedder, texts: list[str], ctx: BuildContext) -> list[tuple[Any, ...]]:
-        """The value columns of each text's row."""
+    def encode(self, texts: list[str], values: list[Any], ctx: BuildContext) -> list[tuple[Any, ...]]:
+        """The value columns of each text's row, from what ``ctx.embed`` gave for it."""
         raise NotImplementedError
 
     def usable(self, store: Store, recipe: Recipe, values: tuple[Any, ...]) -> bool:
@@ -85,28 +85,29 @@ class PerItemKind(ArtifactKind):
     select_values = ""
 
     def build(self, docs: Sequence[Document], recipe: Recipe, ctx: BuildContext) -> Built:
-        assert recipe.model is not None
-        embedder = ctx.embedder(recipe.model)
+        assert recipe.model is not None and self.embedding_output is not None
         doc_ids = [d.doc_id for d in docs]
         upstream: dict[str, Upstream] = ctx.upstream(self.upstream_kind, doc_ids)
         items = [item for d in doc_ids for item in upstream.get(d, Upstream("", [])).items]
         keep = self.reusable(ctx, recipe, doc_ids, items)
-        # Embed each new text once, however many items share it in this batch.
+        # Each new text once, however many items share it; ctx.embed serves those it
+        # has seen under this embedding recipe (any kind, document or run) from the cache.
         todo: dict[str, str] = {}
         for item in items:
             if self.reuse_key(item) not in keep:
                 todo.setdefault(item.text_hash, item.text)
+        fresh = [i.text for d in doc_ids if d in ctx.fresh for i in upstream.get(d, Upstream("", [])).items]
         texts = list(todo.values())
-        fresh = dict(zip(todo, self.encode(embedder, texts, ctx), strict=True))
-        built = Built(embedded=len(texts))
-        if texts:
-            built.tokens = sum(min(n, embedder.max_tokens) for n in embedder.count_tokens(texts))
+        embedded = ctx.embed(recipe.model, texts, output=self.embedding_output, fresh=fresh)
+        new = dict(zip(todo, self.encode(texts, embedded.values, ctx), strict=True))
+        built = Built()
+        built.count(embedded)
         for doc in docs:
             up = upstream.get(doc.doc_id, Upstream(doc.content_hash, []))
             for item in up.items:
                 values = keep.get(self.reuse_key(item))
                 if values is None:
-                    values = fresh[item.text_hash]
+                    values = new[item.text_hash]
                 else:
                     built.reused += 1
                 built.rows.append(
@@ -184,6 +185,8 @@ class PerChunkKind(PerItemKind):
 
 class VectorItems:
     """Mixin of the kinds whose last value column is one vector (``embedding``)."""
+
+    embedding_output = "vector"
 
     def vector_columns(self, recipe: Recipe) -> tuple[VectorColumn, ...]:
         assert recipe.dimension is not None

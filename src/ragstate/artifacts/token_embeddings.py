@@ -70,6 +70,7 @@ def matrix_problem(blob: Any, n_tokens: int, dim: int, expected_dim: int, normal
 class TokenEmbeddings(PerChunkKind):
     name = "token_embeddings"
     code_version = 1
+    embedding_output = "tokens"
     invariants = ("every chunk has its token matrix, every matrix its chunk",)
     value_columns = ("n_tokens", "dim", "matrix")
     select_values = "SELECT chunk_id, text_hash, n_tokens, dim, matrix FROM {t} WHERE doc_id = ANY(?)"
@@ -100,8 +101,8 @@ class TokenEmbeddings(PerChunkKind):
             primary_key=("doc_id", "chunk_id"),
         )
 
-    def encode(self, embedder: Embedder, texts: list[str], ctx: BuildContext) -> list[tuple[Any, ...]]:
-        return [(m.shape[0], m.shape[1], encode_matrix(m)) for m in embedder.embed_tokens(texts)]
+    def encode(self, texts: list[str], values: list[Any], ctx: BuildContext) -> list[tuple[Any, ...]]:
+        return [(m.shape[0], m.shape[1], encode_matrix(m)) for m in values]
 
     def usable(self, store: Store, recipe: Recipe, values: tuple[Any, ...]) -> bool:
         assert recipe.dimension is not None

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from ragstate.artifacts.base import Inspection, disagreeing
 from ragstate.compute.embedders import make_embedder
 from ragstate.hashing import text_hash
+from ragstate.observe.cache import CacheFindings, observe_cache
 from ragstate.observe.quarantine import QuarantineView, held_downstream, quarantine_view
 from ragstate.plan.desired import Desired, DesiredKind
 from ragstate.sources.base import DocRef, FileStat, InPlaceSource, Snapshot, Source, SourceProblem
@@ -95,6 +96,8 @@ class Observed:
     quarantine: QuarantineView = field(default_factory=QuarantineView)
     #: ``(doc_id, title)`` of the documents in scope, when asked for (golden queries)
     titles: tuple[tuple[str, str], ...] = ()
+    #: the embedding cache's audit (deep observations only)
+    cache: CacheFindings | None = None
 
     @property
     def registry_changed(self) -> bool:
@@ -135,6 +138,7 @@ def observe(
         if in_place is None:
             known = registry.known_files(s)
             snapshot = source.snapshot(known, rehash=depth == "deep")
+        cache: CacheFindings | None = None
         with s.read_transaction():
             try:
                 if in_place is not None:
@@ -169,6 +173,7 @@ def observe(
                     extra = {doc for k in kinds.values() for doc in k.mock} - set(refs)
                     if extra:
                         refs = {**refs, **registry.scope_refs(s, sorted(extra))}
+                    cache = observe_cache(spec, desired, s)
             finally:
                 registry.drop_scope(s)
     return Observed(
@@ -180,6 +185,7 @@ def observe(
         depth=depth,
         quarantine=view,
         titles=staged_titles,
+        cache=cache if depth == "deep" else None,
     )
 
 

@@ -93,6 +93,10 @@ def diff(spec: Spec, spec_hash: str, desired: Desired, observed: Observed, *, no
     elif observed.source_schema:
         notes.append("apply checks the source table and creates its view first; artifact drift is observed after")
     estimate = sum((k.estimate for k in kinds), Estimate())
+    cache = observed.cache
+    cache_drift = {}
+    if cache is not None:
+        cache_drift = {c: n for c, n in (("corrupt", len(cache.corrupt)), ("mock", len(cache.mock))) if n}
     plan = Plan(
         spec_hash=spec_hash,
         created_at=time.time() if now is None else now,
@@ -108,6 +112,8 @@ def diff(spec: Spec, spec_hash: str, desired: Desired, observed: Observed, *, no
         quarantine=observed.quarantine.to_dict(),
         switch_groups=groups,
         gc=gc,
+        cache_purge=tuple(sorted({k for k, _ in cache.corrupt} | set(cache.mock))) if cache is not None else (),
+        cache_drift=cache_drift,
     )
     return replace(plan, fingerprint=action_fingerprint(plan))
 

@@ -122,6 +122,11 @@ class Plan:
     #: inactive generations beyond ``generations.keep``: the only data a plan removes
     #: besides orphaned documents' rows
     gc: tuple[GcDrop, ...] = ()
+    #: embedding-cache entries (``model_fp:text_hash``) a deep observation found corrupt
+    #: or placeholders: apply removes them
+    cache_purge: tuple[str, ...] = ()
+    #: drift of the embedding cache by class (``corrupt``, ``mock``), non-zero only
+    cache_drift: dict[str, int] = field(default_factory=dict)
 
     @property
     def in_sync(self) -> bool:
@@ -130,6 +135,7 @@ class Plan:
             not self.schema
             and not self.source_schema
             and not self.gc
+            and not self.cache_purge
             and not any(k.has_work for k in self.kinds)
             and not self.quarantine.get("new")
         )
@@ -142,6 +148,8 @@ class Plan:
             out.setdefault("store", {})["schema"] = len(self.schema)
         if self.source_schema:
             out.setdefault("source", {})["schema"] = len(self.source_schema)
+        if self.cache_drift:
+            out["embedding_cache"] = dict(self.cache_drift)
         return {k: v for k, v in out.items() if v}
 
     def kind(self, name: str) -> KindPlan:
@@ -208,6 +216,8 @@ class Plan:
                 quarantine=dict(data.get("quarantine") or {}),
                 switch_groups=tuple(tuple(str(k) for k in g) for g in data.get("switch_groups", ())),
                 gc=tuple(GcDrop(**g) for g in data.get("gc", ())),
+                cache_purge=tuple(str(k) for k in data.get("cache_purge", ())),
+                cache_drift={str(c): int(n) for c, n in dict(data.get("cache_drift", {})).items()},
             )
         except PlanError:
             raise
@@ -235,12 +245,14 @@ def action_fingerprint(plan: Plan) -> str:
     """Hash of what the plan would do (and under which spec), not of when it was made."""
     source = {"source_schema": list(plan.source_schema)} if plan.source_schema else {}
     gc = {"gc": [[g.kind, g.generation] for g in plan.gc]} if plan.gc else {}
+    cache = {"cache_purge": list(plan.cache_purge)} if plan.cache_purge else {}
     return fingerprint(
         {
             "spec": plan.spec_hash,
             "schema": list(plan.schema),
             **source,
             **gc,
+            **cache,
             "kinds": [
                 {
                     "kind": k.kind,

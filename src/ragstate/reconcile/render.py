@@ -7,7 +7,7 @@ import time
 from ragstate.apply.record import RunRecord
 from ragstate.plan.render import SHOWN, counts_text, quarantine_lines
 from ragstate.reconcile.history import HistoryReport
-from ragstate.reconcile.reports import StatusReport, VerifyReport
+from ragstate.reconcile.reports import CacheReport, StatusReport, VerifyReport
 from ragstate.stores.quarantine import Entry
 
 
@@ -23,6 +23,8 @@ def render_run(record: RunRecord) -> str:
             rate = k.built / k.build_seconds if k.build_seconds else 0.0
             # A rate over a handful of documents measures start-up, not throughput.
             parts.append(f"embedded {k.embedded} texts" + (f" ({rate:.1f} docs/s)" if k.built >= 20 else ""))
+        if k.cache_hits:
+            parts.append(f"{k.cache_hits} texts from the embedding cache")
         if k.reused:
             parts.append(f"kept {k.reused} unchanged")
         if k.truncated:
@@ -60,6 +62,11 @@ def render_run(record: RunRecord) -> str:
     retries = record.faults.get("retries") or {}
     if retries:
         lines.append("  retried after transient errors: " + ", ".join(f"{t} {n}" for t, n in sorted(retries.items())))
+    if record.cache.get("evicted") or record.cache.get("purged"):
+        lines.append(
+            f"  embedding cache: {record.cache.get('purged', 0)} bad entries removed, "
+            f"{record.cache.get('evicted', 0)} evicted ({record.cache.get('evicted_bytes', 0) / 2**20:.1f} MiB)"
+        )
     total = record.timings.get("total_s")
     if total is not None:
         lines.append(f"  took {total:.1f} s")
@@ -277,3 +284,19 @@ def _live(run: dict) -> str:
     if live.get("quarantined"):
         text += f", {live['quarantined']} set aside"
     return text
+
+
+def render_cache(report: CacheReport) -> str:
+    mib = 2**20
+    state = "on" if report.enabled else "off (cache.enabled)"
+    lines = [
+        f"Embedding cache ({state}): {report.entries} entries, {report.bytes / mib:.1f} MiB of "
+        f"{report.max_bytes / mib:.0f} MiB; {report.unreferenced} referenced by no artifact"
+    ]
+    if report.evicted:
+        lines.append(f"  evicted {report.evicted} entries ({report.evicted_bytes / mib:.1f} MiB)")
+    for fp, n in sorted(report.per_recipe.items()):
+        lines.append(f"  recipe {fp}: {n['entries']} entries, {n['bytes'] / mib:.1f} MiB")
+    for r in report.recent_runs[:5]:
+        lines.append(f"  run {r['run_id']} ({r['command']}): {r['hits']} hits, {r['misses']} misses")
+    return "\n".join(lines)

@@ -52,6 +52,11 @@ def verify_report(plan: Plan, observed: Observed, desired: Desired) -> VerifyRep
     corrupt = {
         name: [[d, reason] for d, reason in k.corrupt[:LISTED]] for name, k in observed.kinds.items() if k.corrupt
     }
+    if observed.cache is not None:
+        if observed.cache.corrupt:
+            corrupt["embedding_cache"] = [[k, reason] for k, reason in observed.cache.corrupt[:LISTED]]
+        if observed.cache.mock:
+            documents["embedding_cache"] = {"mock": list(observed.cache.mock[:LISTED])}
     return VerifyReport(
         in_sync=plan.in_sync,
         scope_size=plan.scope_size,
@@ -65,6 +70,7 @@ def verify_report(plan: Plan, observed: Observed, desired: Desired) -> VerifyRep
             "kinds": sorted(observed.kinds),
             "documents_in_scope": observed.scope_size,
             "invariants": invariants,
+            "cache_entries": observed.cache.entries if observed.cache is not None else None,
         },
         quarantine=plan.quarantine,
     )
@@ -260,3 +266,25 @@ class Report:
             "status": self.status.to_dict(),
             "runs": [{**vars(r), "rate": round(r.rate, 3)} for r in self.runs],
         }
+
+
+@dataclass
+class CacheReport:
+    """The embedding cache: size against its limit, per embedding recipe, recent use."""
+
+    enabled: bool
+    max_bytes: int
+    entries: int = 0
+    bytes: int = 0
+    #: ``{model_fp: {"entries": n, "bytes": b}}``
+    per_recipe: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: entries no artifact references (what eviction may remove)
+    unreferenced: int = 0
+    #: what this call evicted
+    evicted: int = 0
+    evicted_bytes: int = 0
+    #: hits and misses of the most recent runs, newest first
+    recent_runs: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -721,6 +721,18 @@ class GeneratorSpec(_Section):
         return self
 
 
+class CacheSpec(_Section):
+    """The embedding cache: one vector per embedding recipe and exact text, in the store."""
+
+    enabled: bool = Field(True, description="serve texts embedded before (by any kind, document or run) from the store")
+    max_mb: float = Field(
+        1024.0,
+        ge=0,
+        description="size limit in MiB (values and texts); beyond it the least recently used entries that no "
+        "artifact references are evicted after each apply",
+    )
+
+
 class Spec(BaseSettings):
     """The desired state of one project's RAG data."""
 
@@ -739,6 +751,7 @@ class Spec(BaseSettings):
     executor: ExecutorSpec = Field(ExecutorSpec(), description="local, or ray (a string, or the mapping)")
     daemon: DaemonSpec = DaemonSpec()
     generations: GenerationsSpec = GenerationsSpec()
+    cache: CacheSpec = CacheSpec()
 
     query: QuerySpec = QuerySpec()
     generators: dict[str, GeneratorSpec] = Field(default_factory=dict)

@@ -16,6 +16,7 @@ from ragstate.stores.schema import (
     CONDITIONS,
     DAEMON_STATE,
     DOCUMENTS,
+    EMBEDDING_CACHE,
     GENERATIONS,
     LEDGER,
     LOCKS,
@@ -53,6 +54,7 @@ MIGRATIONS: tuple[Migration, ...] = (
         steps=lambda store, s: add_missing_columns(store, s, GENERATIONS),
     ),
     Migration(6, "conditions of pipelines and kinds; daemon_state", (CONDITIONS, DAEMON_STATE)),
+    Migration(7, "embedding_cache: one vector per embedding recipe and exact text", (EMBEDDING_CACHE,)),
 )
 
 CURRENT_VERSION = MIGRATIONS[-1].version

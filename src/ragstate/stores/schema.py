@@ -356,6 +356,42 @@ DAEMON_STATE = TableDef(
     primary_key=("name",),
 )
 
+#: the embedding cache (migration 7): one vector (or token matrix) per embedding recipe
+#: and exact text, shared by every kind, process and run (``stores/embedding_cache.py``)
+EMBEDDING_CACHE = TableDef(
+    "embedding_cache",
+    (
+        col("model_fp", T, null=False),
+        col("text_hash", T, null=False),
+        col("dim", I, null=False),
+        #: rows of a token matrix; NULL for one vector
+        col("n_tokens", I),
+        col("normalized", B, null=False),
+        #: float32 little-endian (a vector) or float16 little-endian, row-major (a matrix)
+        col("value", BL, null=False),
+        col("text", T, null=False),
+        #: bytes of value and text: what the size limit counts
+        col("nbytes", BI, null=False),
+        col("created_at", F, null=False),
+        col("used_at", F, null=False),
+        col("run_id", T),
+    ),
+    primary_key=("model_fp", "text_hash"),
+    indexes=(Index("used", ("used_at",)),),
+)
+
+#: temporary: cache entries that eviction may remove (the least recently used first)
+EVICTABLE = TableDef(
+    "evictable",
+    (
+        col("model_fp", T, null=False),
+        col("text_hash", T, null=False),
+        col("nbytes", BI, null=False),
+        col("used_at", F, null=False),
+    ),
+    primary_key=("model_fp", "text_hash"),
+)
+
 #: the temporary table a plan stages the source's current state into
 SCOPE = TableDef(
     "scope",

@@ -1,0 +1,286 @@
+"""The one place where texts become vectors: each distinct text once per embedding recipe.
+
+Every kind that embeds (document, chunk, token and entity embeddings) calls
+``BuildContext.embed``, which lands here. A text is looked up, in order, in
+
+1. this run's memory (texts embedded or read earlier in the run, by any kind or batch,
+   and texts another thread is embedding right now: the caller waits for them);
+2. the store's embedding cache (``stores/embedding_cache.py``), shared by every process
+   and run: a duplicate article, a chunk that moved to another document, a document
+   edited and then reverted are served from here. An entry that fails the quality checks
+   (dimension, finite, non-zero, unit length when normalising) is not used: the text is
+   embedded again and the entry replaced;
+
+and only then fed to the model, at most one forward pass at a time in the process (the
+model's threads are its budget; two passes at once would only compete for them). New
+entries travel with the batch (``Built.cache_entries``) and are written in its
+transaction, with its artifact rows.
+
+The key is the embedding recipe (``embedding_fp``: the embedder's identity, which names
+the model, its weights, dimension, input window and normalisation, and the kind of
+output, one vector or a token matrix), not a kind's whole recipe: the same text embedded
+for a document and for a chunk by the same model is one entry. And the exact text's hash
+(``hashing.text_hash``). Texts of documents found corrupt or holding placeholders are
+embedded afresh (``fresh``), never served from a cache.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ragstate.artifacts.token_embeddings import decode_matrix, encode_matrix, matrix_problem
+from ragstate.compute.embedders import Embedder
+from ragstate.errors import RagstateError
+from ragstate.hashing import fingerprint, text_hash
+from ragstate.stores import embedding_cache, ledger
+from ragstate.stores.base import Session, Store, check_vector
+from ragstate.stores.embedding_cache import Entry
+
+#: what an embedding recipe outputs per text: one vector, or one matrix of token vectors
+OUTPUTS = ("vector", "tokens")
+
+#: one forward pass at a time in this process: torch's threads are process-wide
+_MODEL_LOCK = threading.Lock()
+
+
+def embedding_fp(identity: dict[str, Any], output: str) -> str:
+    """The embedding recipe's fingerprint: the embedder's identity and its output."""
+    assert output in OUTPUTS, output
+    return fingerprint({"embedder": identity, "output": output})
+
+
+@dataclass
+class Embedded:
+    """What ``embed`` returns: a value per input text, in order, and what it cost."""
+
+    #: float32 vectors (output ``vector``) or matrices (``tokens``), one per input text
+    values: list[np.ndarray]
+    #: distinct texts served without the model (this run's memory or the store's cache)
+    hits: int = 0
+    #: distinct texts fed to the model
+    misses: int = 0
+    #: tokens fed to the model (each text's up to the model's window) and texts cut
+    tokens: int = 0
+    truncated: int = 0
+    #: new cache entries, to be written in the batch's transaction
+    entries: list[Entry] = field(default_factory=list)
+    #: ``(model_fp, text_hash)`` of entries read from the store (their use is recorded)
+    touched: list[tuple[str, str]] = field(default_factory=list)
+
+
+class EmbeddingCache:
+    """One apply's view of the embedding cache (thread-safe: kinds share it).
+
+    Args:
+        store: the store holding the cache table; None keeps everything in memory.
+        enabled: read and fill the store's cache (``cache.enabled``); this run's
+            memory deduplicates either way.
+        run_id: stamped on new entries.
+        memo_bytes: how much this run's memory keeps (least recently used out first).
+    """
+
+    def __init__(
+        self, store: Store | None, *, enabled: bool = True, run_id: str | None = None, memo_bytes: int = 64 << 20
+    ):
+        self.store = store
+        self.enabled = enabled and store is not None
+        self.run_id = run_id
+        self.memo_bytes = memo_bytes
+        self._lock = threading.Lock()
+        self._memo: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
+        self._memo_size = 0
+        self._inflight: dict[tuple[str, str], threading.Event] = {}
+
+    # --- the one entry point ------------------------------------------------------------
+
+    def embed(
+        self, embedder: Embedder, texts: Sequence[str], *, output: str = "vector", fresh: Collection[str] = ()
+    ) -> Embedded:
+        """A value for each of ``texts`` (vectors, or token matrices for ``tokens``).
+
+        Args:
+            embedder: the model.
+            texts: the exact texts to embed (duplicates are embedded once).
+            output: ``vector`` or ``tokens``.
+            fresh: texts that must be embedded anew (never served from a cache); their
+                new entries replace the old ones.
+        """
+        fp = embedding_fp(embedder.identity(), output)
+        hashes = [text_hash(t) for t in texts]
+        unique: dict[str, str] = dict(zip(hashes, texts, strict=True))
+        renew = {text_hash(t) for t in fresh} & set(unique)
+        out = Embedded(values=[])
+        found: dict[str, np.ndarray] = {}
+        with self._lock:
+            for h in unique:
+                if h not in renew and (v := self._memo.get((fp, h))) is not None:
+                    self._memo.move_to_end((fp, h))
+                    found[h] = v
+        stored = [h for h in unique if h not in found and h not in renew]
+        if stored and self.enabled:
+            for h, v in self._read(embedder, fp, output, stored).items():
+                found[h] = v
+                out.touched.append((fp, h))
+                self._remember(fp, h, v)
+        out.hits = len(found)
+        todo = [h for h in unique if h not in found]
+        with self._lock:
+            mine = [h for h in todo if h in renew or (fp, h) not in self._inflight]
+            theirs = [(h, self._inflight[(fp, h)]) for h in todo if h not in renew and (fp, h) in self._inflight]
+            for h in mine:
+                self._inflight.setdefault((fp, h), threading.Event())
+        try:
+            if mine:
+                self._compute(embedder, fp, output, [unique[h] for h in mine], mine, found, out)
+        finally:
+            with self._lock:
+                for h in mine:
+                    event = self._inflight.pop((fp, h), None)
+                    if event is not None:
+                        event.set()
+        for h, event in theirs:  # another kind or batch is embedding these now
+            event.wait()
+            with self._lock:
+                v = self._memo.get((fp, h))
+            if v is None:  # it failed, or the memory let it go: embed it here
+                self._compute(embedder, fp, output, [unique[h]], [h], found, out)
+            else:
+                found[h] = v
+                out.hits += 1
+        out.values = [found[h] for h in hashes]
+        return out
+
+    # --- internals --------------------------------------------------------------------
+
+    def _compute(
+        self,
+        embedder: Embedder,
+        fp: str,
+        output: str,
+        texts: list[str],
+        hashes: list[str],
+        found: dict[str, np.ndarray],
+        out: Embedded,
+    ) -> None:
+        with _MODEL_LOCK:
+            values = list(embedder.embed(texts)) if output == "vector" else embedder.embed_tokens(texts)
+        counts = embedder.count_tokens(texts)
+        out.misses += len(texts)
+        out.tokens += sum(min(n, embedder.max_tokens) for n in counts)
+        out.truncated += sum(1 for n in counts if n > embedder.max_tokens)
+        for h, text, v in zip(hashes, texts, values, strict=True):
+            v = np.asarray(v, dtype=np.float32)
+            found[h] = v
+            self._remember(fp, h, v)
+            if self.enabled:
+                value, n_tokens = _encode(v, output)
+                out.entries.append(
+                    embedding_cache.entry(
+                        fp,
+                        h,
+                        text,
+                        value,
+                        dim=int(v.shape[-1]),
+                        n_tokens=n_tokens,
+                        normalized=bool(embedder.normalize),
+                        run_id=self.run_id,
+                    )
+                )
+
+    def _read(self, embedder: Embedder, fp: str, output: str, hashes: list[str]) -> dict[str, np.ndarray]:
+        """Entries of ``hashes`` in the store that pass the quality checks."""
+        assert self.store is not None
+        with self.store.session() as s:
+            rows = embedding_cache.get(s, fp, hashes)
+        good = {}
+        for h, dim, n_tokens, value in rows:
+            v = _decode(value, dim, n_tokens, output, embedder)
+            if v is not None:
+                good[h] = v
+        return good
+
+    def _remember(self, fp: str, h: str, v: np.ndarray) -> None:
+        with self._lock:
+            old = self._memo.pop((fp, h), None)
+            if old is not None:
+                self._memo_size -= old.nbytes
+            self._memo[(fp, h)] = v
+            self._memo_size += v.nbytes
+            while self._memo_size > self.memo_bytes and len(self._memo) > 1:
+                _, gone = self._memo.popitem(last=False)
+                self._memo_size -= gone.nbytes
+
+
+def _encode(v: np.ndarray, output: str) -> tuple[bytes, int | None]:
+    if output == "vector":
+        return np.ascontiguousarray(v, dtype="<f4").tobytes(), None
+    return encode_matrix(v), int(v.shape[0])
+
+
+def _decode(value: bytes, dim: int, n_tokens: int | None, output: str, embedder: Embedder) -> np.ndarray | None:
+    """The stored value as float32, or None when it fails the quality checks."""
+    if output == "vector":
+        if n_tokens is not None or len(value) != 4 * dim:
+            return None
+        v = np.frombuffer(value, dtype="<f4").astype(np.float32)
+        return v if check_vector(v, embedder.dimension, bool(embedder.normalize)) is None else None
+    if n_tokens is None or matrix_problem(value, n_tokens, dim, embedder.dimension, bool(embedder.normalize)):
+        return None
+    return decode_matrix(value, n_tokens, dim)
+
+
+def value_problem(dim: int, n_tokens: int | None, normalized: bool, value: bytes) -> str | None:
+    """Why a stored entry fails the quality checks (for ``verify``), or None."""
+    if n_tokens is None:
+        if len(value) != 4 * dim:
+            return "unreadable" if len(value) % 4 else f"dimension {len(value) // 4}"
+        return check_vector(np.frombuffer(value, dtype="<f4"), dim, normalized)
+    return matrix_problem(value, n_tokens, dim, dim, normalized)
+
+
+def decode_entry(dim: int, n_tokens: int | None, value: bytes) -> np.ndarray:
+    """A stored entry's value as float32 (ValueError when unreadable)."""
+    if n_tokens is None:
+        if len(value) != 4 * dim:
+            raise ValueError("size does not match dim")
+        return np.frombuffer(value, dtype="<f4").astype(np.float32)
+    return decode_matrix(value, n_tokens, dim)
+
+
+# --- bounding the store's cache ---------------------------------------------------------
+
+
+def evict(store: Store, max_mb: float, *, everything: bool = False) -> tuple[int, int]:
+    """Evict entries that no artifact references, least recently used first, until the
+    cache holds at most ``max_mb`` MiB (every such entry with ``everything``); return
+    ``(entries, bytes)`` removed."""
+    with store.session() as s:
+        return embedding_cache.evict(store, s, int(max_mb * 2**20), references(store, s), everything=everything)
+
+
+def references(store: Store, session: Session) -> dict[str, list[str]]:
+    """The artifact tables built under each embedding recipe (every generation whose
+    table is there, retired ones included: a rollback reads them): the rows whose
+    texts' entries eviction keeps."""
+    from ragstate.artifacts.registry import get_kind
+
+    refs: dict[str, list[str]] = {}
+    for gen in ledger.generations(store, session):
+        try:
+            kind = get_kind(gen.kind)
+        except RagstateError:  # a plugin kind no longer installed
+            continue
+        fp = kind.embedding_fp(gen.recipe)
+        table = kind.table_name(gen.generation)
+        if fp is None:
+            continue
+        columns = store.columns(session, table)
+        if columns is not None and "text_hash" in columns:
+            refs.setdefault(fp, []).append(table)
+    return refs
