@@ -14,6 +14,7 @@ retry                    and was not switched in
 status     0 / 2 / 1     every pipeline ready / some not ready / error
 history    0 / 1         listed / error
 rollback   0 / 1         switched back (or already there) / nothing switched (error)
+doctor     0 / 1         every check passed (warnings allowed) / a check failed
 source     0 / 1         mapped (compatible) / not compatible, nothing created
 map-table
 source     0 / 2 / 1     fits, view current / fits, view to (re)create / does not
@@ -64,6 +65,7 @@ from ragstate.project import Project
 from ragstate.reconcile.html import render_html
 from ragstate.reconcile.render import (
     render_cache,
+    render_doctor,
     render_history,
     render_quarantine,
     render_run,
@@ -406,6 +408,22 @@ def query(
         for warning in result.warnings:
             err.print(f"[bold yellow]warning:[/] {warning}", markup=True)
         _emit(as_json, result.to_dict(), render_retrieval(result))
+
+
+@app.command()
+def doctor(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+    cheap: Annotated[
+        bool, typer.Option("--cheap", help="Only the checks apply runs at start (no model load).")
+    ] = False,
+) -> None:
+    """Check store, extensions, rights, models, memory and disk before any work (exit 0 fine, 1 a check failed)."""
+    with _handled(as_json), _project(config, profile) as project:
+        report = project.doctor(cheap=cheap)
+        _emit(as_json, report.to_dict(), render_doctor(report))
+        raise typer.Exit(0 if report.ok else 1)
 
 
 source_app = typer.Typer(

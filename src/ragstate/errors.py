@@ -206,6 +206,14 @@ class CircuitOpen(TransientError):
 # --- plan and apply -------------------------------------------------------------------
 
 
+class PreflightError(TerminalError):
+    """A cheap check of ``ragstate doctor`` failed at the start of an apply (names each fix)."""
+
+    def __init__(self, message: str, *, checks: list[str]):
+        self.checks = checks
+        super().__init__(message)
+
+
 class PlanError(TerminalError):
     """A saved plan cannot be applied (malformed, or computed from another state)."""
 

@@ -21,6 +21,7 @@ the CLI calls exactly one of them per command.
 ``query(name, text)``  ``pipeline(name).retrieve(text, k)``: what ``ragstate query`` calls
 ``cache_status()``    the embedding cache's size, per embedding recipe, recent hits
 ``evict_cache(mode)`` evict cache entries (to the limit, unreferenced, everything)
+``doctor()``          start-up checks: store, extensions, rights, models, memory, disk
 ====================  ===================================================================
 
 Every method that writes artifacts holds the writer lock for its whole duration, so two
@@ -60,6 +61,7 @@ from ragstate.artifacts.cache import evict as cache_evict
 from ragstate.artifacts.cache import references as cache_references
 from ragstate.errors import (
     DestructiveRefused,
+    PreflightError,
     QuarantineNotFound,
     RagstateError,
     RunTooLarge,
@@ -75,6 +77,7 @@ from ragstate.plan.diff import diff
 from ragstate.plan.model import Plan
 from ragstate.reconcile import conditions as cond
 from ragstate.reconcile.daemon import Daemon
+from ragstate.reconcile.doctor import DoctorReport, doctor
 from ragstate.reconcile.history import HistoryReport, history_report
 from ragstate.reconcile.reports import (
     CacheReport,
@@ -112,6 +115,7 @@ class Project:
         #: retries and circuit breakers; kept for the project's life (a daemon's cycles share them)
         self.guard = Guard(spec.reconcile.retry, spec.reconcile.breaker)
         self._lease: locks.WriterLease | None = None
+        self._preflight_done = False
 
     @classmethod
     def from_file(cls, path: str | Path, *, profile: str | None = None) -> Project:
@@ -225,6 +229,7 @@ class Project:
             (the CLI exits 4 when there are any).
 
         Raises:
+            PreflightError: a start-up check (``doctor``'s cheap part) failed.
             StoreLocked: another process is writing the store (``reconcile.lock``).
             StalePlanError: the saved plan no longer matches the store and source.
             DestructiveRefused: the plan deletes too much and ``allow_destructive`` is off.
@@ -235,6 +240,7 @@ class Project:
             run_id=run_id or new_run_id(), command=command, spec_hash=self.spec_hash, started_at=started, daemon=daemon
         )
         budget = budget or Budget()
+        self.preflight()
         with (
             self.writer_lock(progress=progress, command=command, budget=budget) as lease,
             self.guard.recording(FaultLog()) as log,
@@ -723,6 +729,34 @@ class Project:
                 "not in quarantine: " + ", ".join(unknown) + " (see `ragstate quarantine list`)", items=unknown
             )
         return chosen
+
+    # --- start-up checks ------------------------------------------------------------------
+
+    def doctor(self, *, cheap: bool = False) -> DoctorReport:
+        """Check the store, models and machine against the spec; changes nothing.
+
+        Opens its own connection without preparing the store, so a missing extension
+        or right is reported (with its fix) rather than raised.
+        """
+        return doctor(self.spec, store=self._store, cheap=cheap)
+
+    def preflight(self) -> None:
+        """The cheap checks of ``doctor``, once per project (apply and the daemon start
+        with them).
+
+        Raises:
+            PreflightError: a check failed; the message names each one and its fix.
+        """
+        if self._preflight_done:
+            return
+        report = doctor(self.spec, store=self.store, cheap=True)
+        if not report.ok:
+            lines = [f"{c.name}: {c.detail}; fix: {c.fix}" for c in report.failures]
+            raise PreflightError(
+                "ragstate cannot work here yet (`ragstate doctor` shows every check):\n  - " + "\n  - ".join(lines),
+                checks=[c.name for c in report.failures],
+            )
+        self._preflight_done = True
 
     # --- the embedding cache ------------------------------------------------------------
 

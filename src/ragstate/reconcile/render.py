@@ -6,6 +6,7 @@ import time
 
 from ragstate.apply.record import RunRecord
 from ragstate.plan.render import SHOWN, counts_text, quarantine_lines
+from ragstate.reconcile.doctor import DoctorReport
 from ragstate.reconcile.history import HistoryReport
 from ragstate.reconcile.reports import CacheReport, StatusReport, VerifyReport
 from ragstate.stores.quarantine import Entry
@@ -299,4 +300,17 @@ def render_cache(report: CacheReport) -> str:
         lines.append(f"  recipe {fp}: {n['entries']} entries, {n['bytes'] / mib:.1f} MiB")
     for r in report.recent_runs[:5]:
         lines.append(f"  run {r['run_id']} ({r['command']}): {r['hits']} hits, {r['misses']} misses")
+    return "\n".join(lines)
+
+
+def render_doctor(report: DoctorReport) -> str:
+    marks = {"ok": "ok  ", "warn": "warn", "fail": "FAIL", "skipped": "skip"}
+    width = max((len(c.name) for c in report.checks), default=0)
+    lines = []
+    for c in report.checks:
+        lines.append(f"  {marks.get(c.status, c.status)}  {c.name:<{width}}  {c.detail}")
+        if c.fix and c.status != "ok":
+            lines.append(f"        {'':<{width}}  fix: {c.fix}")
+    failed = len(report.failures)
+    lines.append("All checks passed." if report.ok else f"{failed} check{'s' if failed > 1 else ''} failed.")
     return "\n".join(lines)

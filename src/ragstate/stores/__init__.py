@@ -9,8 +9,11 @@ from ragstate.spec.model import StoreSpec
 from ragstate.stores.base import Session, Store
 
 
-def open_store(spec: StoreSpec) -> Store:
+def open_store(spec: StoreSpec, *, prepare: bool = True) -> Store:
     """Open (and prepare) the store the spec names; the caller closes it.
+
+    ``prepare=False`` connects without creating anything (no extension, no schema), for
+    ``doctor``.
 
     Raises:
         StoreConfigError: unknown URL scheme, missing folder, missing extension or rights.
@@ -24,7 +27,7 @@ def open_store(spec: StoreSpec) -> Store:
     if url.startswith(("postgresql://", "postgres://")):
         from ragstate.stores.postgres.store import PostgresStore
 
-        return PostgresStore(spec)
+        return PostgresStore(spec, prepare=prepare)
     raise StoreConfigError(f"store.url: unsupported scheme in {url.split('://')[0]!r}; use sqlite: or postgresql://")
 
 

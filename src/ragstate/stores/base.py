@@ -28,6 +28,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -65,6 +66,26 @@ class SchemaProblem:
 
     def __str__(self) -> str:
         return self.message
+
+
+@dataclass(frozen=True)
+class Check:
+    """One finding of ``ragstate doctor``: what was checked, how it went, and the fix.
+
+    ``status``: ``ok``, ``warn`` (works, but worth knowing), ``fail`` (ragstate cannot
+    work until the fix is made) or ``skipped`` (an earlier failure hides it).
+    ``cheap`` checks run at the start of every apply too.
+    """
+
+    name: str
+    status: str
+    detail: str
+    fix: str = ""
+    cheap: bool = True
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "fail"
 
 
 class Session(ABC):
@@ -193,6 +214,19 @@ class Store(ABC):
     def user_relations(self, session: Session, schema: str | None) -> list[str]:
         """Names of the tables and views in the user's ``schema`` (for "did you mean")."""
         raise NotImplementedError(f"{self.description}: in-place sources are not supported")
+
+    # --- doctor -----------------------------------------------------------------------
+
+    def diagnose(self, session: Session, *, fulltext_languages: Sequence[str] = ()) -> list[Check]:
+        """What this backend needs, checked without changing anything: extensions (with
+        versions), full-text search (and its ``fulltext_languages``), and the rights to
+        create and write ragstate's tables."""
+        return []
+
+    def data_directory(self, session: Session) -> Path | None:
+        """The folder the database writes to, when this process can see it (for the
+        free-space check), else None."""
+        return None
 
     def ensure_table(self, session: Session, table: TableDef) -> None:
         for statement in self.dialect.create_table(table):

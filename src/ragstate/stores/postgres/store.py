@@ -14,6 +14,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,7 +23,7 @@ from ragstate.errors import StoreConfigError, StoreError, StoreUnavailable, Writ
 from ragstate.hashing import lock_key
 from ragstate.redact import redact, register_secret, secret_from_file
 from ragstate.spec.model import StoreSpec
-from ragstate.stores.base import ColumnInfo, ProcessLock, Session, Store
+from ragstate.stores.base import Check, ColumnInfo, ProcessLock, Session, Store
 from ragstate.stores.dialect import Col
 from ragstate.stores.postgres.dialect import PostgresDialect
 from ragstate.stores.schema import ColumnType, TableDef
@@ -259,10 +260,23 @@ def _json_value(value: Any) -> Any:
     return json.loads(value) if isinstance(value, (str, bytes)) else value
 
 
-class PostgresStore(Store):
-    """ragstate's tables in one schema (``ragstate`` by default) of a PostgreSQL database."""
+def _configure(conn: psycopg.Connection) -> None:
+    """Register pgvector's type on a new pooled connection (absent only when the store was
+    opened without preparing it, for ``doctor``, in a database without the extension)."""
+    try:
+        register_vector(conn)
+    except psycopg.ProgrammingError:
+        pass
 
-    def __init__(self, spec: StoreSpec):
+
+class PostgresStore(Store):
+    """ragstate's tables in one schema (``ragstate`` by default) of a PostgreSQL database.
+
+    ``prepare=False`` only connects: nothing is created (``doctor`` diagnoses a store
+    that way, before anything would fail).
+    """
+
+    def __init__(self, spec: StoreSpec, *, prepare: bool = True):
         self.dialect = PostgresDialect(spec.schema_name)
         self.url = spec.url.replace("postgres://", "postgresql://", 1)
         self.description = f"postgresql {redact(self.url)} (schema {spec.schema_name})"
@@ -277,7 +291,7 @@ class PostgresStore(Store):
         import os
 
         register_secret(os.environ.get("PGPASSWORD"))
-        self._probe()
+        self._probe(prepare)
         self._pool = ConnectionPool(
             self.url,
             min_size=1,
@@ -293,12 +307,13 @@ class PostgresStore(Store):
         with _translated(self.description):
             self._pool.open(wait=True, timeout=spec.connect_timeout_s)
 
-    def _probe(self) -> None:
+    def _probe(self, prepare: bool) -> None:
         """Connect once without the pool, to fail fast with the server's own reason."""
         try:
             with psycopg.connect(self.url, **self._kwargs) as conn:
                 session = PostgresSession(conn, self.dialect, self.description)
-                self.prepare(session)
+                if prepare:
+                    self.prepare(session)
         except psycopg.OperationalError as exc:
             lines = [line.strip() for line in redact(str(exc)).splitlines() if line.strip()]
             reason = "; ".join(lines) if lines else type(exc).__name__
@@ -348,6 +363,129 @@ class PostgresStore(Store):
             except StoreError:
                 if session.scalar("SELECT 1 FROM pg_namespace WHERE nspname = ?", (self.dialect.schema,)) is None:
                     raise
+
+    def diagnose(self, session: Session, *, fulltext_languages: Sequence[str] = ()) -> list[Check]:
+        checks = []
+        server = session.scalar("SHOW server_version")
+        database, role, superuser = session.query(
+            "SELECT current_database(), current_user, rolsuper FROM pg_roles WHERE rolname = current_user"
+        )[0]
+        checks.append(Check("store.reachable", "ok", f"PostgreSQL {server}, database {database}, role {role}"))
+        installed = session.scalar("SELECT extversion FROM pg_extension WHERE extname = 'vector'")
+        available = session.query(
+            "SELECT e.default_version, v.trusted FROM pg_available_extensions e JOIN pg_available_extension_versions v "
+            "ON v.name = e.name AND v.version = e.default_version WHERE e.name = 'vector'"
+        )
+        may_create_in_db = bool(session.scalar("SELECT has_database_privilege(current_database(), 'CREATE')"))
+        if installed is not None:
+            checks.append(Check("store.vector", "ok", f"pgvector {installed} is enabled in database {database}"))
+        elif not available:
+            checks.append(
+                Check(
+                    "store.vector",
+                    "fail",
+                    f"PostgreSQL {server} has no pgvector extension",
+                    "install pgvector on the server (https://github.com/pgvector/pgvector#installation), then run "
+                    f"CREATE EXTENSION vector; in database {database} (or let a superuser role's first apply do it)",
+                )
+            )
+        elif superuser or (available[0][1] and may_create_in_db):
+            checks.append(
+                Check(
+                    "store.vector",
+                    "ok",
+                    f"pgvector {available[0][0]} is installed on the server; the first apply enables it in "
+                    f"database {database}",
+                )
+            )
+        else:
+            checks.append(
+                Check(
+                    "store.vector",
+                    "fail",
+                    f"pgvector {available[0][0]} is installed on the server but not enabled in database {database}, "
+                    f"and role {role} may not enable it",
+                    f"an administrator runs CREATE EXTENSION vector; in database {database}",
+                )
+            )
+        configs = [r[0] for r in session.query("SELECT cfgname FROM pg_ts_config ORDER BY cfgname")]
+        unknown = [lang for lang in fulltext_languages if lang not in configs]
+        if unknown:
+            checks.append(
+                Check(
+                    "store.fulltext",
+                    "fail",
+                    f"no text search configuration {', '.join(unknown)} on this server",
+                    "set artifacts.fulltext.language to one of: " + ", ".join(configs),
+                )
+            )
+        else:
+            langs = ", ".join(fulltext_languages) or "none needed"
+            checks.append(Check("store.fulltext", "ok", f"built-in text search (configurations: {langs})"))
+        checks.append(self._rights(session, database, role, bool(superuser), may_create_in_db))
+        return checks
+
+    def data_directory(self, session: Session) -> Path | None:
+        # Visible to superusers and pg_read_all_settings only; a server elsewhere has a
+        # folder of the same name here only by chance, so it must also hold PG_VERSION.
+        setting = session.scalar("SELECT setting FROM pg_settings WHERE name = 'data_directory'")
+        if not setting:
+            return None
+        path = Path(setting)
+        return path if (path / "PG_VERSION").is_file() else None
+
+    def _rights(self, session: Session, database: str, role: str, superuser: bool, may_create_in_db: bool) -> Check:
+        schema = self.dialect.schema
+        read_only, standby = session.query("SELECT current_setting('transaction_read_only'), pg_is_in_recovery()")[0]
+        if standby:
+            return Check(
+                "store.rights", "fail", f"database {database} is a read-only standby", "point store.url at the primary"
+            )
+        if read_only == "on":
+            return Check(
+                "store.rights",
+                "fail",
+                f"role {role} runs read-only transactions (default_transaction_read_only)",
+                f"ALTER ROLE {role} SET default_transaction_read_only = off, or use another role",
+            )
+        missing: list[str] = []
+        exists = session.scalar("SELECT 1 FROM pg_namespace WHERE nspname = ?", (schema,)) is not None
+        if not exists:
+            if not (superuser or may_create_in_db):
+                missing.append(f"CREATE on database {database} (to create schema {schema})")
+        else:
+            usage, create = session.query(
+                "SELECT has_schema_privilege(?, 'USAGE'), has_schema_privilege(?, 'CREATE')", (schema, schema)
+            )[0]
+            if not usage:
+                missing.append(f"USAGE on schema {schema}")
+            if not create:
+                missing.append(f"CREATE on schema {schema}")
+            unwritable = [
+                r[0]
+                for r in session.query(
+                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE n.nspname = ? AND c.relkind = 'r' AND NOT (has_table_privilege(c.oid, 'SELECT') "
+                    "AND has_table_privilege(c.oid, 'INSERT') AND has_table_privilege(c.oid, 'UPDATE') "
+                    "AND has_table_privilege(c.oid, 'DELETE')) ORDER BY c.relname",
+                    (schema,),
+                )
+            ]
+            if unwritable:
+                shown = ", ".join(unwritable[:5]) + (f" and {len(unwritable) - 5} more" if len(unwritable) > 5 else "")
+                missing.append(f"SELECT, INSERT, UPDATE, DELETE on {shown}")
+        if not session.scalar("SELECT has_database_privilege(current_database(), 'TEMPORARY')"):
+            missing.append(f"TEMPORARY on database {database} (plans stage their scope in temporary tables)")
+        if missing:
+            return Check(
+                "store.rights",
+                "fail",
+                f"role {role} lacks " + "; ".join(missing),
+                f"make {role} the owner of schema {schema} and its tables (ALTER SCHEMA {schema} OWNER TO {role}; "
+                f"REASSIGN OWNED BY <previous owner> TO {role}), or connect as the role that owns them",
+            )
+        where = f"schema {schema}" if exists else f"database {database} (schema {schema} is created on first use)"
+        return Check("store.rights", "ok", f"role {role} may create and write ragstate's tables in {where}")
 
     def columns(self, session: Session, table: str) -> dict[str, ColumnInfo] | None:
         rows = session.query(

@@ -27,7 +27,7 @@ import sqlite_vec
 
 from ragstate.errors import StoreConfigError, StoreError, StoreUnavailable
 from ragstate.hashing import content_hash
-from ragstate.stores.base import ColumnInfo, ProcessLock, Session, Store, check_vector
+from ragstate.stores.base import Check, ColumnInfo, ProcessLock, Session, Store, check_vector
 from ragstate.stores.dialect import Col
 from ragstate.stores.schema import TableDef, ident
 from ragstate.stores.sqlite.dialect import SQLiteDialect
@@ -265,6 +265,49 @@ class SQLiteStore(Store):
     def prepare(self, session: Session) -> None:
         if not os.access(self.path.parent, os.W_OK):
             raise StoreConfigError(f"store {self.path}: folder {self.path.parent} is not writable")
+
+    def diagnose(self, session: Session, *, fulltext_languages: Sequence[str] = ()) -> list[Check]:
+        version, vec = session.query("SELECT sqlite_version(), vec_version()")[0]
+        checks = [
+            Check("store.reachable", "ok", f"SQLite {version} (apsw {apsw.apswversion()}), file {self.path}"),
+            Check("store.vector", "ok", f"sqlite-vec {vec} loaded"),
+        ]
+        try:
+            session.execute("CREATE VIRTUAL TABLE {tmp_fts_probe} USING fts5(x, tokenize = 'porter unicode61')")
+            session.execute("DROP TABLE {tmp_fts_probe}")
+            checks.append(Check("store.fulltext", "ok", "FTS5 with the Porter stemmer"))
+        except StoreError as exc:
+            checks.append(
+                Check(
+                    "store.fulltext",
+                    "fail",
+                    f"this SQLite has no FTS5 ({exc})",
+                    "install apsw from its wheels (they bundle SQLite with FTS5): pip install --force-reinstall apsw",
+                )
+            )
+        conn = self._connection().conn
+        folder = self.path.parent
+        if conn.readonly("main"):
+            checks.append(
+                Check(
+                    "store.rights",
+                    "fail",
+                    f"{self.path} is read-only for this process",
+                    f"give the user running ragstate write access to {self.path} and {folder}",
+                )
+            )
+        elif not os.access(folder, os.W_OK):
+            checks.append(
+                Check(
+                    "store.rights",
+                    "fail",
+                    f"folder {folder} is not writable (SQLite writes its journal beside the file)",
+                    f"give the user running ragstate write access to {folder}",
+                )
+            )
+        else:
+            checks.append(Check("store.rights", "ok", f"{self.path} and its folder are writable"))
+        return checks
 
     def columns(self, session: Session, table: str) -> dict[str, ColumnInfo] | None:
         rows = session.query("SELECT name, type FROM pragma_table_info(?)", (self.dialect.prefix + table,))

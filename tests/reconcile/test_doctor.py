@@ -1,0 +1,151 @@
+"""``ragstate doctor``: every failure is named with its fix and exits 1; apply runs the cheap part."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import psycopg
+import pytest
+import yaml
+from psycopg.conninfo import conninfo_to_dict
+from typer.testing import CliRunner
+
+from ragstate import Project, spec_from_dict
+from ragstate.cli import app
+from ragstate.errors import PreflightError
+
+
+def doctor(path: Path, *args: str) -> tuple[int, dict[str, Any]]:
+    result = CliRunner().invoke(app, ["doctor", "-c", str(path), "--json", *args])
+    return result.exit_code, json.loads(result.stdout)
+
+
+def by_name(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in report["checks"]}
+
+
+def role_url(admin_url: str, role: str, database: str | None = None) -> str:
+    info = conninfo_to_dict(admin_url)
+    query = "&".join(f"{k}={quote(str(info[k]), safe='/')}" for k in ("host", "port") if info.get(k))
+    return f"postgresql://{role}@/{database or info.get('dbname', 'postgres')}" + (f"?{query}" if query else "")
+
+
+def with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path="/" + name))
+
+
+def test_a_healthy_setup_passes_every_check(spec_file, backend: str) -> None:
+    code, report = doctor(spec_file(pipelines=["basic", "hybrid"]))
+    assert code == 0 and report["ok"], report
+    checks = by_name(report)
+    assert {"store.reachable", "store.vector", "store.fulltext", "store.rights", "store.schema"} <= set(checks)
+    assert {"model.default", "model.default.load", "plugins", "memory", "disk"} <= set(checks)
+    assert all(c["status"] in ("ok", "warn") for c in report["checks"])
+    # versions are named
+    assert ("pgvector" if backend == "postgres" else "sqlite-vec") in checks["store.vector"]["detail"]
+    assert "384-dimension" in checks["model.default.load"]["detail"]
+
+
+def test_a_model_path_that_does_not_exist(spec_file, tmp_path: Path) -> None:
+    missing = tmp_path / "models" / "nowhere"
+    path = spec_file(models={"default": {"name": str(missing)}})
+    code, report = doctor(path)
+    assert code == 1 and not report["ok"]
+    check = by_name(report)["model.default"]
+    assert check["status"] == "fail" and str(missing) in check["detail"]
+    assert "models.default.name" in check["fix"] and "local" in check["fix"]
+    text = CliRunner().invoke(app, ["doctor", "-c", str(path)]).stdout
+    assert "FAIL" in text and "fix: set models.default.name" in text
+
+
+def test_a_dimension_the_model_does_not_have(spec_file) -> None:
+    code, report = doctor(spec_file(models={"default": {"dimension": 512}}), "--cheap")
+    check = by_name(report)["model.default"]
+    assert code == 1 and check["status"] == "fail" and "512" in check["detail"]
+    assert check["fix"] == "set models.default.dimension to the model's output dimension, or remove it"
+    assert "model.default.load" not in by_name(report)  # --cheap loads nothing
+
+
+def test_apply_runs_the_cheap_checks_first(make_project, tmp_path: Path) -> None:
+    project = make_project(models={"default": {"dimension": 512}})
+    with pytest.raises(PreflightError) as err:
+        project.apply()
+    assert "model.default" in str(err.value) and "fix: set models.default.dimension" in str(err.value)
+    with project.store.session() as s:  # nothing was recorded, not even ragstate's tables
+        assert project.store.columns(s, "runs") is None
+
+
+# --- PostgreSQL: a database without pgvector, a read-only role ------------------------------
+
+
+@pytest.fixture
+def admin(pg_url: str):
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.mark.postgres
+def test_a_store_without_pgvector(admin, pg_url: str, tmp_path: Path, corpus: Path) -> None:
+    tag = uuid.uuid4().hex[:8]
+    database, role = f"novec_{tag}", f"rs_novec_{tag}"
+    admin.execute(f'CREATE DATABASE "{database}"')  # no CREATE EXTENSION vector in it
+    admin.execute(f"CREATE ROLE \"{role}\" LOGIN PASSWORD 'pw-{tag}'")
+    admin.execute(f'GRANT CREATE ON DATABASE "{database}" TO "{role}"')
+    try:
+        (tmp_path / "pw").write_text(f"pw-{tag}\n")
+        store = {"url": role_url(pg_url, role, database), "password_file": str(tmp_path / "pw")}
+        path = tmp_path / "spec.yaml"
+        path.write_text(yaml.safe_dump({"store": store, "source": str(corpus)}))
+        code, report = doctor(path, "--cheap")
+        assert code == 1
+        vector = by_name(report)["store.vector"]
+        assert vector["status"] == "fail" and "not enabled in database " + database in vector["detail"]
+        assert "pgvector 0." in vector["detail"] and role in vector["detail"]
+        assert vector["fix"] == f"an administrator runs CREATE EXTENSION vector; in database {database}"
+        assert by_name(report)["store.rights"]["status"] == "ok"  # everything else is in order
+        # Once the administrator enables it, doctor passes.
+        with psycopg.connect(with_database(pg_url, database), autocommit=True) as db:
+            db.execute("CREATE EXTENSION vector")
+        code, report = doctor(path, "--cheap")
+        assert code == 0 and by_name(report)["store.vector"]["status"] == "ok", report
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+@pytest.mark.postgres
+def test_a_read_only_role(admin, pg_url: str, tmp_path: Path, corpus: Path) -> None:
+    tag = uuid.uuid4().hex[:8]
+    schema, role = f"rag_{tag}", f"rs_ro_{tag}"
+    admin.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    owner = {"store": {"url": pg_url, "schema": schema}, "source": {"path": str(corpus)}}
+    with Project(spec_from_dict(owner, base_dir=tmp_path)) as project:
+        project.store.migrate()  # ragstate's tables, owned by the administrator
+    admin.execute(f"CREATE ROLE \"{role}\" LOGIN PASSWORD 'pw-{tag}'")
+    admin.execute(f'GRANT USAGE ON SCHEMA "{schema}" TO "{role}"')
+    admin.execute(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO "{role}"')
+    try:
+        (tmp_path / "pw").write_text(f"pw-{tag}\n")
+        store = {"url": role_url(pg_url, role), "schema": schema, "password_file": str(tmp_path / "pw")}
+        path = tmp_path / "spec.yaml"
+        path.write_text(yaml.safe_dump({"store": store, "source": str(corpus)}))
+        code, report = doctor(path, "--cheap")
+        assert code == 1
+        rights = by_name(report)["store.rights"]
+        assert rights["status"] == "fail"
+        assert f"CREATE on schema {schema}" in rights["detail"] and "INSERT, UPDATE, DELETE on" in rights["detail"]
+        assert "ledger" in rights["detail"] and f"OWNER TO {role}" in rights["fix"]
+        # apply stops at the same check, before it records a run
+        result = CliRunner().invoke(app, ["apply", "-c", str(path), "--json"])
+        assert result.exit_code == 1
+        error = json.loads(result.stdout)
+        assert error["error_type"] == "PreflightError" and "store.rights" in error["error"]
+        assert admin.execute(f'SELECT count(*) FROM "{schema}".runs').fetchone()[0] == 0
+    finally:
+        admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin.execute(f'DROP OWNED BY "{role}"')
+        admin.execute(f'DROP ROLE IF EXISTS "{role}"')
