@@ -282,6 +282,8 @@ class Project:
             fresh = diff(self.spec, self.spec_hash, desired, observed)
         record.drift = fresh.drift
         record.timings["plan_s"] = round(time.perf_counter() - t0, 4)
+        if "seconds" in observed.source_timing:
+            record.timings["source_observe_s"] = observed.source_timing["seconds"]
         summary = _plan_summary(fresh)
 
         def start() -> None:
@@ -505,6 +507,7 @@ class Project:
             conditions=cond.as_dict(conditions),
             daemon=daemon,
             spec_hash=self.spec_hash,
+            source_observe=dict(observed.source_timing),
         )
 
     # --- the daemon and the report ------------------------------------------------------

@@ -15,6 +15,7 @@ from conftest import write_short_corpus
 from helpers import active_table, artifact_ids, delete_rows, execute, query, vector
 from ragstate.cli import app
 from ragstate.stores import records
+from ragstate.stores.dialect import Col
 
 KINDS = ("doc_embeddings", "chunk_embeddings")
 
@@ -39,7 +40,9 @@ def values(project) -> dict[tuple[str, str], bytes]:
     """Every stored vector of ``KINDS`` as float32 bytes, by (kind, item)."""
     out = {}
     for kind, key in (("doc_embeddings", "doc_id"), ("chunk_embeddings", "chunk_id")):
-        for item, value in query(project, kind, "SELECT " + key + ", embedding FROM {t}"):
+        with project.store.session() as s:
+            rows = s.query("SELECT {k}, embedding FROM {t}", k=Col(key), t=active_table(project, kind))
+        for item, value in rows:
             out[(kind, item)] = project.store.decode_vector(value).astype("<f4").tobytes()
     return out
 

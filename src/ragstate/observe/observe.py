@@ -22,8 +22,10 @@ upstream kinds' target tables.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from ragstate.artifacts.base import Inspection, disagreeing
 from ragstate.compute.embedders import make_embedder
@@ -98,6 +100,9 @@ class Observed:
     titles: tuple[tuple[str, str], ...] = ()
     #: the embedding cache's audit (deep observations only)
     cache: CacheFindings | None = None
+    #: how long observing the source took (``seconds``; an in-place source also says its
+    #: ``mode`` and splits it into ``sync_s`` and ``stage_s``)
+    source_timing: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def registry_changed(self) -> bool:
@@ -135,9 +140,12 @@ def observe(
             return Observed(scope_size=0, kinds={}, schema=problems, source_schema=source_problems, depth=depth)
         known: Mapping[str, FileStat] = {}
         snapshot: Snapshot | None = None
+        t0 = time.perf_counter()
         if in_place is None:
             known = registry.known_files(s)
             snapshot = source.snapshot(known, rehash=depth == "deep")
+        else:
+            in_place.sync(s)  # a copy or materialised view: refreshed before the snapshot
         cache: CacheFindings | None = None
         with s.read_transaction():
             try:
@@ -146,6 +154,8 @@ def observe(
                 else:
                     assert snapshot is not None
                     scope_size = registry.stage_scope(store, s, snapshot, known, spec.scope_limit)
+                timing = {**(in_place.timing if in_place is not None else {}), "documents": scope_size}
+                timing["seconds"] = round(time.perf_counter() - t0, 4)
                 view = quarantine_view(
                     s, quarantine.entries(s), snapshot, {d.name: d.recipe.fingerprint for d in desired.kinds}
                 )
@@ -186,6 +196,7 @@ def observe(
         quarantine=view,
         titles=staged_titles,
         cache=cache if depth == "deep" else None,
+        source_timing=timing,
     )
 
 

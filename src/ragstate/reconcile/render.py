@@ -189,8 +189,19 @@ def render_quarantine(entries: list[Entry]) -> str:
     return "\n".join(lines)
 
 
+def _observe_time(timing: dict) -> str:
+    if "seconds" not in timing:
+        return ""
+    parts = [f"{k.removesuffix('_s')} {timing[k]:.2f} s" for k in ("sync_s", "stage_s") if k in timing]
+    mode = f"mode {timing['mode']}: " if "mode" in timing else ""
+    return f", observed in {timing['seconds']:.2f} s" + (f" ({mode}{', '.join(parts)})" if parts else "")
+
+
 def render_status(status: StatusReport) -> str:
-    lines = [f"Store: {status.store}", f"Source: {status.source} ({status.scope_size} documents in scope)"]
+    lines = [
+        f"Store: {status.store}",
+        f"Source: {status.source} ({status.scope_size} documents in scope{_observe_time(status.source_observe)})",
+    ]
     lines += [f"  schema drift: {p}" for p in status.source_schema]
     lines.append("Pipelines:")
     for name, p in status.pipelines.items():

@@ -124,6 +124,9 @@ class StatusReport:
     #: the daemon's state as it last recorded it (``stores.records.daemon_state``), if any ran
     daemon: dict[str, Any] | None = None
     spec_hash: str = ""
+    #: how long observing the source took just now: ``seconds``, and for a table its
+    #: ``mode`` with ``sync_s`` (copy or materialised view) and ``stage_s``
+    source_observe: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ready(self) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ragstate.errors import DocumentError, DuplicateDocumentId
 from ragstate.hashing import content_hash
@@ -241,6 +241,9 @@ class InPlaceSource(Protocol):
     ===================  ==============================================================
     ``problems(s)``      what keeps the source from being read as mapped (cheap:
                          catalog lookups); empty when it can be staged
+    ``sync(s)``          bring what it reads from in step with the source (a copy or
+                         a materialised view of a slow view), before the snapshot;
+                         ``timing`` then says how long that and staging took
     ``stage_scope``      fill ``scope`` (created by the caller) in the database;
                          return the number of documents in scope
     ``repair()``         (re)create what ``problems`` found missing, after checking
@@ -251,7 +254,11 @@ class InPlaceSource(Protocol):
 
     description: str
 
+    timing: dict[str, Any]
+
     def problems(self, session: Session) -> list[SourceProblem]: ...
+
+    def sync(self, session: Session) -> None: ...
 
     def stage_scope(self, session: Session, limit: int | None) -> int: ...
 

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import difflib
 import json
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ragstate.errors import DocumentError, DocumentTooLarge, MappingError, StoreError
+from ragstate.errors import DocumentError, DocumentTooLarge, MappingError, SpecError, StoreError
 from ragstate.hashing import fingerprint
 from ragstate.redact import redact
 from ragstate.sources.base import DocRef, Document, SourceProblem
@@ -106,11 +107,23 @@ class TableSource:
     """Documents from a user's table through ragstate's view (see the module docstring)."""
 
     def __init__(self, spec: TableSourceSpec, store: Store):
+        if spec.mode != "view" and spec.mode not in store.dialect.stored_modes:
+            raise SpecError(
+                f"source.mode: {spec.mode} is not available on {store.dialect.name} "
+                f"(available: view, {', '.join(store.dialect.stored_modes)})"
+            )
         self.spec = spec
         self.store = store
         self.name = spec.mapping_name
         self.view = views.view_name(self.name)
-        self.description = f"table {spec.table} through view {view_display(store, self.name)}"
+        #: what documents are read from: the view, or its copy or materialised view
+        self.relation = views.relation_name(self.name, spec.mode)
+        self.stored = spec.mode != "view"
+        via = {"view": "through view", "copy": "copied through view", "materialized": "materialised from view"}
+        self.description = f"table {spec.table} {via[spec.mode]} {view_display(store, self.name)}"
+        #: seconds the last observation spent on the source: ``sync_s`` (refreshing the
+        #: copy or materialised view), ``stage_s`` (staging the scope)
+        self.timing: dict[str, Any] = {"mode": spec.mode}
 
     # --- InPlaceSource ----------------------------------------------------------------
 
@@ -158,7 +171,12 @@ class TableSource:
                 f"({recorded.source_table if recorded else table}) differs from the spec; apply checks the "
                 f"table and recreates view {shown}",
             ),
-            "dropped": ("view_missing", f"view {shown} over {table} was dropped; apply recreates it"),
+            "dropped": (
+                "view_missing",
+                f"view {shown} over {table}"
+                + ("" if spec.mode == "view" else f" (or its {spec.mode} copy)")
+                + " was dropped; apply recreates it",
+            ),
             "changed": ("view_differs", f"view {shown} was changed outside ragstate; apply recreates it"),
         }.get(state)
         return [SourceProblem(*problem)] if problem else []
@@ -167,9 +185,13 @@ class TableSource:
         spec = self.spec
         registry.create_scope(session)
         layout = layout_of(spec, self.store)
-        staged, kept = views.stage_scope(session, self.name, layout, spec.where, limit, path=spec.table)
+        t0 = time.perf_counter()
+        staged, kept = views.stage_scope(
+            session, self.relation, layout, spec.where, limit, path=spec.table, stored=self.stored
+        )
+        self.timing["stage_s"] = round(time.perf_counter() - t0, 4)
         if staged < (kept if limit is None else min(kept, limit)):
-            nulls, repeated = views.view_id_problems(session, self.name, layout, spec.where)
+            nulls, repeated = views.view_id_problems(session, self.relation, layout, spec.where)
             what = []
             if nulls:
                 what.append(f"{nulls} rows have no id (NULL)")
@@ -183,6 +205,14 @@ class TableSource:
                 doc_id=repeated[0][0] if repeated else None,
             )
         return staged
+
+    def sync(self, session: Session) -> None:
+        """Bring the copy or materialised view in step with the view (``source.mode``),
+        before the observation's snapshot; nothing in mode ``view``."""
+        t0 = time.perf_counter()
+        views.sync(self.store, session, self.name, layout_of(self.spec, self.store), self.spec.mode)
+        if self.stored:
+            self.timing["sync_s"] = round(time.perf_counter() - t0, 4)
 
     def repair(self) -> list[str]:
         report = map_table(self.store, self.spec)
@@ -216,10 +246,20 @@ class TableSource:
             elif id_info is not None and store.dialect.text_conversion(id_info.sql_type) == "direct":
                 raw = wanted
             if raw:
-                rows.update((r[1], r) for r in views.load_rows(s, self.name, layout, spec.where, raw, by_raw_id=True))
+                rows.update(
+                    (r[1], r)
+                    for r in views.load_rows(
+                        s, self.relation, layout, spec.where, raw, by_raw_id=True, stored=self.stored
+                    )
+                )
             rest = [d for d in wanted if d not in rows]
             if rest:
-                rows.update((r[1], r) for r in views.load_rows(s, self.name, layout, spec.where, rest, by_raw_id=False))
+                rows.update(
+                    (r[1], r)
+                    for r in views.load_rows(
+                        s, self.relation, layout, spec.where, rest, by_raw_id=False, stored=self.stored
+                    )
+                )
         fold = store.dialect.fold_case
         metadata_at = [(name, 5 + (_extra_index(layout.extras, name, fold) or 0)) for name in spec.metadata]
         for ref in refs:
@@ -355,6 +395,8 @@ def _view_state(store: Store, session: Session, spec: TableSourceSpec) -> tuple[
         return "changed", recorded
     if columns is None:
         return "dropped", recorded
+    if spec.mode != "view" and store.columns(session, views.relation_name(spec.mapping_name, spec.mode)) is None:
+        return "dropped", recorded  # its copy or materialised view is gone: recreated with the view
     return ("current" if set(columns) == set(layout_of(spec, store).columns) else "changed"), recorded
 
 

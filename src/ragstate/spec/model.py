@@ -216,6 +216,12 @@ class TableSourceSpec(_Section):
     max_document_bytes: int = Field(
         20_000_000, ge=1, le=1 << 31, description="a row whose text fields are larger is quarantined by its id"
     )
+    mode: Literal["view", "copy", "materialized"] = Field(
+        "view",
+        description="how documents are read: through the view (view); from a copy of id, hash and text that "
+        "ragstate keeps in step with the view at each observation (copy); or from a materialised view refreshed "
+        "before each observation (materialized, PostgreSQL)",
+    )
 
     @field_validator("where", mode="before")
     @classmethod
@@ -257,12 +263,14 @@ class TableSourceSpec(_Section):
         from ragstate.errors import IdentifierError
         from ragstate.stores.schema import ident
 
+        # the view is named src_<name>, its copy src_<name>_copy_doc (an index): ident's
+        # 48 characters leave room for them
+        room = 44 if self.mode == "view" else 35
         try:
-            # the view is named src_<name>; ident's 48 characters leave room for it
-            ident("src_" + self.mapping_name, what="mapping name")
+            ident("src_" + self.mapping_name + ("" if self.mode == "view" else "_copy_doc"), what="mapping name")
         except IdentifierError:
             raise ValueError(
-                f"mapping name {self.mapping_name[:60]!r}: use 1-44 characters of a-z, 0-9 and _ "
+                f"mapping name {self.mapping_name[:60]!r}: use 1-{room} characters of a-z, 0-9 and _ "
                 "(set source.name when the table's name does not fit)"
             ) from None
         return self

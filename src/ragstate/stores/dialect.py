@@ -241,13 +241,16 @@ class Dialect(ABC):
     def drop_view(self, view: str) -> str:
         return f"DROP VIEW IF EXISTS {self.table(view)}"
 
-    def view_sql(self, template: str, filters: Sequence[Filter] = (), *, prefix: str = "") -> str:
+    def view_sql(
+        self, template: str, filters: Sequence[Filter] = (), *, prefix: str = "", stored_hash: bool = False
+    ) -> str:
         """Fill a view statement template's markers; the result is a normal template.
 
         ``/*filter*/`` becomes the filters' conditions joined by AND (``1 = 1`` when
         there are none), each column ``prefix + column``, each value a ``?`` (bind
         ``filter_params(filters)`` in the same order); ``/*content_hash*/`` becomes this
-        backend's content hash of the columns ``title``, ``abstract`` and ``body``.
+        backend's content hash of the columns ``title``, ``abstract`` and ``body``, or,
+        with ``stored_hash`` (a copy or materialised view), the column ``content_hash``.
         """
         conditions = []
         for f in filters:
@@ -256,10 +259,76 @@ class Dialect(ABC):
             conditions.append(FILTER_CONDITIONS[f.op].replace("{c}", self.quote_user(prefix + f.column)))
         sql = template.replace(FILTER_MARK, " AND ".join(conditions) or "1 = 1")
         if HASH_MARK in sql:
-            sql = sql.replace(
-                HASH_MARK, self.content_hash_sql(self.quote("title"), self.quote("abstract"), self.quote("body"))
-            )
+            sql = sql.replace(HASH_MARK, self.quote("content_hash") if stored_hash else self._view_hash())
         return sql
+
+    def _view_hash(self) -> str:
+        return self.content_hash_sql(self.quote("title"), self.quote("abstract"), self.quote("body"))
+
+    # --- in-place sources: a copy or a materialised view of the view (slow views) ------
+
+    #: the ``source.mode`` values this backend can keep (``view`` reads the view itself)
+    stored_modes: tuple[str, ...] = ("copy",)
+
+    def drop_stored(self, copy: str, materialized: str) -> list[str]:
+        """Statements removing a mapping's copy and materialised view, whichever exist."""
+        return [f"DROP TABLE IF EXISTS {self.table(copy)}"]
+
+    def create_stored(self, mode: str, relation: str, view: str, layout: ViewLayout) -> list[str]:
+        """Statements creating ``relation``, the copy (``mode`` ``copy``: a table, filled by
+        ``sync_copy``) or materialised view (``materialized``: filled by its refresh) of
+        view ``view``: the view's columns and then ``content_hash``, computed when the row
+        is copied, with indexes on ``doc_id`` and the id column's own values."""
+        select = f"SELECT v.*, {self._view_hash()} AS {self.quote('content_hash')} FROM {self.table(view)} v"
+        rel = self.table(relation)
+        if mode == "copy":
+            head = [f"CREATE TABLE {rel} AS {select} WHERE 1 = 0"]
+        elif mode == "materialized" and mode in self.stored_modes:
+            head = [f"CREATE MATERIALIZED VIEW {rel} AS {select} WITH NO DATA"]
+        else:
+            raise IdentifierError(f"source.mode {mode!r} is not available on {self.name}")
+        raw = self.quote_user(layout.EXTRA_PREFIX + layout.id)
+        return head + [
+            f"CREATE INDEX {self.quote(self._stored_index(relation, 'doc'))} ON {rel} ({self.quote('doc_id')})",
+            f"CREATE INDEX {self.quote(self._stored_index(relation, 'raw'))} ON {rel} ({raw})",
+        ]
+
+    def _stored_index(self, relation: str, what: str) -> str:
+        return ident(f"{relation}_{what}", what="index name")
+
+    def sync_copy(self, copy: str, view: str, layout: ViewLayout) -> list[str]:
+        """Statements bringing table ``copy`` in step with view ``view``, in one pass over
+        the view: its rows (hashed) go to a temporary table; copied rows that no longer
+        match a row of it exactly are deleted, and rows it has that the copy lacks are
+        inserted. Unchanged rows are not written. Run them in one transaction."""
+        tmp = self.temp_table("sync")
+        rel = self.table(copy)
+        select = f"SELECT v.*, {self._view_hash()} AS {self.quote('content_hash')} FROM {self.table(view)} v"
+        columns = [*layout.columns, "content_hash"]
+
+        def same(a: str, b: str) -> str:
+            return " AND ".join(
+                self.null_safe_equal(f"{a}.{self.quote_any(c)}", f"{b}.{self.quote_any(c)}") for c in columns
+            )
+
+        return [
+            f"DROP TABLE IF EXISTS {tmp}",
+            f"CREATE TEMP TABLE {tmp} AS {select}",
+            f"DELETE FROM {rel} WHERE NOT EXISTS (SELECT 1 FROM {tmp} s WHERE {same('s', rel)})",
+            f"INSERT INTO {rel} SELECT * FROM {tmp} s WHERE NOT EXISTS (SELECT 1 FROM {rel} c WHERE {same('s', 'c')})",
+            f"DROP TABLE IF EXISTS {tmp}",
+        ]
+
+    def quote_any(self, name: str) -> str:
+        """Quote a view column: ragstate's own (``doc_id``) or one named after the user's."""
+        return self.quote_user(name) if name.startswith(ViewLayout.EXTRA_PREFIX) else self.quote(name)
+
+    def refresh_materialized(self, relation: str) -> str:
+        raise IdentifierError(f"materialised views are not available on {self.name}")
+
+    def null_safe_equal(self, a: str, b: str) -> str:
+        """SQL true when ``a`` and ``b`` are equal or both NULL."""
+        return f"{a} IS NOT DISTINCT FROM {b}"
 
     @staticmethod
     def filter_params(filters: Iterable[Filter]) -> list[Any]:

@@ -57,6 +57,30 @@ def view_name(mapping_name: str) -> str:
     return "src_" + mapping_name
 
 
+#: what ``source.mode`` reads documents from, besides the view itself
+STORED_SUFFIX = {"copy": "_copy", "materialized": "_mat"}
+
+
+def relation_name(mapping_name: str, mode: str) -> str:
+    """What observing and loading read for ``mode``: the view, its copy (a table ragstate
+    keeps in step) or its materialised view (refreshed before each observation)."""
+    return view_name(mapping_name) + STORED_SUFFIX.get(mode, "")
+
+
+def sync(store: Store, session: Session, mapping_name: str, layout: ViewLayout, mode: str) -> None:
+    """Bring the copy or materialised view of ``mapping_name`` in step with its view
+    (nothing for ``view``): one pass over the view, in one transaction."""
+    if mode == "view":
+        return
+    relation = relation_name(mapping_name, mode)
+    with session.transaction():
+        if mode == "materialized":
+            session.execute(store.dialect.refresh_materialized(relation))
+        else:
+            for statement in store.dialect.sync_copy(relation, view_name(mapping_name), layout):
+                session.execute(statement)
+
+
 def recorded(store: Store, session: Session, name: str) -> RecordedMapping | None:
     """The recorded mapping ``name``, or None (also when the table is not there yet)."""
     if store.columns(session, VIEW_MAPPINGS.name) is None:
@@ -83,12 +107,21 @@ def create(
     fingerprint: str,
     columns: dict[str, str],
 ) -> None:
-    """(Re)create the view of mapping ``name`` and record it, in one transaction."""
+    """(Re)create the view of mapping ``name`` (and its copy or materialised view, for
+    ``definition["mode"]``) and record it, in one transaction."""
     stamp = now()
     old = recorded(store, session, name)
+    mode = definition.get("mode", "view")
+    d = store.dialect
     with session.transaction():
-        for statement in store.dialect.create_view(view_name(name), layout):
+        # A materialised view depends on the view: it goes first, whatever the old mode.
+        for statement in d.drop_stored(relation_name(name, "copy"), relation_name(name, "materialized")):
             session.execute(statement)
+        for statement in d.create_view(view_name(name), layout):
+            session.execute(statement)
+        if mode != "view":
+            for statement in d.create_stored(mode, relation_name(name, mode), view_name(name), layout):
+                session.execute(statement)
         session.execute(
             store.dialect.upsert(VIEW_MAPPINGS.name, VIEW_MAPPINGS.column_names, VIEW_MAPPINGS.primary_key),
             (
@@ -153,32 +186,41 @@ def binary_values(session: Session, source: str, column: str, filters: Sequence[
 
 
 def stage_scope(
-    session: Session, name: str, layout: ViewLayout, filters: Sequence[Filter], limit: int | None, path: str
+    session: Session,
+    relation: str,
+    layout: ViewLayout,
+    filters: Sequence[Filter],
+    limit: int | None,
+    path: str,
+    *,
+    stored: bool = False,
 ) -> tuple[int, int]:
-    """Insert the view's documents into the temporary ``scope``, hashed in the database.
+    """Insert the documents of ``relation`` (the view, or its copy or materialised view
+    when ``stored``: hashes already computed) into the temporary ``scope``.
 
     Returns ``(staged, kept)``: rows staged, and rows the filters keep (ids missing or
     repeated make the first smaller). The caller creates ``scope`` first.
     """
     d = session.dialect
     params: list[Any] = [path, *d.filter_params(filters)]
-    names = {"view": view_name(name), "raw_id": UserName(layout.EXTRA_PREFIX + layout.id)}
+    names = {"view": relation, "raw_id": UserName(layout.EXTRA_PREFIX + layout.id)}
+    pre = layout.EXTRA_PREFIX
     if limit is None:
-        staged = session.execute(d.view_sql(_STAGE, filters, prefix=layout.EXTRA_PREFIX), params, **names)
+        staged = session.execute(d.view_sql(_STAGE, filters, prefix=pre, stored_hash=stored), params, **names)
     else:
         staged = session.execute(
-            d.view_sql(_STAGE_FIRST, filters, prefix=layout.EXTRA_PREFIX), [*params, limit], **names
+            d.view_sql(_STAGE_FIRST, filters, prefix=pre, stored_hash=stored), [*params, limit], **names
         )
     kept = session.scalar(
-        d.view_sql("SELECT count(*) FROM {view} WHERE /*filter*/", filters, prefix=layout.EXTRA_PREFIX),
+        d.view_sql("SELECT count(*) FROM {view} WHERE /*filter*/", filters, prefix=pre),
         d.filter_params(filters),
-        view=view_name(name),
+        view=relation,
     )
     return int(staged), int(kept)
 
 
 def view_id_problems(
-    session: Session, name: str, layout: ViewLayout, filters: Sequence[Filter]
+    session: Session, relation: str, layout: ViewLayout, filters: Sequence[Filter]
 ) -> tuple[int, list[tuple[str, int]]]:
     """``(rows without an id, a few repeated ids with their counts)`` among the kept rows."""
     d = session.dialect
@@ -188,7 +230,7 @@ def view_id_problems(
             "SELECT count(*) FROM {view} WHERE doc_id IS NULL AND /*filter*/", filters, prefix=layout.EXTRA_PREFIX
         ),
         params,
-        view=view_name(name),
+        view=relation,
     )
     repeated = session.query(
         d.view_sql(
@@ -198,29 +240,33 @@ def view_id_problems(
             prefix=layout.EXTRA_PREFIX,
         ),
         params,
-        view=view_name(name),
+        view=relation,
     )
     return int(nulls or 0), [(str(r[0]), int(r[1])) for r in repeated]
 
 
 def load_rows(
     session: Session,
-    name: str,
+    relation: str,
     layout: ViewLayout,
     filters: Sequence[Filter],
     ids: Sequence[Any],
     *,
     by_raw_id: bool,
+    stored: bool = False,
 ) -> list[tuple[Any, ...]]:
-    """Rows of the view for ``ids``: ``(content_hash, doc_id, title, abstract, body, *extras)``.
+    """Rows of ``relation`` (the view, its copy or its materialised view when ``stored``)
+    for ``ids``: ``(content_hash, doc_id, title, abstract, body, *extras)`` (a stored
+    relation adds its ``content_hash`` again at the end).
 
     ``by_raw_id`` looks the rows up by the id column's own values (integers, or text
     of a text column), so the table's index on it serves; otherwise by the text ``doc_id``.
     """
     d = session.dialect
+    template = _LOAD_BY_RAW_ID if by_raw_id else _LOAD_BY_DOC_ID
     return session.query(
-        d.view_sql(_LOAD_BY_RAW_ID if by_raw_id else _LOAD_BY_DOC_ID, filters, prefix=layout.EXTRA_PREFIX),
+        d.view_sql(template, filters, prefix=layout.EXTRA_PREFIX, stored_hash=stored),
         [list(ids), *d.filter_params(filters)],
-        view=view_name(name),
+        view=relation,
         raw_id=UserName(layout.EXTRA_PREFIX + layout.id),
     )

@@ -101,5 +101,16 @@ class PostgresDialect(Dialect):
             return "direct"
         return "convert"
 
+    stored_modes = ("copy", "materialized")
+
+    def drop_stored(self, copy: str, materialized: str) -> list[str]:
+        return [
+            *super().drop_stored(copy, materialized),
+            f"DROP MATERIALIZED VIEW IF EXISTS {self.table(materialized)}",
+        ]
+
+    def refresh_materialized(self, relation: str) -> str:
+        return f"REFRESH MATERIALIZED VIEW {self.table(relation)}"
+
     def is_integer_type(self, sql_type: str) -> bool:
         return sql_type.lower() in ("smallint", "integer", "bigint")

@@ -142,5 +142,8 @@ class SQLiteDialect(Dialect):
     def is_integer_type(self, sql_type: str) -> bool:
         return "INT" in sql_type.upper()
 
+    def null_safe_equal(self, a: str, b: str) -> str:
+        return f"{a} IS {b}"
+
     def binary_values_sql(self) -> str | None:
         return "SELECT count(*) FROM {src} WHERE typeof({col}) = 'blob' AND /*filter*/"
