@@ -86,7 +86,7 @@ def make_embedder(name: str, spec: ModelSpec) -> Embedder:
 
 _cache_lock = threading.Lock()
 _embedders: dict[tuple[str, str], Embedder] = {}
-_loaded: dict[tuple[str, str, int | None], Any] = {}
+_loaded: dict[tuple[str, str, int | None, str], Any] = {}
 
 
 class SentenceTransformerEmbedder:
@@ -122,8 +122,10 @@ class SentenceTransformerEmbedder:
         self.model()
 
     def model(self) -> Any:
-        """The loaded model (loaded on first use, then shared by the whole process)."""
-        key = (str(self.path), self.spec.device, self.spec.threads)
+        """The loaded model (loaded on first use, then shared by the whole process: a
+        daemon loads it once). Keyed by the weights' digest too, so replaced weights at
+        the same path are loaded again rather than served stale."""
+        key = (str(self.path), self.spec.device, self.spec.threads, _weights_digest(self.path, self.field))
         with self._lock:
             if key not in _loaded:
                 _loaded[key] = self._load()

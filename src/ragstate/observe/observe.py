@@ -131,11 +131,13 @@ def observe(
     with store.session() as s:
         if store.columns(s, SCHEMA_VERSIONS.name) is None:
             migrate(store)
-        problems = tuple(schema_problems(store, s))
-        # An in-place source (a user's table) has no files: it reports its own schema
-        # drift and stages its scope in the database, hashes included (sources.base).
-        in_place = source if isinstance(source, InPlaceSource) else None
-        source_problems = tuple(in_place.problems(s)) if in_place is not None else ()
+        # The catalog is read once per block (a query or two), not per table.
+        with store.catalog_snapshot(s):
+            problems = tuple(schema_problems(store, s))
+            # An in-place source (a user's table) has no files: it reports its own schema
+            # drift and stages its scope in the database, hashes included (sources.base).
+            in_place = source if isinstance(source, InPlaceSource) else None
+            source_problems = tuple(in_place.problems(s)) if in_place is not None else ()
         if problems or source_problems:
             return Observed(scope_size=0, kinds={}, schema=problems, source_schema=source_problems, depth=depth)
         known: Mapping[str, FileStat] = {}
@@ -147,7 +149,7 @@ def observe(
         else:
             in_place.sync(s)  # a copy or materialised view: refreshed before the snapshot
         cache: CacheFindings | None = None
-        with s.read_transaction():
+        with s.read_transaction(), store.catalog_snapshot(s):
             try:
                 if in_place is not None:
                     scope_size = in_place.stage_scope(s, spec.scope_limit)

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ragstate.errors import RagstateError
 from ragstate.redact import redact_data
 from ragstate.stores.dialect import Dialect
 from ragstate.stores.schema import TableDef
@@ -88,10 +89,26 @@ class Check:
         return self.status == "fail"
 
 
+_DDL = ("CREATE", "DROP", "ALTER", "REFRESH")
+
+
+def changes_schema(sql: str) -> bool:
+    """True for a statement that may change ragstate's catalog (DDL not on a temporary
+    table): it clears a session's catalog snapshot."""
+    return sql.lstrip()[:8].upper().startswith(_DDL) and "rs_tmp_" not in sql
+
+
 class Session(ABC):
     """One connection. Statement templates are rendered by the store's dialect."""
 
     dialect: Dialect
+    #: a snapshot of ragstate's catalog while inside ``Store.catalog_snapshot`` (else None)
+    catalog: dict[str, Any] | None = None
+
+    def schema_changed(self, sql: str) -> None:
+        """Called after each statement: DDL clears the catalog snapshot."""
+        if self.catalog and changes_schema(sql):
+            self.catalog.clear()
 
     @abstractmethod
     def execute(self, template: str, params: Sequence[Any] = (), **tables: str) -> int:
@@ -190,6 +207,34 @@ class Store(ABC):
         from ragstate.stores.migrations import migrate
 
         return migrate(self)
+
+    @contextmanager
+    def catalog_snapshot(self, session: Session) -> Iterator[None]:
+        """Inside the block, ``columns`` and ``indexes`` of ragstate's tables come from one
+        read of the catalog (a query or two, loaded on first use), not a query per table.
+        DDL run through ``session`` clears it; so use it where the schema is read many
+        times and changed rarely (an observation). Nested blocks share the outer one."""
+        if session.catalog is not None:
+            yield
+            return
+        session.catalog = {}
+        try:
+            yield
+        finally:
+            session.catalog = None
+
+    def cached(self, session: Session, what: str, load: Any) -> Any:
+        """``load(session)``, once per catalog snapshot (None outside one, or when the
+        snapshot cannot be read in one go: callers then query table by table)."""
+        catalog = session.catalog
+        if catalog is None:
+            return None
+        if what not in catalog:
+            try:
+                catalog[what] = load(session)
+            except RagstateError:  # e.g. a view SQLite reports as broken: read table by table
+                catalog[what] = None
+        return catalog[what]
 
     @abstractmethod
     def prepare(self, session: Session) -> None:

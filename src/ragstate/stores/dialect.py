@@ -19,6 +19,8 @@ from ragstate.errors import IdentifierError
 from ragstate.stores.schema import Column, ColumnType, Index, TableDef, ident, user_ident
 
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
+#: rendered statements a dialect keeps (templates are few; table names grow with generations)
+RENDERED_KEPT = 4096
 
 
 class Col(str):
@@ -126,7 +128,23 @@ class Dialect(ABC):
         a column when ``names[key]`` is a ``Col``, and ``{tmp_x}`` the temporary table
         ``x``. Any ``{...}`` that is not a valid identifier is left alone and makes the
         statement fail loudly at the driver.
+
+        Rendered statements are kept per dialect (a statement's text depends only on the
+        template, the names and this dialect's prefix or schema, so it never goes stale);
+        the drivers then reuse their prepared statements for the same text.
         """
+        key = (template, tuple(sorted((k, type(v).__name__, str(v)) for k, v in names.items())))
+        rendered = self.__dict__.setdefault("_rendered", {})
+        sql = rendered.get(key)
+        if sql is None:
+            sql = self.render_uncached(template, **names)
+            if len(rendered) >= RENDERED_KEPT:
+                rendered.clear()
+            rendered[key] = sql
+        return sql
+
+    def render_uncached(self, template: str, **names: str) -> str:
+        """``render`` without keeping the result."""
 
         def table_for(m: re.Match[str]) -> str:
             key = m.group(1)

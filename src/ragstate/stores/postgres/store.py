@@ -138,7 +138,8 @@ class PostgresSession(Session):
         sql = self.dialect.render(template, **tables)
         with _translated(self.where):
             cur = self.conn.execute(sql, self.params(params))
-            return cur.rowcount
+        self.schema_changed(sql)
+        return cur.rowcount
 
     def executemany(self, template: str, rows: Iterable[Sequence[Any]], **tables: str) -> None:
         sql = self.dialect.render(template, **tables)
@@ -488,6 +489,9 @@ class PostgresStore(Store):
         return Check("store.rights", "ok", f"role {role} may create and write ragstate's tables in {where}")
 
     def columns(self, session: Session, table: str) -> dict[str, ColumnInfo] | None:
+        every = self.cached(session, "columns", self._all_columns)
+        if every is not None:
+            return every.get(table)
         rows = session.query(
             "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
             "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -498,13 +502,36 @@ class PostgresStore(Store):
             return None
         return {name: ColumnInfo(name, type_.lower()) for name, type_ in rows}
 
+    def _all_columns(self, session: Session) -> dict[str, dict[str, ColumnInfo]]:
+        """Columns of every relation in ragstate's schema (one query)."""
+        out: dict[str, dict[str, ColumnInfo]] = {}
+        for table, name, type_ in session.query(
+            "SELECT c.relname, a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
+            "JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = ? AND a.attnum > 0 AND NOT a.attisdropped ORDER BY c.relname, a.attnum",
+            (self.dialect.schema,),
+        ):
+            out.setdefault(table, {})[name] = ColumnInfo(name, type_.lower())
+        return out
+
     def indexes(self, session: Session, table: str) -> set[str] | None:
         if self.columns(session, table) is None:
             return None
+        every = self.cached(session, "indexes", self._all_indexes)
+        if every is not None:
+            return set(every.get(table, set()))
         rows = session.query(
             "SELECT indexname FROM pg_indexes WHERE schemaname = ? AND tablename = ?", (self.dialect.schema, table)
         )
         return {r[0] for r in rows}
+
+    def _all_indexes(self, session: Session) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for table, name in session.query(
+            "SELECT tablename, indexname FROM pg_indexes WHERE schemaname = ?", (self.dialect.schema,)
+        ):
+            out.setdefault(table, set()).add(name)
+        return out
 
     def user_columns(self, session: Session, schema: str | None, table: str) -> dict[str, ColumnInfo] | None:
         rows = session.query(

@@ -67,7 +67,9 @@ class SQLiteSession(Session):
         with _translated(self.where):
             before = self.conn.total_changes()
             self.conn.execute(sql, self.params(params))
-            return self.conn.total_changes() - before
+            changed = self.conn.total_changes() - before
+        self.schema_changed(sql)
+        return changed
 
     def executemany(self, template: str, rows: Iterable[Sequence[Any]], **tables: str) -> None:
         sql = self.dialect.render(template, **tables)
@@ -310,28 +312,59 @@ class SQLiteStore(Store):
         return checks
 
     def columns(self, session: Session, table: str) -> dict[str, ColumnInfo] | None:
+        every = self.cached(session, "columns", self._all_columns)
+        if every is not None:
+            return every.get(table)
         rows = session.query("SELECT name, type FROM pragma_table_info(?)", (self.dialect.prefix + table,))
         if not rows:
             return None
         return {name: ColumnInfo(name, (type_ or "").lower()) for name, type_ in rows}
 
+    def _all_columns(self, session: Session) -> dict[str, dict[str, ColumnInfo]]:
+        """Columns of every table and view with ragstate's prefix, by unprefixed name (one query)."""
+        prefix = self.dialect.prefix
+        out: dict[str, dict[str, ColumnInfo]] = {}
+        for table, name, type_ in session.query(
+            "SELECT m.name, p.name, p.type FROM sqlite_schema m JOIN pragma_table_info(m.name) p "
+            "WHERE m.type IN ('table', 'view') AND substr(m.name, 1, length(?)) = ? ORDER BY m.name, p.cid",
+            (prefix, prefix),
+        ):
+            out.setdefault(table[len(prefix) :], {})[name] = ColumnInfo(name, (type_ or "").lower())
+        return out
+
     def indexes(self, session: Session, table: str) -> set[str] | None:
         if self.columns(session, table) is None:
             return None
         physical = self.dialect.prefix + table
-        rows = session.query("SELECT name FROM pragma_index_list(?)", (physical,))
-        return {r[0] for r in rows} | self._fulltext_indexes(session, physical)
+        every = self.cached(session, "indexes", self._all_indexes)
+        if every is not None:
+            named = every.get(physical, set())
+        else:
+            named = {r[0] for r in session.query("SELECT name FROM pragma_index_list(?)", (physical,))}
+        return named | self._fulltext_indexes(session, physical)
+
+    def _all_indexes(self, session: Session) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for table, name in session.query(
+            "SELECT m.name, i.name FROM sqlite_schema m JOIN pragma_index_list(m.name) i WHERE m.type = 'table'"
+        ):
+            out.setdefault(table, set()).add(name)
+        return out
 
     def _fulltext_indexes(self, session: Session, physical: str) -> set[str]:
         """FTS5 tables over ``physical`` that are whole: all three triggers present and one
         indexed row per row of the table (otherwise the index is reported missing, and
         repair recreates and rebuilds it)."""
-        triggers = {
-            r[0]
-            for r in session.query(
-                "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?", (physical,)
-            )
-        }
+        every = self.cached(session, "triggers", self._all_triggers)
+        if every is not None:
+            triggers = every.get(physical, set())
+        else:
+            triggers = {
+                r[0]
+                for r in session.query(
+                    "SELECT name FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?", (physical,)
+                )
+            }
         found = set()
         for name in triggers:
             fts = name.removesuffix("_ai")
@@ -350,6 +383,12 @@ class SQLiteStore(Store):
             if rows == indexed:
                 found.add(fts)
         return found
+
+    def _all_triggers(self, session: Session) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for table, name in session.query("SELECT tbl_name, name FROM sqlite_master WHERE type = 'trigger'"):
+            out.setdefault(table, set()).add(name)
+        return out
 
     def user_columns(self, session: Session, schema: str | None, table: str) -> dict[str, ColumnInfo] | None:
         if schema not in (None, "main"):
