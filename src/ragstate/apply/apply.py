@@ -15,32 +15,43 @@ Write order, the invariant everything else relies on:
    that transaction leaves the active generations as they were; the next run resumes the
    build, or verifies again.
 
-Kinds are applied in build order (upstream first), each to completion before the next,
-so a dependent kind reads its upstream kinds' complete target generation.
+Kinds are prepared in build order (upstream first: a new generation created, tables
+repaired, orphaned rows deleted), then built; then new generations are verified and
+switched in by switch group (``generations.settle``). With
+``reconcile.concurrent_kinds`` 1 each kind is built to completion before the next;
+above, kinds are built concurrently and a dependent kind builds each document once its
+upstream kinds have committed it (``schedule.py``), so it always reads complete
+upstream rows. Either way one writer thread commits the batches.
 
 Apply is idempotent: a batch re-run after a crash rewrites the same rows. Builds are
-computed by the executor while the writer thread commits the previous batch: in this
-thread, or on the actors of a Ray cluster (``compute.executors``); results come back in
-batch order, so the write order is the same whatever computes them. A batch that fails
-on an actor is built again here, with the retries and isolation below.
+computed by the executor while the writer thread commits earlier batches: on the kinds'
+threads, or on the actors of a Ray cluster (``compute.executors``; kinds then go one at
+a time, the actors being the parallelism); results come back in batch order, so the
+write order is the same whatever computes them. A batch that fails on an actor is built
+again here, with the retries and isolation below.
 
 Faults (``docs/failures.md``): every write goes through ``Safety.commit`` (fenced by the
 writer lock, retried when transient); batches are sized to the memory budget
-(``batching``); a document that fails is found and set aside (``isolate``) and written
-to quarantine in its batch's transaction, together with the rows of the others.
-Quarantined documents are not built and their old rows are not deleted.
+(``batching``; concurrent kinds share it); a document that fails is found and set aside
+(``isolate``) and written to quarantine in its batch's transaction, together with the
+rows of the others. Quarantined documents are not built and their old rows are not
+deleted; nor are the documents an upstream kind set aside in this run.
 
 A ``Budget`` (``budget``) may stop the work early, always at a batch boundary: before a
-kind, a deletion batch or a build batch starts (never inside one). Batches committed
-stay; a generation is switched in only when complete, so a partial run never switches.
+kind is prepared, before a deletion batch or a build batch starts (never inside one);
+concurrent kinds share it (each batch takes its documents from the item cap before it is
+computed). Batches committed stay; a stopped run verifies and switches nothing (the run
+that completes the build does).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from ragstate.apply.batching import BatchSizer
@@ -50,8 +61,9 @@ from ragstate.apply.isolate import BatchResult, Isolator
 from ragstate.apply.progress import NullProgress, Progress
 from ragstate.apply.record import KindCounts, RunRecord
 from ragstate.apply.safety import Safety
+from ragstate.apply.schedule import Gate, Overlap, Stopped
 from ragstate.apply.writer import BatchWriter
-from ragstate.artifacts.base import BuildContext, Recipe
+from ragstate.artifacts.base import BuildContext
 from ragstate.artifacts.cache import EmbeddingCache, evict
 from ragstate.compute.embedders import make_embedder
 from ragstate.compute.executors import Executor, LocalExecutor, open_executor
@@ -119,33 +131,32 @@ def apply_plan(
     cache = EmbeddingCache(store, enabled=spec.cache.enabled, run_id=record.run_id)
     # The generation each kind's work went into, for the dependent kinds that read it.
     targets: dict[str, int] = {k.kind: k.target_generation for k in plan.kinds if k.target_generation is not None}
-    # Documents set aside during this run, per kind: kinds built from them skip them too.
-    set_aside: dict[str, set[str]] = {}
     executor = open_executor(spec)
     record.executor = executor.description
+    run = _Run(
+        observed, spec, desired, targets, store, source, record, progress, safety, budget, tracker, cache, executor
+    )
+    # Kinds at once only with the local executor: on a cluster, the actors are the parallelism.
+    n = concurrent_kinds(spec, store, plan.kinds) if isinstance(executor, LocalExecutor) else 1
     try:
-        for kind_plan in plan.kinds:
-            blocked = {d for u in desired.kind(kind_plan.kind).kind.depends_on for d in set_aside.get(u, ())}
-            if kind_plan.has_work:
-                if budget.exhausted():
-                    break
-                targets[kind_plan.kind], failed = _apply_kind(
-                    kind_plan,
-                    observed,
-                    spec,
-                    desired,
-                    targets,
-                    store,
-                    source,
-                    record,
-                    progress,
-                    _Run(safety, budget, tracker),
-                    blocked,
-                    executor,
-                    cache,
-                )
-                blocked |= failed
-            set_aside[kind_plan.kind] = blocked
+        if n <= 1:
+            for kp in plan.kinds:
+                if kp.has_work:
+                    if budget.exhausted():
+                        break
+                    job = run.prepare(kp)
+                    if job is not None:
+                        writer = BatchWriter(store, commit=safety.commit)
+                        try:
+                            run.build(job, job.sizer.batches(job.refs), writer)
+                            writer.close()
+                        except BaseException:
+                            writer.abandon()
+                            raise
+                    run.finish(kp)
+                run.set_aside[kp.kind] = run.blocked(kp.kind) | run.failed.get(kp.kind, set())
+        else:
+            _build_concurrently(run, [k for k in plan.kinds if k.has_work], n)
     finally:
         executor.close()
         if executor.startup_seconds:
@@ -168,7 +179,7 @@ def apply_plan(
         )
     record.cache["hits"] = sum(k.cache_hits for k in record.kinds.values())
     record.cache["misses"] = sum(k.cache_misses for k in record.kinds.values())
-    if spec.cache.enabled:
+    if spec.cache.enabled and not budget.stopped:  # a stopped run leaves it to the next
         evicted, freed = safety.read(lambda: evict(store, spec.cache.max_mb))
         record.cache["evicted"], record.cache["evicted_bytes"] = evicted, freed
     record.timings["apply_s"] = round(time.perf_counter() - t0, 4)
@@ -193,86 +204,192 @@ def _forget_holds(observed: Observed, store: Store, safety: Safety) -> None:
             safety.commit(store, lambda s, kind=k.kind: ledger.clear_hold(s, kind))
 
 
-def _apply_kind(
-    kp: KindPlan,
-    observed: Observed,
-    spec: Spec,
-    desired: Desired,
-    targets: dict[str, int],
-    store: Store,
-    source: Source,
-    record: RunRecord,
-    progress: Progress,
-    run: _Run,
-    blocked: set[str],
-    executor: Executor,
-    cache: EmbeddingCache,
-) -> tuple[int, set[str]]:
-    """Apply ``kp``; return the generation its work went into and the documents set aside.
+def concurrent_kinds(spec: Spec, store: Store, kinds: Sequence[KindPlan]) -> int:
+    """Batches of different kinds computed at once: ``reconcile.concurrent_kinds``, at most
+    one per kind with documents to build, and, on a pooled store, one connection fewer than
+    the pool (the writer holds one)."""
+    building = sum(1 for k in kinds if k.has_work and k.build_ids)
+    n = min(spec.reconcile.concurrent_kinds, building)
+    if store.max_sessions is not None:
+        n = min(n, max(1, store.max_sessions - 1))
+    return max(1, n)
 
-    ``blocked`` documents were set aside by an upstream kind in this run: they are not
-    built (their upstream rows are missing or stale), as if quarantined.
-    """
-    safety, budget = run.safety, run.budget
-    this = desired.kind(kp.kind)
-    kind, recipe = this.kind, this.recipe
-    counts = record.kinds.setdefault(kp.kind, KindCounts(recipe_fp=recipe.fingerprint))
-    generation = kp.target_generation
-    if generation is None:
-        created: list[int] = []
 
-        def create(s: Session) -> None:
-            gen = ledger.create_generation(
-                store,
-                s,
-                kind.name,
-                recipe.fingerprint,
-                recipe.params,
-                record.run_id,
-                upstream={u: targets[u] for u in kind.depends_on if u in targets},
-                models={recipe.model: spec.models[recipe.model].model_dump(mode="json")} if recipe.model else {},
-            )
-            for t in kind.tables(recipe, gen.generation):
-                store.ensure_table(s, t)
-            created[:] = [gen.generation]
+def _build_concurrently(run: _Run, work: Sequence[KindPlan], n: int) -> None:
+    """Prepare every kind in build order, build them on threads of their own (at most
+    ``n`` batches computed at once; dependents per document, ``schedule.Gate``; the
+    memory budget shared), then switch them in build order. A budget spent while preparing
+    leaves the kinds after unprepared (and unbuilt)."""
+    jobs: dict[str, _KindJob | None] = {}
+    for kp in work:
+        if run.budget.exhausted():
+            break
+        jobs[kp.kind] = run.prepare(kp, share=n)
+    work = [kp for kp in work if kp.kind in jobs]
+    building = {k: j for k, j in jobs.items() if j is not None}
+    gate = Gate({k: [r.doc_id for r in j.refs] for k, j in building.items()})
+    for k, j in building.items():
+        gate.register(k, j.refs, run.desired.kind(k).kind.depends_on)
+    slots = threading.Semaphore(n)
+    overlap = Overlap(concurrent_kinds=n)
+    writer = BatchWriter(run.store, depth=max(2, n), commit=run.safety.commit, on_error=lambda exc: gate.stop())
+    errors: list[BaseException] = []
 
-        safety.commit(store, create)
-        generation = created[0]
-        counts.created_generation = True
-        progress.note(f"{kind.name}: building generation {generation} (recipe {recipe.fingerprint})")
-    tables = kind.tables(recipe, generation)
-    names = [t.name for t in tables]
-    counts.generation = generation
-    if kp.repair:
+    def worker(kind: str) -> None:
+        try:
+            overlap.begin(kind)
+            job = building[kind]
+            run.build(job, gate.batches(kind, job.sizer.next_size), writer, slots=slots, gate=gate)
+            writer.submit(None, after=lambda: (gate.finish(kind), overlap.end(kind)))
+        except Stopped:
+            pass
+        except BaseException as exc:  # re-raised on the calling thread
+            errors.append(exc)
+            gate.stop()
 
-        def repair(s: Session) -> None:
-            for t in tables:
-                store.ensure_table(s, t)
-                add_missing_columns(store, s, t)
+    threads = [threading.Thread(target=worker, args=(k,), name=f"ragstate-{k}", daemon=True) for k in building]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)  # wakes for KeyboardInterrupt
+    except BaseException:
+        gate.stop()
+        for t in threads:
+            t.join()
+        writer.abandon()
+        raise
+    if errors:
+        writer.abandon()
+        raise errors[0]
+    writer.close()
+    run.record.schedule = overlap.summary({k: run.record.kinds[k].build_seconds for k in building})
+    for kp in work:
+        run.set_aside[kp.kind] = gate.skipped(kp.kind) | run.failed.get(kp.kind, set())
+        run.finish(kp)
 
-        safety.commit(store, repair)
-        counts.repaired.extend(kp.repair)
-    for ids, what in ((kp.purge, "purged"), (kp.delete, "deleted")):
-        for chunk in _chunks(ids, spec.reconcile.batch_size):
-            if budget.exhausted():
-                return generation, set()
 
-            def delete(s: Session, chunk: Sequence[str] = chunk, what: str = what) -> None:
-                ledger.delete_rows(s, names, chunk)
-                if what == "deleted":
-                    ledger.delete(s, kind.name, generation, chunk)
+@dataclass
+class _KindJob:
+    """What building one kind needs, once it is prepared."""
 
-            safety.commit(store, delete)
-            setattr(counts, what, getattr(counts, what) + len(chunk))
+    kp: KindPlan
+    desired: DesiredKind
+    generation: int
+    tables: tuple[TableDef, ...]
+    ctx: BuildContext
+    counts: KindCounts
+    refs: list[DocRef]
+    sizer: BatchSizer
+    isolator: Isolator
+    #: the kind had documents in quarantine when observed: built ones leave it
+    clear_quarantine: bool = False
+    failed: set[str] = field(default_factory=set)
 
-    refs = sorted((observed.refs[d] for d in kp.build_ids if d not in blocked), key=lambda r: (r.path, r.pos))
-    allowed = budget.remaining_items()
-    if allowed is not None and len(refs) > allowed:
-        refs = refs[:allowed]
-        budget.stopped = budget.stopped or ITEMS
-    failed: set[str] = set()
-    if refs:
-        upstream = {u: desired.kind(u) for u in kind.depends_on}
+
+@dataclass
+class _Run:
+    """One apply's kinds: prepare (generation, repair, deletes), build, finish (switch)."""
+
+    observed: Observed
+    spec: Spec
+    desired: Desired
+    targets: dict[str, int]
+    store: Store
+    source: Source
+    record: RunRecord
+    progress: Progress
+    safety: Safety
+    budget: Budget
+    tracker: _Tracker
+    cache: EmbeddingCache
+    executor: Executor
+    generations: dict[str, int] = field(default_factory=dict)
+    #: documents each kind set aside in this run (quarantined)
+    failed: dict[str, set[str]] = field(default_factory=dict)
+    #: those, and the documents each kind did not build because an upstream kind set
+    #: them aside (what the kinds built from it skip)
+    set_aside: dict[str, set[str]] = field(default_factory=dict)
+    #: kinds the budget stopped before all their work was done: never switched in this run
+    partial: set[str] = field(default_factory=set)
+    #: guards the budget and the tracker, shared by the kinds' threads
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def blocked(self, kind: str) -> set[str]:
+        """Documents set aside in this run by the kinds ``kind`` is built from."""
+        return {d for u in self.desired.kind(kind).kind.depends_on for d in self.set_aside.get(u, ())}
+
+    def prepare(self, kp: KindPlan, *, share: int = 1) -> _KindJob | None:
+        """Create the target generation if needed, repair its tables, delete orphaned rows;
+        return what building it needs (None when it has nothing to build). ``share``:
+        how many kinds build at once (each gets that share of the memory budget)."""
+        spec, store, record, progress, safety = self.spec, self.store, self.record, self.progress, self.safety
+        this = self.desired.kind(kp.kind)
+        kind, recipe = this.kind, this.recipe
+        counts = record.kinds.setdefault(kp.kind, KindCounts(recipe_fp=recipe.fingerprint))
+        generation = kp.target_generation
+        if generation is None:
+            created: list[int] = []
+
+            def create(s: Session) -> None:
+                gen = ledger.create_generation(
+                    store,
+                    s,
+                    kind.name,
+                    recipe.fingerprint,
+                    recipe.params,
+                    record.run_id,
+                    upstream={u: self.targets[u] for u in kind.depends_on if u in self.targets},
+                    models={recipe.model: spec.models[recipe.model].model_dump(mode="json")} if recipe.model else {},
+                )
+                for t in kind.tables(recipe, gen.generation):
+                    store.ensure_table(s, t)
+                created[:] = [gen.generation]
+
+            safety.commit(store, create)
+            generation = created[0]
+            counts.created_generation = True
+            progress.note(f"{kind.name}: building generation {generation} (recipe {recipe.fingerprint})")
+        tables = kind.tables(recipe, generation)
+        names = [t.name for t in tables]
+        counts.generation = generation
+        if kp.repair:
+
+            def repair(s: Session) -> None:
+                for t in tables:
+                    store.ensure_table(s, t)
+                    add_missing_columns(store, s, t)
+
+            safety.commit(store, repair)
+            counts.repaired.extend(kp.repair)
+        for ids, what in ((kp.purge, "purged"), (kp.delete, "deleted")):
+            for chunk in _chunks(ids, spec.reconcile.batch_size):
+                if self.budget.exhausted():
+                    self.partial.add(kp.kind)
+                    return None
+
+                def delete(s: Session, chunk: Sequence[str] = chunk, what: str = what) -> None:
+                    ledger.delete_rows(s, names, chunk)
+                    if what == "deleted":
+                        ledger.delete(s, kind.name, generation, chunk)
+
+                safety.commit(store, delete)
+                setattr(counts, what, getattr(counts, what) + len(chunk))
+        self.generations[kp.kind] = self.targets[kp.kind] = generation
+        blocked = self.blocked(kp.kind)
+        refs = sorted((self.observed.refs[d] for d in kp.build_ids if d not in blocked), key=lambda r: (r.path, r.pos))
+        if share <= 1:
+            # one kind at a time: the item cap cuts its documents now (batches computed
+            # ahead on a cluster could not be cut); concurrent kinds cut batches (``build``)
+            allowed = self.budget.remaining_items()
+            if allowed is not None and len(refs) > allowed:
+                refs = refs[:allowed]
+                self.budget.stopped = self.budget.stopped or ITEMS
+                self.partial.add(kp.kind)
+        if not refs:
+            return None
+        upstream = {u: self.desired.kind(u) for u in kind.depends_on}
         ctx = BuildContext(
             spec=spec,
             embedder=lambda name: make_embedder(name, spec.models[name]),
@@ -281,165 +398,158 @@ def _apply_kind(
             now=now(),
             store=store,
             tables={kind.name: tables}
-            | {u: d.kind.tables(d.recipe, targets[u]) for u, d in upstream.items() if u in targets},
+            | {u: d.kind.tables(d.recipe, self.targets[u]) for u, d in upstream.items() if u in self.targets},
             kinds={kind.name: kind} | {u: d.kind for u, d in upstream.items()},
             fresh=frozenset(kp.build.get("corrupt", ()) + kp.build.get("mock", ())),
-            cache=cache,
+            cache=self.cache,
         )
-        failed = _build(
-            refs,
-            kind_name=kind.name,
-            desired=this,
-            generation=generation,
-            tables=tables,
+        sizer = BatchSizer.from_spec(spec.reconcile.batch_size, spec.reconcile.memory_budget_mb)
+        sizer.budget = max(1, sizer.budget // max(1, share))
+        isolator = Isolator(
+            kind=kind,
+            recipe=recipe,
             ctx=ctx,
-            spec=spec,
+            tables=tables,
             store=store,
-            source=source,
-            record=record,
-            counts=counts,
-            progress=progress,
-            run=run,
-            clear_quarantine=kind.name in observed.quarantine.recorded_kinds,
-            executor=executor,
+            guard=safety.guard,
+            sizer=sizer,
+            max_streak=spec.reconcile.max_failure_streak,
         )
+        clear = kind.name in self.observed.quarantine.recorded_kinds
+        return _KindJob(kp, this, generation, tables, ctx, counts, refs, sizer, isolator, clear)
 
-    # A switch waits for the whole group to be built and verified (settle).
-    if kp.repair and not kp.switch:
+    def build(
+        self,
+        job: _KindJob,
+        batches: Iterable[Sequence[DocRef]],
+        writer: BatchWriter,
+        *,
+        slots: threading.Semaphore | None = None,
+        gate: Gate | None = None,
+    ) -> None:
+        """Build ``batches`` of ``job`` and queue each for ``writer``. With ``slots``, each
+        batch is computed holding one; with ``gate``, each commit releases its documents
+        (and those set aside) to the kinds built from this one."""
+        kind, recipe = job.desired.kind, job.desired.recipe
+        counts, record, progress, guard = job.counts, self.record, self.progress, self.safety.guard
+        local = isinstance(self.executor, LocalExecutor)
+        if recipe.model is not None and local:
+            # before the clock starts: rates measure work, not start-up
+            guard.call("embedder", lambda: job.ctx.embedder(recipe.model).load())
+        total = len(job.refs)
+        progress.start(kind.name, total)
+        started = time.perf_counter()
+        kind_started = now()
+        with self.lock:
+            self.tracker.begin()
+        failed = self.failed.setdefault(kind.name, set())
+        try:
+            if local:
+                outcomes: Iterator[tuple[Sequence[DocRef], Any, Any]] = ((b, None, None) for b in batches)
+            else:
+                # Documents are read as the executor asks for batches (a bounded number ahead
+                # of the writer); each comes back with its Built, or the error it raised remotely.
+                outcomes = (
+                    (b, got, out)
+                    for (b, got), out in self.executor.map(
+                        kind, recipe, job.ctx, _loaded(job.isolator, self.source, batches)
+                    )
+                )
+            for batch, got, outcome in outcomes:
+                batch = self._take(kind.name, batch, cut=gate is not None)
+                if not batch:
+                    break  # a batch computed ahead (Ray) is dropped: nothing of it was written
+                with slots if slots is not None else contextlib.nullcontext():
+                    result = job.isolator.run(self.source, batch, loaded=got, prebuilt=outcome)
+                lost = {f.ref.doc_id for f in result.failures}
+                with self.lock:
+                    live = self.tracker.snapshot(len(batch), kind_started)
+                    self.tracker.done += len(batch)
+                writer.submit(
+                    _batch_job(self.store, job, result, record, total, live),
+                    after=_settle(gate, kind.name, [r.doc_id for r in batch], lost),
+                )
+                built = result.built
+                failed |= lost
+                counts.built += len(result.doc_ids)
+                counts.quarantined += len(result.failures)
+                counts.rows += sum(len(r) for r in built.table_rows(len(job.tables)))
+                counts.embedded += built.embedded
+                counts.cache_hits += built.cache_hits
+                counts.cache_misses += built.embedded
+                counts.reused += built.reused
+                counts.tokens += built.tokens
+                counts.truncated += built.truncated
+                counts.batches += 1
+                progress.advance(kind.name, len(batch))
+        finally:
+            counts.build_seconds += time.perf_counter() - started
+            guard.log.memory[kind.name] = job.sizer.summary()
+            progress.finish(kind.name)
+
+    def _take(self, kind: str, batch: Sequence[DocRef], *, cut: bool) -> Sequence[DocRef]:
+        """The part of ``batch`` the budget lets ``kind`` build now (spent at once, so kinds
+        built concurrently share the item cap; ``cut``: may be shorter than ``batch``);
+        empty when the budget is spent (the kind is then partial)."""
+        with self.lock:
+            if self.budget.exhausted():
+                self.partial.add(kind)
+                return ()
+            allowed = self.budget.remaining_items()
+            if cut and allowed is not None and len(batch) > allowed:
+                batch = batch[:allowed]
+                self.budget.stopped = self.budget.stopped or ITEMS
+                self.partial.add(kind)
+            self.budget.spend(len(batch))
+            return batch
+
+    def finish(self, kp: KindPlan) -> None:
+        """Build the vector indexes of repaired tables. A new generation is switched in
+        later, with its switch group, once built and verified (``generations.settle``); a
+        kind the budget stopped is left as it is (the next run continues it)."""
+        if kp.kind in self.partial or not kp.repair or kp.switch:
+            return
+        this = self.desired.kind(kp.kind)
+        tables = this.kind.tables(this.recipe, self.generations[kp.kind])
+        store = self.store
 
         def index() -> None:
             with store.session() as s:
                 for t in tables:
                     store.vector_index(s, t)
 
-        safety.read(index)
-    return generation, failed
+        self.safety.read(index)
 
 
-def _build(
-    refs: Sequence[DocRef],
-    *,
-    kind_name: str,
-    desired: DesiredKind,
-    generation: int,
-    tables: tuple[TableDef, ...],
-    ctx: BuildContext,
-    spec: Spec,
-    store: Store,
-    source: Source,
-    record: RunRecord,
-    counts: KindCounts,
-    progress: Progress,
-    run: _Run,
-    clear_quarantine: bool,
-    executor: Executor,
-) -> set[str]:
-    """Build ``refs`` in batches; return the documents set aside (quarantined).
-
-    Stops before a batch when the budget is spent; the batches handed to the writer
-    are committed before this returns.
-    """
-    safety, budget, tracker = run.safety, run.budget, run.tracker
-    kind, recipe = desired.kind, desired.recipe
-    if recipe.model is not None and isinstance(executor, LocalExecutor):
-        # before the clock starts: rates measure work, not start-up
-        safety.guard.call("embedder", lambda: ctx.embedder(recipe.model).load())
-    total = len(refs)
-    progress.start(kind_name, total)
-    sizer = BatchSizer.from_spec(spec.reconcile.batch_size, spec.reconcile.memory_budget_mb)
-    isolator = Isolator(
-        kind=kind,
-        recipe=recipe,
-        ctx=ctx,
-        tables=tables,
-        store=store,
-        guard=safety.guard,
-        sizer=sizer,
-        max_streak=spec.reconcile.max_failure_streak,
-    )
-    writer = BatchWriter(store, commit=safety.commit)
-    started = time.perf_counter()
-    kind_started = now()
-    tracker.begin()
-    failed: set[str] = set()
-    if isinstance(executor, LocalExecutor):
-        outcomes: Iterator[tuple[Sequence[DocRef], Any, Any]] = ((b, None, None) for b in sizer.batches(refs))
-    else:
-        # Documents are read as the executor asks for batches (a bounded number ahead of
-        # the writer); each comes back with its Built, or the error it raised remotely.
-        outcomes = (
-            (b, got, out) for (b, got), out in executor.map(kind, recipe, ctx, _loaded(isolator, source, sizer, refs))
-        )
-    try:
-        for batch, got, outcome in outcomes:
-            if budget.exhausted():
-                break  # a batch computed ahead (Ray) is dropped: nothing of it was written
-            result = isolator.run(source, batch, loaded=got, prebuilt=outcome)
-            writer.submit(
-                _batch_job(
-                    store,
-                    kind_name,
-                    generation,
-                    tables,
-                    result,
-                    recipe,
-                    record,
-                    counts,
-                    total,
-                    clear_quarantine=clear_quarantine,
-                    live=tracker.snapshot(len(batch), kind_started),
-                )
-            )
-            built = result.built
-            failed.update(f.ref.doc_id for f in result.failures)
-            counts.built += len(result.doc_ids)
-            counts.quarantined += len(result.failures)
-            counts.rows += sum(len(r) for r in built.table_rows(len(tables)))
-            counts.embedded += built.embedded
-            counts.cache_hits += built.cache_hits
-            counts.cache_misses += built.embedded
-            counts.reused += built.reused
-            counts.tokens += built.tokens
-            counts.truncated += built.truncated
-            counts.batches += 1
-            budget.spend(len(batch))
-            tracker.done += len(batch)
-            progress.advance(kind_name, len(batch))
-        writer.close()
-    except BaseException:
-        writer.abandon()
-        raise
-    finally:
-        counts.build_seconds += time.perf_counter() - started
-        safety.guard.log.memory[kind_name] = sizer.summary()
-        progress.finish(kind_name)
-    return failed
-
-
-def _loaded(isolator: Isolator, source: Source, sizer: BatchSizer, refs: Sequence[DocRef]):
+def _loaded(isolator: Isolator, source: Source, batches: Iterable[Sequence[DocRef]]):
     """``((refs, (docs, failures)), docs)`` of each batch, read as the executor asks for it."""
-    for batch in sizer.batches(refs):
+    for batch in batches:
         got = isolator.load(source, batch)
         yield (batch, got), got[0]
 
 
+def _settle(gate: Gate | None, kind: str, doc_ids: list[str], lost: set[str]) -> Callable[[], None] | None:
+    """What the writer runs once a batch is committed: its documents are released to the
+    kinds built from ``kind`` (those in ``lost`` as set aside)."""
+    if gate is None:
+        return None
+    return lambda: gate.settle(kind, doc_ids, lost=lost)
+
+
 def _batch_job(
-    store: Store,
-    kind: str,
-    generation: int,
-    tables: tuple[TableDef, ...],
-    result: BatchResult,
-    recipe: Recipe,
-    record: RunRecord,
-    counts: KindCounts,
-    total: int,
-    *,
-    clear_quarantine: bool,
-    live: dict[str, float | int],
+    store: Store, job: _KindJob, result: BatchResult, record: RunRecord, total: int, live: dict[str, float | int]
 ):
+    kind, generation, tables, recipe, counts = (
+        job.desired.kind.name,
+        job.generation,
+        job.tables,
+        job.desired.recipe,
+        job.counts,
+    )
     doc_ids = result.doc_ids
     built = result.built
     failed = [f.entry(kind, recipe.fingerprint) for f in result.failures]
+    clear_quarantine = job.clear_quarantine
     # What ``status`` in any process shows of a running apply: done, rate and ETA are
     # computed from these (``reconcile.reports.live_progress``).
     progress_doc = {
@@ -452,7 +562,7 @@ def _batch_job(
         **live,
     }
 
-    def job(s: Session) -> None:
+    def commit(s: Session) -> None:
         # One transaction: old rows out, new rows in, ledger rows, quarantine, the
         # embedding-cache entries the batch paid for, progress.
         ledger.delete_rows(s, [t.name for t in tables], doc_ids)
@@ -472,7 +582,7 @@ def _batch_job(
         embedding_cache.touch(s, built.cache_touched, now())
         records.progress(store, s, record.run_id, progress_doc)
 
-    return job
+    return commit
 
 
 @dataclass
@@ -496,15 +606,6 @@ class _Tracker:
             "run_total": self.total,
             "run_started_at": self.started_at or kind_started,
         }
-
-
-@dataclass
-class _Run:
-    """What every kind of one apply shares: safety, budget, run-wide progress."""
-
-    safety: Safety
-    budget: Budget
-    tracker: _Tracker
 
 
 def _chunks(items: Sequence, size: int):

@@ -1,7 +1,9 @@
 """Progress events from apply to whoever watches (the CLI's bar, a daemon's metrics).
 
 The library never draws anything: it calls these methods, and ``NullProgress`` ignores
-them. Calls come from the thread that runs apply.
+them. Calls come from the threads that build artifact kinds, several at once when kinds
+are built concurrently (``reconcile.concurrent_kinds``): implementations must be
+thread-safe (rich's progress bar is).
 """
 
 from __future__ import annotations

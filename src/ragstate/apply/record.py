@@ -76,6 +76,9 @@ class RunRecord:
     #: the embedding cache in this run: hits, misses, entries purged (verify found them
     #: bad), evicted and their bytes
     cache: dict[str, int] = field(default_factory=dict)
+    #: when kinds were built concurrently, when each built and how much they overlapped
+    #: (``apply/schedule.py``: ``wall_s``, ``work_s``, ``overlap``, ``kinds``)
+    schedule: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     verify: dict[str, Any] | None = None
     error: str | None = None
@@ -124,6 +127,7 @@ class RunRecord:
             "executor": self.executor,
             "schema_repaired": self.schema_repaired,
             "cache": self.cache,
+            "schedule": self.schedule,
             "drift": self.drift,
             "verify": self.verify,
             "error_type": self.error_type,

@@ -6,6 +6,11 @@ transaction, through ``commit`` (by default a plain transaction; apply passes
 ``Safety.commit``, which fences and retries); a job that fails for good stops the
 writer, and the error comes back from the next ``submit`` or from ``close``. Jobs
 already committed stay committed.
+
+Several threads may submit (concurrent artifact kinds share one writer, so SQLite never
+sees two writers of one run): jobs commit one at a time, in the order they were queued.
+A job's ``after`` runs on the writer thread once the job is committed (dependent kinds
+learn which documents they may build); ``on_error`` runs when a job fails.
 """
 
 from __future__ import annotations
@@ -21,30 +26,45 @@ _STOP = object()
 
 
 class BatchWriter:
-    def __init__(self, store: Store, *, depth: int = 2, commit: Callable[[Store, Job], None] | None = None):
+    def __init__(
+        self,
+        store: Store,
+        *,
+        depth: int = 2,
+        commit: Callable[[Store, Job], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+    ):
         self._store = store
         self._commit = commit or _plain_commit
         self._queue: queue.Queue[object] = queue.Queue(maxsize=depth)
         self._error: BaseException | None = None
+        self._on_error = on_error
         self._thread = threading.Thread(target=self._run, name="ragstate-writer", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
         while True:
-            job = self._queue.get()
-            if job is _STOP:
+            item = self._queue.get()
+            if item is _STOP:
                 return
             if self._error is not None:
                 continue  # drain: nothing more is written after a failure
+            job, after = item  # type: ignore[misc]
             try:
-                self._commit(self._store, job)  # type: ignore[arg-type]
+                if job is not None:
+                    self._commit(self._store, job)
+                if after is not None:
+                    after()
             except BaseException as exc:  # re-raised in the caller's thread
                 self._error = exc
+                if self._on_error is not None:
+                    self._on_error(exc)
 
-    def submit(self, job: Job) -> None:
-        """Queue ``job``; raise the writer's error if an earlier job failed."""
+    def submit(self, job: Job | None, *, after: Callable[[], None] | None = None) -> None:
+        """Queue ``job`` (None: only ``after``, once every job queued before is committed);
+        raise the writer's error if an earlier job failed."""
         self._raise()
-        self._queue.put(job)
+        self._queue.put((job, after))
 
     def close(self) -> None:
         """Wait for every queued job, stop the thread, raise the first error if any."""

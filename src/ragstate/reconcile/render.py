@@ -63,6 +63,12 @@ def render_run(record: RunRecord) -> str:
     retries = record.faults.get("retries") or {}
     if retries:
         lines.append("  retried after transient errors: " + ", ".join(f"{t} {n}" for t, n in sorted(retries.items())))
+    sched = record.schedule
+    if sched and len(sched.get("kinds", {})) > 1:
+        lines.append(
+            f"  {len(sched['kinds'])} kinds built concurrently: {sched['work_s']:.1f} s of work in "
+            f"{sched['wall_s']:.1f} s (overlap {sched['overlap']:.2f})"
+        )
     if record.cache.get("evicted") or record.cache.get("purged"):
         lines.append(
             f"  embedding cache: {record.cache.get('purged', 0)} bad entries removed, "

@@ -471,6 +471,13 @@ class ReconcileSpec(_Section):
         "with a message naming it",
     )
     lock_timeout_s: float = Field(900.0, gt=0, le=86_400, description="with lock: wait, give up after this long")
+    concurrent_kinds: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="artifact kinds built at once (batches computed at the same time); 1 builds each kind to "
+        "completion before the next",
+    )
 
 
 class ExecutorSpec(_Section):

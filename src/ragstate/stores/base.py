@@ -175,6 +175,8 @@ class Store(ABC):
     dialect: Dialect
     #: human-readable, password-free description, e.g. ``sqlite /data/rag.db``
     description: str
+    #: sessions that can be open at once (a connection pool's size), None when unbounded
+    max_sessions: int | None = None
 
     @abstractmethod
     def session(self) -> AbstractContextManager[Session]:

@@ -281,6 +281,7 @@ class PostgresStore(Store):
         self.dialect = PostgresDialect(spec.schema_name)
         self.url = spec.url.replace("postgres://", "postgresql://", 1)
         self.description = f"postgresql {redact(self.url)} (schema {spec.schema_name})"
+        self.max_sessions = spec.pool_size
         self._kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": max(1, int(spec.connect_timeout_s))}
         if spec.password_file is not None:
             try:
