@@ -59,15 +59,17 @@ def test_duplicates_and_an_edit_then_revert_embed_each_distinct_text_once(make_p
     first = project.apply()
     texts_held(project, seen)
     docs = first.kinds["doc_embeddings"]
-    # Seven documents, six distinct texts: the copy is served by the original's vector.
-    assert (docs.built, docs.embedded) == (7, 6)
+    # Seven documents, six distinct texts: the copy is served by the original's vector
+    # (a text may come from the other kind, which embedded it first: a hit).
+    assert docs.built == 7 and docs.embedded + docs.cache_hits == 6
     assert embedded(first) == len(seen)
 
     original = (corpus / "seeds.md").read_text(encoding="utf-8")
     set_title(corpus / "seeds.md", "Seed dormancy, revisited")
+    before_edit = set(seen)
     edited = project.apply()
     texts_held(project, seen)
-    assert edited.kinds["doc_embeddings"].embedded == 1
+    assert embedded(edited) == len(seen - before_edit) > 0  # only the new texts
 
     (corpus / "seeds.md").write_text(original, encoding="utf-8")  # revert
     reverted = project.apply()
@@ -87,7 +89,7 @@ def test_duplicates_and_an_edit_then_revert_embed_each_distinct_text_once(make_p
         assert cache["hits"] == sum(k["cache_hits"] for k in r.counts["kinds"].values())
     assert runs[0].counts["cache"]["misses"] == 0  # the revert
 
-    # Evict everything and rebuild every vector: the model gives exactly what the cache served.
+    # Evict everything and rebuild every vector: the model gives what the cache served.
     before = values(project)
     assert project.evict_cache("everything").entries == 0
     for kind in KINDS:
@@ -98,7 +100,10 @@ def test_duplicates_and_an_edit_then_revert_embed_each_distinct_text_once(make_p
     assert embedded(rebuilt) == len(current)
     after = values(project)
     assert after.keys() == before.keys()
-    assert all(after[k] == before[k] for k in before)
+    # Equal to float32 rounding: the model's result for a text varies in the last bits
+    # with the other texts of its batch (padding changes the shapes of the products).
+    worst = max(float(np.max(np.abs(np.frombuffer(after[k], "<f4") - np.frombuffer(before[k], "<f4")))) for k in before)
+    assert worst < 1e-6, worst
     assert project.verify().in_sync
 
 
