@@ -96,6 +96,9 @@ class EmbeddingCache:
         self._memo: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._memo_size = 0
         self._inflight: dict[tuple[str, str], threading.Event] = {}
+        #: entries this run computed: they travel with every batch served by them, since
+        #: the batch that computed one may be rebuilt in parts or set aside (``isolate``)
+        self._unsaved: dict[tuple[str, str], Entry] = {}
 
     # --- the one entry point ------------------------------------------------------------
 
@@ -122,6 +125,8 @@ class EmbeddingCache:
                 if h not in renew and (v := self._memo.get((fp, h))) is not None:
                     self._memo.move_to_end((fp, h))
                     found[h] = v
+                    if (entry := self._unsaved.get((fp, h))) is not None:
+                        out.entries.append(entry)  # its first batch may have been set aside
         stored = [h for h in unique if h not in found and h not in renew]
         if stored and self.enabled:
             for h, v in self._read(embedder, fp, output, stored).items():
@@ -153,6 +158,9 @@ class EmbeddingCache:
             else:
                 found[h] = v
                 out.hits += 1
+                with self._lock:
+                    if (entry := self._unsaved.get((fp, h))) is not None:
+                        out.entries.append(entry)
         out.values = [found[h] for h in hashes]
         return out
 
@@ -177,21 +185,26 @@ class EmbeddingCache:
         for h, text, v in zip(hashes, texts, values, strict=True):
             v = np.asarray(v, dtype=np.float32)
             found[h] = v
+            value, n_tokens = _encode(v, output)
+            if value_problem(int(v.shape[-1]), n_tokens, bool(embedder.normalize), value, embedder.dimension):
+                # A bad value (the isolator sets its document aside) is neither served
+                # again nor stored: the text is embedded anew next time.
+                continue
             self._remember(fp, h, v)
             if self.enabled:
-                value, n_tokens = _encode(v, output)
-                out.entries.append(
-                    embedding_cache.entry(
-                        fp,
-                        h,
-                        text,
-                        value,
-                        dim=int(v.shape[-1]),
-                        n_tokens=n_tokens,
-                        normalized=bool(embedder.normalize),
-                        run_id=self.run_id,
-                    )
+                entry = embedding_cache.entry(
+                    fp,
+                    h,
+                    text,
+                    value,
+                    dim=int(v.shape[-1]),
+                    n_tokens=n_tokens,
+                    normalized=bool(embedder.normalize),
+                    run_id=self.run_id,
                 )
+                out.entries.append(entry)
+                with self._lock:
+                    self._unsaved[(fp, h)] = entry
 
     def _read(self, embedder: Embedder, fp: str, output: str, hashes: list[str]) -> dict[str, np.ndarray]:
         """Entries of ``hashes`` in the store that pass the quality checks."""
@@ -213,8 +226,9 @@ class EmbeddingCache:
             self._memo[(fp, h)] = v
             self._memo_size += v.nbytes
             while self._memo_size > self.memo_bytes and len(self._memo) > 1:
-                _, gone = self._memo.popitem(last=False)
+                key, gone = self._memo.popitem(last=False)
                 self._memo_size -= gone.nbytes
+                self._unsaved.pop(key, None)
 
 
 def _encode(v: np.ndarray, output: str) -> tuple[bytes, int | None]:
@@ -235,13 +249,16 @@ def _decode(value: bytes, dim: int, n_tokens: int | None, output: str, embedder:
     return decode_matrix(value, n_tokens, dim)
 
 
-def value_problem(dim: int, n_tokens: int | None, normalized: bool, value: bytes) -> str | None:
+def value_problem(
+    dim: int, n_tokens: int | None, normalized: bool, value: bytes, expected_dim: int | None = None
+) -> str | None:
     """Why a stored entry fails the quality checks (for ``verify``), or None."""
+    expected = dim if expected_dim is None else expected_dim
     if n_tokens is None:
         if len(value) != 4 * dim:
             return "unreadable" if len(value) % 4 else f"dimension {len(value) // 4}"
-        return check_vector(np.frombuffer(value, dtype="<f4"), dim, normalized)
-    return matrix_problem(value, n_tokens, dim, dim, normalized)
+        return check_vector(np.frombuffer(value, dtype="<f4"), expected, normalized)
+    return matrix_problem(value, n_tokens, dim, expected, normalized)
 
 
 def decode_entry(dim: int, n_tokens: int | None, value: bytes) -> np.ndarray:
