@@ -20,7 +20,9 @@ right or model stops the run before it records anything; the others load models.
                       to a vector of that dimension (``model.<name>.load``, not cheap)
 ``plugins``           chunker and extractor plugins named in the spec load
 ``memory``            estimated memory of the model weights and the batches in
-                      flight at ``reconcile.batch_size``, against what is available
+                      flight, against what is available and the memory budget
+                      (``reconcile.memory_budget_mb``); too big a batch size is only
+                      a warning, since apply cuts batches to the budget
 ``disk``              free space for the next batches, and an estimate for the scope
 ====================  ==================================================================
 
@@ -274,22 +276,43 @@ def _resource_checks(spec: Spec, store: Store | None) -> list[Check]:
     memory_per_doc, stored_per_doc = per_document_bytes(spec, kinds, chars, dims)
     weights = _weights_bytes(spec)
     batch = spec.reconcile.batch_size
-    need = int(weights * 1.2 + batch * memory_per_doc * IN_FLIGHT)
     available = int(psutil.virtual_memory().available)
+    # Apply sizes its batches to the memory budget (``apply/batching``): a batch size too
+    # big only makes batches smaller; what cannot be helped is the weights with one document.
+    budget_mb = spec.reconcile.memory_budget_mb
+    budget = budget_mb * 2**20 if budget_mb else available // 2
+    fits = max(0, int((min(budget, available) - weights * 1.2) // max(1, memory_per_doc * IN_FLIGHT)))
     basis = f"{chars:,} characters a document ({'measured' if measured else 'assumed'})"
     mib = 2**20
     checks = []
     detail = (
-        f"about {need / mib:,.0f} MiB needed (model weights {weights / mib:,.0f} MiB, {IN_FLIGHT} batches of {batch} "
-        f"documents at {memory_per_doc / mib:.1f} MiB each, {basis}); {available / mib:,.0f} MiB available"
+        f"model weights about {weights / mib:,.0f} MiB, {memory_per_doc / mib:.1f} MiB a document in flight "
+        f"({basis}); {available / mib:,.0f} MiB available, batches budgeted {budget / mib:,.0f} MiB "
+        f"({'reconcile.memory_budget_mb' if budget_mb else 'half of available'})"
     )
-    room = max(1, int((available * 0.5 - weights * 1.2) // max(1, memory_per_doc * IN_FLIGHT)))
-    if need > available:
-        checks.append(Check("memory", "fail", detail, f"set reconcile.batch_size to {room} or less, or free memory"))
-    elif need > available * 0.5:
-        checks.append(Check("memory", "warn", detail, f"reconcile.batch_size {room} leaves room for the rest"))
+    if weights * 1.2 + memory_per_doc * IN_FLIGHT > available:
+        checks.append(Check("memory", "fail", detail, "free memory, or use a smaller model"))
+    elif budget_mb and budget > available:
+        checks.append(
+            Check(
+                "memory",
+                "warn",
+                detail,
+                f"reconcile.memory_budget_mb {budget_mb} is more than is available; lower it to "
+                f"{available // mib // 2} or leave it unset",
+            )
+        )
+    elif fits < batch:
+        checks.append(
+            Check(
+                "memory",
+                "warn",
+                detail + f"; batches will be cut to about {max(1, fits)} of reconcile.batch_size {batch}",
+                f"set reconcile.batch_size to {max(1, fits)}, or raise reconcile.memory_budget_mb",
+            )
+        )
     else:
-        checks.append(Check("memory", "ok", detail))
+        checks.append(Check("memory", "ok", detail + f"; batches of reconcile.batch_size {batch} fit"))
     checks.append(_disk_check(spec, store, batch * stored_per_doc * 2, stored_per_doc))
     return checks
 
