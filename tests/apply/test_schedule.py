@@ -13,6 +13,7 @@ from helpers import kind_tables
 from ragstate import Project, spec_from_dict
 from ragstate.apply.schedule import Gate, Stopped
 from ragstate.artifacts.entities import Entities
+from ragstate.errors import PluginError
 from ragstate.sources.base import DocRef
 from ragstate.stores import ledger
 
@@ -36,8 +37,8 @@ def test_a_dependent_kind_takes_documents_as_their_upstream_rows_commit() -> Non
     gate.register("chunk_embeddings", refs("a", "b", "c", "d", "e"), ("chunks",))
     gate.register("fulltext", refs("a"), ())
     # A kind with no upstream, and a document its upstream does not rebuild, are ready now.
-    assert [ids(b) for b in gate.batches("fulltext", 2)] == [["a"]]
-    dependent = gate.batches("chunk_embeddings", 2)
+    assert [ids(b) for b in gate.batches("fulltext", lambda: 2)] == [["a"]]
+    dependent = gate.batches("chunk_embeddings", lambda: 2)
     gate.settle("chunks", ["a"])  # committed: 'e' (not rebuilt upstream) and 'a' make a batch
     assert ids(next(dependent)) == ["e", "a"]
     gate.settle("chunks", ["c", "b"])
@@ -47,11 +48,24 @@ def test_a_dependent_kind_takes_documents_as_their_upstream_rows_commit() -> Non
     assert next(dependent, None) is None
 
 
+def test_documents_set_aside_upstream_are_skipped_downstream_and_further_down() -> None:
+    gate = Gate({"chunks": ["a", "b"], "chunk_embeddings": ["a", "b"], "colbert": ["a", "b"]})
+    gate.register("chunks", refs("a", "b"), ())
+    gate.register("chunk_embeddings", refs("a", "b"), ("chunks",))
+    gate.register("colbert", refs("a", "b"), ("chunk_embeddings",))
+    gate.settle("chunks", ["a", "b"], lost={"b"})  # 'b' was quarantined by chunks
+    assert [ids(b) for b in gate.batches("chunk_embeddings", lambda: 2)] == [["a"]]
+    assert gate.skipped("chunk_embeddings") == {"b"}
+    gate.settle("chunk_embeddings", ["a"])
+    assert [ids(b) for b in gate.batches("colbert", lambda: 2)] == [["a"]]
+    assert gate.skipped("colbert") == {"b"} and gate.skipped("chunks") == set()
+
+
 def test_a_dependent_waits_for_a_full_batch_while_its_upstream_runs() -> None:
     gate = Gate({"chunks": ["a", "b"]})
     gate.register("entities", refs("a", "b"), ("chunks",))
     taken: list[list[str]] = []
-    waiter = threading.Thread(target=lambda: taken.extend(ids(b) for b in gate.batches("entities", 2)))
+    waiter = threading.Thread(target=lambda: taken.extend(ids(b) for b in gate.batches("entities", lambda: 2)))
     waiter.start()
     gate.settle("chunks", ["a"])
     waiter.join(0.2)
@@ -68,7 +82,7 @@ def test_stop_wakes_every_waiting_kind() -> None:
 
     def wait() -> None:
         try:
-            list(gate.batches("entities", 1))
+            list(gate.batches("entities", lambda: 1))
         except Stopped as exc:
             raised.append(exc)
 
@@ -149,13 +163,13 @@ def test_a_kind_that_fails_stops_the_others_and_committed_batches_stay(
         with lock:
             calls["n"] += 1
             n = calls["n"]
-        if n == 4:
-            raise RuntimeError("simulated crash inside an entities batch")
+        if n == 4:  # fatal (not a document's fault, which would be set aside): the run stops
+            raise PluginError("simulated crash inside an entities batch")
         return real(self, docs, recipe, ctx)
 
     monkeypatch.setattr(Entities, "build", dies_on_fourth_batch)
     with hash_project(store_spec, tmp_path, "fail", sample) as project:
-        with pytest.raises(RuntimeError, match="simulated crash"):
+        with pytest.raises(PluginError, match="simulated crash"):
             project.apply()
         monkeypatch.setattr(Entities, "build", real)
         with project.store.session() as s:
