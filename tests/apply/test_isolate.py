@@ -60,6 +60,9 @@ def test_failing_documents_are_found_quarantined_and_the_rest_converges(make_pro
     assert record.faults["failures"]["embedder"]["item"] >= 2
     assert record.faults["failures"]["embedder"]["unexpected"] >= 1
     check_store(project)  # no NaN vector was written
+    with project.store.session() as s:  # nor cached: the embedding cache holds only good values
+        assert s.scalar("SELECT count(*) FROM {embedding_cache}") == N
+    assert not project.plan(depth="deep").drift.get("embedding_cache")
 
     plan = project.plan()
     assert plan.in_sync, "quarantined documents are not drift"
@@ -172,7 +175,10 @@ def test_a_memory_budget_bounds_the_batch_size(make_project, embedder_plugin, ti
     assert record.kinds["doc_embeddings"].built == N
 
 
-def test_a_document_failing_upstream_is_held_by_every_kind_built_from_it(make_project, tiny, monkeypatch):
+@pytest.mark.parametrize("concurrent_kinds", [1, 4])
+def test_a_document_failing_upstream_is_held_by_every_kind_built_from_it(
+    make_project, tiny, monkeypatch, concurrent_kinds
+):
     real = Chunks.build
 
     def chunker_fails_on_marker(self, docs, recipe, ctx):
@@ -182,7 +188,12 @@ def test_a_document_failing_upstream_is_held_by_every_kind_built_from_it(make_pr
 
     monkeypatch.setattr(Chunks, "build", chunker_fails_on_marker)
     bad = poison(tiny, "bad.txt", "BADCHUNK")
-    project = make_project(source={"path": str(tiny)}, models=HASH_MODELS, pipelines=ALL_PIPELINES)
+    project = make_project(
+        source={"path": str(tiny)},
+        models=HASH_MODELS,
+        pipelines=ALL_PIPELINES,
+        reconcile={"concurrent_kinds": concurrent_kinds},
+    )
     dependents = ("chunk_embeddings", "token_embeddings", "entities", "entity_embeddings")
 
     def ledgered(kind: str) -> set[str]:
