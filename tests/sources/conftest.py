@@ -81,6 +81,17 @@ class UserTable:
                 (i, a["title"], a["abstract"], a["body"], "draft" if i in DRAFTS else "published", a["doc_id"]),
             )
 
+    def edit_rows(self) -> None:
+        """A user's day: row 1 edited, 2 deleted, 9 inserted, draft 7 published, 3 retracted."""
+        self.run("UPDATE {t} SET abstract = abstract || ' A new closing sentence.' WHERE id = 1")
+        self.run("DELETE FROM {t} WHERE id = 2")
+        self.run(
+            "INSERT INTO {t} (id, title, abstract, body, status) VALUES (9, 'Kiwifruit germination', "
+            "'Seeds sprout faster when warm.', 'Warm seeds sprout.', 'published')"
+        )
+        self.run("UPDATE {t} SET status = 'published' WHERE id = 7")
+        self.run("UPDATE {t} SET status = 'retracted' WHERE id = 3")
+
     def snapshot(self) -> list[tuple[Any, ...]]:
         """Every row, for "ragstate never wrote to it" comparisons."""
         return self.run("SELECT * FROM {t} ORDER BY 1")

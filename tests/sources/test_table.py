@@ -39,14 +39,7 @@ def test_map_reconcile_change_rows_reconcile_again(user_table, table_project) ->
 
     # The user changes rows: an edit, a deletion, an insertion, a draft published, a
     # row filtered out, and a change of trailing whitespace only (not a change).
-    user_table.run("UPDATE {t} SET abstract = abstract || ' A new closing sentence.' WHERE id = 1")
-    user_table.run("DELETE FROM {t} WHERE id = 2")
-    user_table.run(
-        "INSERT INTO {t} (id, title, abstract, body, status) VALUES (9, 'Kiwifruit germination', "
-        "'Seeds sprout faster when warm.', 'Warm seeds sprout.', 'published')"
-    )
-    user_table.run("UPDATE {t} SET status = 'published' WHERE id = 7")
-    user_table.run("UPDATE {t} SET status = 'retracted' WHERE id = 3")
+    user_table.edit_rows()
     user_table.run("UPDATE {t} SET body = body || '   ' WHERE id = 4")
 
     plan = project.plan()

@@ -55,14 +55,7 @@ def test_stored_modes_follow_every_change_of_the_table(user_table, table_project
     mode = modes(backend)[-1]
     untouched = row_place(project, user_table, "5") if mode == "copy" else None
 
-    user_table.run("UPDATE {t} SET abstract = abstract || ' A new closing sentence.' WHERE id = 1")
-    user_table.run("DELETE FROM {t} WHERE id = 2")
-    user_table.run(
-        "INSERT INTO {t} (id, title, abstract, body, status) VALUES (9, 'Kiwifruit germination', "
-        "'Seeds sprout faster when warm.', 'Warm seeds sprout.', 'published')"
-    )
-    user_table.run("UPDATE {t} SET status = 'published' WHERE id = 7")
-    user_table.run("UPDATE {t} SET status = 'retracted' WHERE id = 3")
+    user_table.edit_rows()
     plan = project.plan()
     assert plan.drift == {"doc_embeddings": {"missing": 2, "stale": 1, "orphaned": 2}}
     second = project.reconcile()
