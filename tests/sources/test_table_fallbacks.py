@@ -8,7 +8,8 @@ import pytest
 from helpers import artifact_ids
 from ragstate.errors import SpecError
 from ragstate.stores import views
-from ragstate.stores.dialect import Col
+from ragstate.stores.dialect import Col, ViewLayout
+from ragstate.stores.sqlite.dialect import SQLiteDialect
 from sources.conftest import ARTICLES, DRAFTS, PUBLISHED
 
 KEPT = {"where": [{"column": "status", "op": "=", "value": "published"}]}
@@ -109,3 +110,10 @@ def test_status_reports_the_observe_time_of_a_folder_too(make_project) -> None:
     project.apply()
     timing = project.status().source_observe
     assert timing["documents"] == 18 and timing["seconds"] > 0 and "mode" not in timing
+
+
+def test_copies_of_two_prefixed_stores_in_one_sqlite_file_have_their_own_indexes() -> None:
+    layout = ViewLayout(source="t", id="id", text="body")
+    a, b = (SQLiteDialect(p).create_stored("copy", "src_a_copy", "src_a", layout) for p in ("one_", "two_"))
+    indexes = [s.split()[2] for s in a + b if s.startswith("CREATE INDEX")]
+    assert len(indexes) == len(set(indexes)) == 4 and all(i.strip('"').startswith(("one_", "two_")) for i in indexes)

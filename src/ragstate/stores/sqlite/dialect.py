@@ -37,6 +37,10 @@ class SQLiteDialect(Dialect):
     def temp_table(self, name: str) -> str:
         return "temp." + self.quote("rs_tmp_" + ident(name))
 
+    def _stored_index(self, relation: str, what: str) -> str:
+        # Index names are per database file in SQLite: two prefixed stores share them.
+        return self.prefix + super()._stored_index(relation, what)
+
     def any_list(self, sql: str) -> str:
         # A list travels as one JSON array parameter, unpacked by SQLite's json_each.
         return _ANY.sub(r"IN (SELECT value FROM json_each(?))", sql)
