@@ -89,8 +89,13 @@ def _as_vector(obj: Any) -> Vector:
 
 
 def _configure(conn: psycopg.Connection) -> None:
-    """Per pooled connection: pgvector's types, and the pass-through dumper of ``EncodedVector``."""
-    register_vector(conn)
+    """Per pooled connection: pgvector's types, and the pass-through dumper of ``EncodedVector``
+    (none when the database has no pgvector: only a store opened without preparing it, for
+    ``doctor``, gets that far)."""
+    try:
+        register_vector(conn)
+    except psycopg.ProgrammingError:
+        return
     info = TypeInfo.fetch(conn, "vector")
     assert info is not None  # register_vector raised otherwise
 
@@ -259,15 +264,6 @@ def _json_value(value: Any) -> Any:
     import json
 
     return json.loads(value) if isinstance(value, (str, bytes)) else value
-
-
-def _configure(conn: psycopg.Connection) -> None:
-    """Register pgvector's type on a new pooled connection (absent only when the store was
-    opened without preparing it, for ``doctor``, in a database without the extension)."""
-    try:
-        register_vector(conn)
-    except psycopg.ProgrammingError:
-        pass
 
 
 class PostgresStore(Store):
