@@ -87,15 +87,20 @@ def main() -> None:
             store_of = {"url": url}
         prefix = "" if args.backend == "sqlite" else "app."
         run(f"CREATE TABLE {prefix}articles (id INTEGER PRIMARY KEY, title TEXT, abstract TEXT)")
-        run(f"CREATE TABLE {prefix}paragraphs (article_id INTEGER, seq INTEGER, text TEXT, PRIMARY KEY (article_id, seq))")
-        run(f"INSERT INTO {prefix}articles VALUES (?, ?, ?)", [(i, r["title"], r["abstract"]) for i, r in enumerate(records)])
+        run(
+            f"CREATE TABLE {prefix}paragraphs "
+            "(article_id INTEGER, seq INTEGER, text TEXT, PRIMARY KEY (article_id, seq))"
+        )
+        articles = [(i, r["title"], r["abstract"]) for i, r in enumerate(records)]
+        run(f"INSERT INTO {prefix}articles VALUES (?, ?, ?)", articles)
         paragraphs = [
             (i, j, p) for i, r in enumerate(records) for j, p in enumerate(r.get("body", "").split("\n\n")) if p.strip()
         ]
         run(f"INSERT INTO {prefix}paragraphs VALUES (?, ?, ?)", paragraphs)
         run(
             f"CREATE VIEW {prefix}articles_v AS SELECT a.id, a.title, a.abstract, {agg} AS body "
-            f"FROM {prefix}articles a JOIN {prefix}paragraphs p ON p.article_id = a.id GROUP BY a.id, a.title, a.abstract"
+            f"FROM {prefix}articles a JOIN {prefix}paragraphs p ON p.article_id = a.id "
+            "GROUP BY a.id, a.title, a.abstract"
         )
         modes = ["view", "copy"] + (["materialized"] if args.backend == "postgres" else [])
         results: dict[str, dict[str, list[float]]] = {m: {"build": [], "plan": [], "edit": []} for m in modes}
@@ -109,8 +114,15 @@ def main() -> None:
                     store["schema"] = name
                 spec = {
                     "store": store,
-                    "source": {"table": table, "id": "id", "text": "body", "title": "title", "abstract": "abstract",
-                               "mode": mode, "name": "articles"},
+                    "source": {
+                        "table": table,
+                        "id": "id",
+                        "text": "body",
+                        "title": "title",
+                        "abstract": "abstract",
+                        "mode": mode,
+                        "name": "articles",
+                    },
                     "pipelines": ["basic"],
                     "models": {"default": {"provider": "hash", "dimension": 384}},
                 }
@@ -128,8 +140,10 @@ def main() -> None:
                     results[mode]["edit"].append(time.perf_counter() - t)
                     assert record.converged and record.kinds["doc_embeddings"].built == args.edits, record.to_dict()
         chars = sum(len(p[2]) for p in paragraphs)
-        print(f"backend {args.backend}: {args.n} articles as {len(paragraphs):,} paragraphs ({chars:,} characters), "
-              f"{args.repeats} repeats; medians")
+        print(
+            f"backend {args.backend}: {args.n} articles as {len(paragraphs):,} paragraphs ({chars:,} characters), "
+            f"{args.repeats} repeats; medians"
+        )
         base = {k: statistics.median(results["view"][k]) for k in ("build", "plan", "edit")}
         for mode in modes:
             m = {k: statistics.median(results[mode][k]) for k in ("build", "plan", "edit")}
