@@ -11,6 +11,7 @@ import pytest
 from conftest import ALL_PIPELINES, SAMPLE
 from helpers import kind_tables
 from ragstate import Project, spec_from_dict
+from ragstate.apply.budget import Budget
 from ragstate.apply.schedule import Gate, Stopped
 from ragstate.artifacts.entities import Entities
 from ragstate.errors import PluginError
@@ -185,4 +186,36 @@ def test_a_kind_that_fails_stops_the_others_and_committed_batches_stay(
         assert entities == 9  # three batches of three committed before the fourth failed
         record = project.apply()
         assert record.converged and record.kinds["entities"].built == 48 - 9
+        assert project.verify().in_sync
+
+
+@pytest.mark.slow
+def test_concurrent_kinds_share_an_item_budget_and_never_switch_half_built(
+    store_spec, tmp_path: Path, sample: Path
+) -> None:
+    with hash_project(store_spec, tmp_path, "budget", sample, concurrent_kinds=4) as project:
+        kinds = [k.name for k in project.desired().kinds]
+        built = dict.fromkeys(kinds, 0)
+        runs = []
+        while True:
+            record = project.apply(budget=Budget(max_items=40))
+            runs.append(record.status)
+            for name, counts in record.kinds.items():
+                built[name] += counts.built
+            if record.status == "converged":
+                break
+            assert record.status == "partial" and record.budget["stopped"] == "items"
+            assert record.budget["items"] == 40, "the kinds together build no more than the cap"
+            assert sum(c.built + c.quarantined for c in record.kinds.values()) == 40
+            with project.store.session() as s:
+                for gen in ledger.generations(project.store, s):
+                    done = s.scalar(
+                        "SELECT count(*) FROM {ledger} WHERE kind = ? AND generation = ?", (gen.kind, gen.generation)
+                    )
+                    assert gen.state == "building" or done == 48, f"{gen.kind} switched in half built"
+                    documents = s.scalar("SELECT count(DISTINCT doc_id) FROM {t}", t=gen.table_name)
+                    assert documents <= done, "every committed batch is whole"
+            assert len(runs) < 20
+        assert len(runs) > 2 and runs[-1] == "converged"
+        assert built == dict.fromkeys(kinds, 48), "each document built once per kind, over the runs"
         assert project.verify().in_sync
