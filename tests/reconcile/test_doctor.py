@@ -138,7 +138,7 @@ def test_a_read_only_role(admin, pg_url: str, tmp_path: Path, corpus: Path) -> N
         rights = by_name(report)["store.rights"]
         assert rights["status"] == "fail"
         assert f"CREATE on schema {schema}" in rights["detail"] and "INSERT, UPDATE, DELETE on" in rights["detail"]
-        assert "ledger" in rights["detail"] and f"OWNER TO {role}" in rights["fix"]
+        assert "documents" in rights["detail"] and f"OWNER TO {role}" in rights["fix"]
         # apply stops at the same check, before it records a run
         result = CliRunner().invoke(app, ["apply", "-c", str(path), "--json"])
         assert result.exit_code == 1
