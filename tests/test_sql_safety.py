@@ -48,9 +48,16 @@ SQL_WORDS = re.compile(r"\b(SELECT|INSERT INTO|UPDATE|DELETE FROM|CREATE|DROP|AL
 
 def formatted_sql(path: Path) -> list[str]:
     """f-strings, ``+``, ``%`` and ``.format()`` whose literal text reads as SQL, wherever the
-    result goes (a variable passed to ``execute`` later too); messages of a ``raise`` aside."""
+    result goes (a variable passed to ``execute`` later too); messages aside: of a ``raise``,
+    and of a ``doctor`` check (``Check(...)``: a fix may spell the SQL an administrator runs)."""
     tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-    in_raise = {id(n) for r in ast.walk(tree) if isinstance(r, ast.Raise) for n in ast.walk(r)}
+    messages = [
+        r
+        for r in ast.walk(tree)
+        if isinstance(r, ast.Raise)
+        or (isinstance(r, ast.Call) and isinstance(r.func, ast.Name) and r.func.id == "Check")
+    ]
+    in_raise = {id(n) for r in messages for n in ast.walk(r)}
     problems = []
     for node in ast.walk(tree):
         if id(node) in in_raise:

@@ -266,6 +266,12 @@ def _json_value(value: Any) -> Any:
     return json.loads(value) if isinstance(value, (str, bytes)) else value
 
 
+def _lacks(privileges: str, on: str) -> str:
+    """A grant ``doctor`` finds missing, in its message: ``CREATE on schema s`` (privilege
+    names, not SQL text)."""
+    return f"{privileges} on {on}"
+
+
 class PostgresStore(Store):
     """ragstate's tables in one schema (``ragstate`` by default) of a PostgreSQL database.
 
@@ -450,15 +456,15 @@ class PostgresStore(Store):
         exists = session.scalar("SELECT 1 FROM pg_namespace WHERE nspname = ?", (schema,)) is not None
         if not exists:
             if not (superuser or may_create_in_db):
-                missing.append(f"CREATE on database {database} (to create schema {schema})")
+                missing.append(_lacks("CREATE", f"database {database} (to create schema {schema})"))
         else:
             usage, create = session.query(
                 "SELECT has_schema_privilege(?, 'USAGE'), has_schema_privilege(?, 'CREATE')", (schema, schema)
             )[0]
             if not usage:
-                missing.append(f"USAGE on schema {schema}")
+                missing.append(_lacks("USAGE", f"schema {schema}"))
             if not create:
-                missing.append(f"CREATE on schema {schema}")
+                missing.append(_lacks("CREATE", f"schema {schema}"))
             unwritable = [
                 r[0]
                 for r in session.query(
@@ -471,9 +477,9 @@ class PostgresStore(Store):
             ]
             if unwritable:
                 shown = ", ".join(unwritable[:5]) + (f" and {len(unwritable) - 5} more" if len(unwritable) > 5 else "")
-                missing.append(f"SELECT, INSERT, UPDATE, DELETE on {shown}")
+                missing.append(_lacks("SELECT, INSERT, UPDATE, DELETE", shown))
         if not session.scalar("SELECT has_database_privilege(current_database(), 'TEMPORARY')"):
-            missing.append(f"TEMPORARY on database {database} (plans stage their scope in temporary tables)")
+            missing.append(_lacks("TEMPORARY", f"database {database} (plans stage their scope in temporary tables)"))
         if missing:
             return Check(
                 "store.rights",
