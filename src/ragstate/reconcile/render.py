@@ -12,6 +12,10 @@ from ragstate.reconcile.reports import CacheReport, StatusReport, VerifyReport
 from ragstate.stores.quarantine import Entry
 
 
+def _texts(n: int) -> str:
+    return f"{n} text" if n == 1 else f"{n} texts"
+
+
 def render_run(record: RunRecord) -> str:
     lines = [f"Run {record.run_id} ({record.command}): {record.status}"]
     if record.schema_repaired:
@@ -23,9 +27,9 @@ def render_run(record: RunRecord) -> str:
         if k.embedded:
             rate = k.built / k.build_seconds if k.build_seconds else 0.0
             # A rate over a handful of documents measures start-up, not throughput.
-            parts.append(f"embedded {k.embedded} texts" + (f" ({rate:.1f} docs/s)" if k.built >= 20 else ""))
+            parts.append(f"embedded {_texts(k.embedded)}" + (f" ({rate:.1f} docs/s)" if k.built >= 20 else ""))
         if k.cache_hits:
-            parts.append(f"{k.cache_hits} texts from the embedding cache")
+            parts.append(f"{_texts(k.cache_hits)} from the embedding cache")
         if k.reused:
             parts.append(f"kept {k.reused} unchanged")
         if k.truncated:
