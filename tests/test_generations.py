@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import edit
 from helpers import active_table
 from ragstate.apply.budget import Budget
 from ragstate.apply.progress import NullProgress
@@ -485,3 +486,57 @@ def test_a_budget_stopped_build_is_verified_by_the_run_that_completes_it(make_pr
     record = change.apply()
     assert record.converged and record.kinds["doc_embeddings"].switched and record.verification[0]["passed"]
     assert generation_states(change) == {1: "retired", 2: "active"}
+
+
+# --- a rollback pins the recipe, not the data (issue 15, bug 2) --------------------------
+
+
+def test_a_held_kind_follows_the_source_under_the_pinned_recipe(spec_file, make_project, corpus: Path) -> None:
+    title = {"doc_embeddings": {"text": "{title}"}}
+    first = str(spec_file("first.yaml", models=HASH))
+    second = str(spec_file("second.yaml", models=HASH, artifacts=title))
+    assert run("apply", "-c", first, "--json")[0] == 0
+    code, record = run("apply", "-c", second, "--json")
+    assert code == 0 and record["kinds"]["doc_embeddings"]["switched"]
+    code, record = run("rollback", "doc_embeddings", "-c", second, "--json")
+    assert code == 0 and record["rollback"]["held"] == ["doc_embeddings"]
+    pinned = run("plan", "-c", first, "--json")[1]["kinds"][0]["recipe_fp"]  # generation 1's recipe
+
+    edited, deleted = "text/PMC12429868.txt", "markdown/PMC12429716.md"
+    edit(corpus / edited, new="\nA sentence added after the rollback.\n")
+    (corpus / deleted).unlink()
+
+    # The held kind is observed under the recipe rolled back to: the edit and the deletion are drift.
+    code, plan = run("plan", "-c", second, "--json")
+    [k] = plan["kinds"]
+    assert code == 2 and k["held"] and k["recipe_fp"] == pinned
+    assert k["active_generation"] == k["target_generation"] == 1 and not k["switch"]
+    assert k["build"] == {"stale": [edited]} and k["delete"] == [deleted]
+    code, text = run("plan", "-c", second)
+    assert code == 2 and "held" in text and "stale" in text and "orphaned" in text
+    code, report = run("verify", "-c", second, "--json")
+    assert code == 2 and report["drift"] == {"doc_embeddings": {"stale": 1, "orphaned": 1}}
+    code, status = run("status", "-c", second, "--json")
+    assert code == 2 and not status["pipelines"]["basic"]["ready"] and status["kinds"]["doc_embeddings"]["held"]
+
+    # Apply heals generation 1 in place, under its own recipe; the hold stays.
+    code, record = run("apply", "-c", second, "--json")
+    counts = record["kinds"]["doc_embeddings"]
+    assert code == 0 and counts["built"] == 1 and counts["deleted"] == 1 and counts["generation"] == 1
+    assert not counts.get("switched") and not counts.get("created_generation")
+    code, history = run("history", "-c", second, "--json")
+    gens = {g["generation"]: g for g in history["generations"]["doc_embeddings"]}
+    assert gens[1]["state"] == "active" and gens[1]["hold"] and set(gens) == {1, 2}
+    project = make_project(models=HASH, artifacts=title)
+    with project.store.session() as s:
+        rows = dict(s.query("SELECT doc_id, recipe_fp FROM {t}", t="doc_embeddings_g1"))
+    assert deleted not in rows and len(rows) == N - 1 and set(rows.values()) == {pinned}
+    assert run("verify", "-c", second)[0] == 0
+    code, status = run("status", "-c", second, "--json")
+    assert code == 0 and status["pipelines"]["basic"]["ready"] and status["kinds"]["doc_embeddings"]["held"]
+    assert status["kinds"]["doc_embeddings"]["complete"] == 1.0
+    # Rolling forward still releases the hold; generation 2 then misses the edit, which apply builds.
+    code, record = run("rollback", "doc_embeddings", "--to", "2", "-c", second, "--json")
+    assert code == 0 and record["rollback"]["held"] == []
+    code, plan = run("plan", "-c", second, "--json")
+    assert code == 2 and plan["kinds"][0]["build"] == {"stale": [edited]} and plan["kinds"][0]["delete"] == [deleted]

@@ -32,7 +32,7 @@ from ragstate.compute.embedders import make_embedder
 from ragstate.hashing import text_hash
 from ragstate.observe.cache import CacheFindings, observe_cache
 from ragstate.observe.quarantine import QuarantineView, held_downstream, quarantine_view
-from ragstate.plan.desired import Desired, DesiredKind
+from ragstate.plan.desired import Desired, DesiredKind, pin_holds
 from ragstate.sources.base import DocRef, FileStat, InPlaceSource, Snapshot, Source, SourceProblem
 from ragstate.spec.model import Spec
 from ragstate.stores import ledger, quarantine, records, registry
@@ -40,7 +40,7 @@ from ragstate.stores.base import SchemaProblem, Session, Store
 from ragstate.stores.dialect import Col
 from ragstate.stores.ledger import ACTIVE, DROPPED, DriftRows, Generation
 from ragstate.stores.migrations import SCHEMA_VERSIONS, migrate, schema_problems
-from ragstate.stores.schema import TableDef
+from ragstate.stores.schema import GENERATIONS, TableDef
 
 
 @dataclass(frozen=True)
@@ -75,8 +75,12 @@ class KindObservation:
     #: ``(documents, items)`` the ledger holds per generation
     sizes: Mapping[int, tuple[int, int]] = field(default_factory=dict)
     #: why the kind is held at its active generation (a rollback, or an upstream kind's),
-    #: or "": apply leaves a held kind alone while the spec asks for the recipe rolled back from
+    #: or "": while the spec asks for the recipe rolled back from, the kind is observed
+    #: under the recipe it is held at (``plan.desired.pin_holds``)
     held: str = ""
+    #: True when the held kind is left alone: this version cannot build its recipe again
+    #: (``ArtifactKind.pinned``), so it is observed only as far as status needs
+    frozen: bool = False
 
 
 @dataclass(frozen=True)
@@ -202,6 +206,17 @@ def observe(
     )
 
 
+def pinned(spec: Spec, desired: Desired, store: Store) -> Desired:
+    """``desired`` with the kinds a rollback holds pinned to the recipe held
+    (``plan.desired.pin_holds``); as it is on a store without generations yet."""
+    with store.session() as s:
+        columns = store.columns(s, GENERATIONS.name)
+        if columns is None or "hold" not in columns:  # new, or from before rollback holds (migrated later)
+            return desired
+        gens = ledger.generations(store, s)
+    return pin_holds(spec, desired, gens)
+
+
 def _observe_kind(
     store: Store,
     s: Session,
@@ -231,6 +246,7 @@ def _observe_kind(
             generations=tuple(gens),
             sizes=own_sizes,
             held=held,
+            frozen=True,
         )
     if active is not None and active.recipe_fp == recipe.fingerprint:
         target: Generation | None = active
@@ -292,6 +308,7 @@ def _observe_kind(
         upstream={u: t for u, t in upstream.items() if t is not None},
         generations=tuple(gens),
         sizes=own_sizes,
+        held=desired.held,
     )
 
 
@@ -358,7 +375,7 @@ def _with_recheck(
     if n == 0 or k.tables is None or k.table_problems or recipe.model is None:
         return k
     skip = _to_build(k)
-    embedder = make_embedder(recipe.model, spec.models[recipe.model])
+    embedder = make_embedder(recipe.model, desired.model_spec(spec))
     disagree = kind.recheck(Inspection(s, store, recipe, k.tables, k.upstream, "deep"), embedder, n, skip)
     if disagree is None and columns:
         disagree = _recheck_from_source(store, s, source, desired, k.tables, n, skip, embedder)

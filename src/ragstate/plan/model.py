@@ -65,8 +65,11 @@ class KindPlan:
     quarantined: tuple[str, ...] = ()
     #: how the spec's recipe differs from the active generation's (``path: old → new``)
     changes: tuple[str, ...] = ()
-    #: why the kind is left alone at its active generation (a rollback holds it), or ""
+    #: why a rollback holds the kind at its active generation, or "": it is planned under
+    #: the recipe held (``recipe_fp``), while the spec asks for another (``changes``)
     held: str = ""
+    #: True when the held kind is left alone (its recipe cannot be built again): no actions
+    frozen: bool = False
     #: what the switch will be verified with: the golden check's settings, the active
     #: generation's last measured recall, the target's last verification if any
     verification: dict[str, Any] = field(default_factory=dict)
@@ -196,6 +199,7 @@ class Plan:
                     quarantined=tuple(str(d) for d in k.get("quarantined", ())),
                     changes=tuple(str(c) for c in k.get("changes", ())),
                     held=str(k.get("held", "")),
+                    frozen=bool(k.get("frozen", False)),
                     verification=dict(k.get("verification", {})),
                 )
                 for k in data["kinds"]

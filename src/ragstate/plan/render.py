@@ -28,15 +28,18 @@ def render_plan(plan: Plan, *, store: str = "") -> str:
             else ""
         )
         lines.append(f"  {k.kind} ({gen}{target}, recipe {k.recipe_fp})")
-        if k.held:
+        if k.frozen:
             lines.append(f"    held: {k.held}; left alone while the spec asks for recipe {k.recipe_fp}")
             lines += [f"      {c}" for c in k.changes]
             continue
+        if k.held:
+            lines.append(f"    held: {k.held}; kept in sync under that generation's recipe; the spec asks for:")
+            lines += [f"      {c}" for c in k.changes]
         drift = {c: n for c, n in k.drift.items() if n}
         if not drift and not k.has_work:
             lines.append("    in sync")
             continue
-        if k.changes:
+        if k.changes and not k.held:
             lines.append(f"    recipe changes against generation {k.active_generation}:")
             lines += [f"      {c}" for c in k.changes]
         for cls in DRIFT_CLASSES:
