@@ -27,6 +27,7 @@ from ragstate.cli import app
 from ragstate.compute import embedders
 from ragstate.compute.embedders import HashEmbedder, SentenceTransformerEmbedder, make_embedder
 from ragstate.errors import GoldenSetError, StoreLocked
+from ragstate.plan.render import render_plan
 from ragstate.spec.model import ModelSpec
 from ragstate.stores import ledger
 
@@ -540,3 +541,54 @@ def test_a_held_kind_follows_the_source_under_the_pinned_recipe(spec_file, make_
     assert code == 0 and record["rollback"]["held"] == []
     code, plan = run("plan", "-c", second, "--json")
     assert code == 2 and plan["kinds"][0]["build"] == {"stale": [edited]} and plan["kinds"][0]["delete"] == [deleted]
+
+
+# --- schema drift of the active generation's table (issue 15, item 1) --------------------
+
+
+def _retype_embedding(project: Any, backend: str) -> None:
+    """Give the active generation's vector column another type behind ragstate's back."""
+    with project.store.session() as s, s.transaction():
+        if backend == "postgres":
+            # pgvector's HNSW index needs a dimension: it goes first, as a user would drop it
+            for name in project.store.indexes(s, "doc_embeddings_g1") or ():
+                if "hnsw" in name:
+                    s.execute(f'DROP INDEX "{project.spec.store.schema_name}"."{name}"')
+            s.execute("ALTER TABLE {t} ALTER COLUMN embedding TYPE vector", t="doc_embeddings_g1")
+        else:
+            s.execute("ALTER TABLE {t} RENAME TO {old}", t="doc_embeddings_g1", old="doc_embeddings_g1_old")
+            s.execute(
+                "CREATE TABLE {t} (doc_id TEXT PRIMARY KEY, source_hash TEXT NOT NULL, recipe_fp TEXT NOT NULL, "
+                "run_id TEXT, created_at REAL NOT NULL, text_hash TEXT NOT NULL, embedding TEXT NOT NULL)",
+                t="doc_embeddings_g1",
+            )
+            s.execute("INSERT INTO {t} SELECT * FROM {old}", t="doc_embeddings_g1", old="doc_embeddings_g1_old")
+            s.execute("DROP TABLE {old}", old="doc_embeddings_g1_old")
+
+
+def test_a_vector_column_of_another_type_heals_in_one_run(make_project, backend: str) -> None:
+    project = make_project(models=HASH)
+    assert project.apply().converged
+    _retype_embedding(project, backend)
+
+    plan = project.plan()
+    k = plan.kind("doc_embeddings")
+    # the plan names what is wrong with the table, not only a count (on PostgreSQL, the
+    # dropped index too)
+    assert not plan.in_sync and k.drift["schema"] == len(k.schema) == (2 if backend == "postgres" else 1)
+    [problem] = [p for p in k.schema if "embedding is" in p]
+    assert "doc_embeddings_g1.embedding is" in problem and "expected" in problem
+    assert k.build == {"schema": k.build["schema"]} and len(k.build["schema"]) == N and k.switch
+    text = render_plan(plan)
+    assert problem in text and "cannot be changed in place" in text
+
+    record = project.apply()
+    assert record.converged, record.error
+    assert project.plan().in_sync and project.verify().in_sync
+    assert project.status().pipelines["basic"].ready
+    # one new generation of the same recipe, verified on its own table and switched in
+    assert generation_states(project) == {1: "retired", 2: "active"}
+    assert record.kinds["doc_embeddings"].built == N and record.verification[0]["passed"]
+    assert generation(project, "doc_embeddings", 2).recipe_fp == generation(project, "doc_embeddings", 1).recipe_fp
+    again = project.apply()
+    assert again.converged and again.built == 0 and generation_states(project) == {1: "retired", 2: "active"}

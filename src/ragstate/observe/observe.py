@@ -38,7 +38,7 @@ from ragstate.spec.model import Spec
 from ragstate.stores import ledger, quarantine, records, registry
 from ragstate.stores.base import SchemaProblem, Session, Store
 from ragstate.stores.dialect import Col
-from ragstate.stores.ledger import ACTIVE, DROPPED, DriftRows, Generation
+from ragstate.stores.ledger import ACTIVE, BUILDING, DROPPED, REJECTED, DriftRows, Generation
 from ragstate.stores.migrations import SCHEMA_VERSIONS, migrate, schema_problems
 from ragstate.stores.schema import GENERATIONS, TableDef
 
@@ -58,6 +58,10 @@ class KindObservation:
     #: True when the target table's shape cannot be repaired in place (a column of
     #: another type or dimension): a new generation is needed
     table_incompatible: bool = False
+    #: problems of the active generation's table that cannot be repaired in place,
+    #: though its recipe is the desired one: ``target`` is then another generation of
+    #: the same recipe (None: a new one), built and verified on its own table, then switched
+    replaced: tuple[SchemaProblem, ...] = ()
     corrupt: tuple[tuple[str, str], ...] = ()
     mock: tuple[str, ...] = ()
     #: documents the kind's consistency checks found partial or inconsistent with upstream
@@ -254,13 +258,24 @@ def _observe_kind(
         # A dropped generation has no tables left to build into.
         target = next((g for g in reversed(gens) if g.recipe_fp == recipe.fingerprint and g.state != DROPPED), None)
     table_problems: list[SchemaProblem] = []
+    replaced: tuple[SchemaProblem, ...] = ()
     incompatible = False
     tables: tuple[TableDef, ...] | None = None
     if target is not None:
+        table_problems = _table_problems(store, s, desired, target)
+        if target is active and any(not p.repairable for p in table_problems):
+            # The active table cannot be repaired in place (a column of another type or
+            # dimension): the recipe is built again into a generation of its own (resumed
+            # when one is under way), which verification judges on its own table before
+            # the switch. Judging the active table again would reject every rebuild.
+            replaced = tuple(table_problems)
+            target = next(
+                (g for g in reversed(gens) if g.recipe_fp == recipe.fingerprint and g.state in (BUILDING, REJECTED)),
+                None,
+            )
+            table_problems = _table_problems(store, s, desired, target) if target is not None else []
+    if target is not None:
         defs = kind.tables(recipe, target.generation)
-        for t in defs:
-            # A generation still being built gets its vector index when it is switched in.
-            table_problems += store.table_problems(s, t, vector_indexes=target.state == "active")
         incompatible = any(not p.repairable for p in table_problems)
         tables_ok = not any(p.what in ("missing_table", "missing_column", "wrong_type") for p in table_problems)
         tables = defs if tables_ok else None
@@ -300,6 +315,7 @@ def _observe_kind(
         rows=rows,
         table_problems=tuple(table_problems),
         table_incompatible=incompatible,
+        replaced=replaced,
         corrupt=tuple(sorted(set(corrupt))),
         mock=tuple(sorted(set(mock) - bad)),
         incomplete=tuple(sorted(set(incomplete) - bad)),
@@ -310,6 +326,15 @@ def _observe_kind(
         sizes=own_sizes,
         held=desired.held,
     )
+
+
+def _table_problems(store: Store, s: Session, desired: DesiredKind, g: Generation) -> list[SchemaProblem]:
+    """What differs between generation ``g``'s tables and what the recipe asks for."""
+    out: list[SchemaProblem] = []
+    for t in desired.kind.tables(desired.recipe, g.generation):
+        # A generation still being built gets its vector index when it is switched in.
+        out += store.table_problems(s, t, vector_indexes=g.state == ACTIVE)
+    return out
 
 
 def _held(k: KindObservation, held: frozenset[str], kept: frozenset[str]) -> KindObservation:

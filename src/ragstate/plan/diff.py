@@ -24,7 +24,9 @@ document
 ledger row out of scope            orphaned        delete rows and ledger row
 rows without ledger, out of scope  orphaned        delete rows
 table/column/index missing         schema          repair (create what is missing)
-column of another type/dimension   schema          build a new generation, then switch
+column of another type/dimension   schema          build a new generation, then switch (the
+                                                   active one's: of the same recipe, verified
+                                                   on its own table)
 =================================  ==============  ======================================
 
 A document is counted once, under the first class that applies, in the order above.
@@ -181,7 +183,8 @@ def _kind_plan(
     if new_generation:
         # Nothing usable holds the desired recipe: every document in scope is built
         # into a fresh generation. Observation against "generation 0" listed them all.
-        add("recipe" if k.active is not None else "missing", rows.unbuilt + rows.rows_absent + rows.changed)
+        cls = "missing" if k.active is None else "schema" if k.replaced else "recipe"
+        add(cls, rows.unbuilt + rows.rows_absent + rows.changed)
     else:
         add("missing", rows.unbuilt)
         add("incomplete" if kind.multi_row else "missing", rows.rows_absent)
@@ -192,11 +195,12 @@ def _kind_plan(
         add("incomplete", k.incomplete)
         add("stale", sorted(upstream))
     recipe_change = k.active is not None and k.active.recipe_fp != k.recipe_fp
-    if recipe_change:
+    if recipe_change or k.replaced:
         # The work goes into another generation than the one queries use, so every
-        # reason is the recipe change; drift is measured against what queries use now:
-        # every document in scope.
-        build = {"recipe": [d for cls in BUILD_CLASSES for d in build[cls]]}
+        # reason is the recipe change (or the active table that cannot be repaired in
+        # place); drift is measured against what queries use now: every document in scope.
+        reason = "recipe" if recipe_change else "schema"
+        build = {reason: [d for cls in BUILD_CLASSES for d in build[cls]]}
     for cls in BUILD_CLASSES:
         drift[cls] = len(build.get(cls, ()))
     if recipe_change:
@@ -205,7 +209,8 @@ def _kind_plan(
     purge = () if new_generation else rows.strays
     drift["orphaned"] = len(delete) + len(purge)
     repair = () if new_generation else tuple(str(p) for p in k.table_problems)
-    drift["schema"] = len(k.table_problems)
+    schema = tuple(str(p) for p in k.replaced + k.table_problems)
+    drift["schema"] = len(schema)
     switch = new_generation or (target is not None and target.state != "active")
 
     ids = [d for cls in BUILD_CLASSES for d in build.get(cls, ())]
@@ -223,6 +228,7 @@ def _kind_plan(
         delete=delete,
         purge=purge,
         repair=repair,
+        schema=schema,
         estimate=estimate,
         quarantined=k.quarantined,
         changes=_changes(desired, k, recipe_change),

@@ -22,7 +22,7 @@ from ragstate.hashing import fingerprint
 #: every drift class, in the order plans list them
 DRIFT_CLASSES = ("missing", "stale", "orphaned", "recipe", "corrupt", "mock", "incomplete", "schema")
 #: the classes whose remedy is to (re)build the document's rows
-BUILD_CLASSES = ("missing", "stale", "recipe", "corrupt", "mock", "incomplete")
+BUILD_CLASSES = ("missing", "stale", "recipe", "corrupt", "mock", "incomplete", "schema")
 
 PLAN_FORMAT = 1
 
@@ -60,6 +60,10 @@ class KindPlan:
     purge: tuple[str, ...] = ()
     #: problems of the target's table that apply repairs (create what is missing)
     repair: tuple[str, ...] = ()
+    #: every schema problem found (``drift["schema"]``): those in ``repair``, and those of
+    #: a table that cannot be repaired in place, whose documents are rebuilt (``build["schema"]``)
+    #: into a new generation
+    schema: tuple[str, ...] = ()
     estimate: Estimate = Estimate()
     #: documents in scope held back by quarantine: not built, not drift
     quarantined: tuple[str, ...] = ()
@@ -195,6 +199,7 @@ class Plan:
                     delete=tuple(str(d) for d in k["delete"]),
                     purge=tuple(str(d) for d in k["purge"]),
                     repair=tuple(str(p) for p in k["repair"]),
+                    schema=tuple(str(p) for p in k.get("schema", ())),
                     estimate=Estimate(**k["estimate"]),
                     quarantined=tuple(str(d) for d in k.get("quarantined", ())),
                     changes=tuple(str(c) for c in k.get("changes", ())),

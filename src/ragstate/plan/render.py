@@ -50,11 +50,16 @@ def render_plan(plan: Plan, *, store: str = "") -> str:
             if cls == "orphaned":
                 ids = list(k.delete) + list(k.purge)
             if cls == "schema":
-                ids = list(k.repair)
+                ids = list(k.schema or k.repair)
             shown = ", ".join(ids[:SHOWN]) + (f" … and {len(ids) - SHOWN} more" if len(ids) > SHOWN else "")
             if cls == "recipe" and not ids:
                 shown = f"(built into generation {k.target_generation}; waiting for verification and the switch)"
             lines.append(f"    {cls:<10} {n:>6}  {shown}")
+            if cls == "schema" and k.build.get("schema"):
+                lines.append(
+                    f"      cannot be changed in place: {len(k.build['schema'])} documents are built into a new "
+                    "generation of the same recipe, verified on its own table, then switched in"
+                )
         e = k.estimate
         if e.items:
             lines.append(f"    work: build {e.items} documents, ~{e.tokens} tokens, ~{_seconds(e.seconds)}")

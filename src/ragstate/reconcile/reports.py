@@ -45,8 +45,8 @@ def verify_report(plan: Plan, observed: Observed, desired: Desired) -> VerifyRep
         orphaned = list(k.delete) + list(k.purge)
         if orphaned:
             listed["orphaned"] = orphaned[:LISTED]
-        if k.repair:
-            listed["schema"] = list(k.repair[:LISTED])
+        if k.schema or k.repair:
+            listed["schema"] = list((k.schema or k.repair)[:LISTED])
         if listed:
             documents[k.kind] = listed
     corrupt = {
