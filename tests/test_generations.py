@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from conftest import edit
 from helpers import active_table
 from ragstate.apply.budget import Budget
 from ragstate.apply.progress import NullProgress
@@ -26,6 +27,7 @@ from ragstate.cli import app
 from ragstate.compute import embedders
 from ragstate.compute.embedders import HashEmbedder, SentenceTransformerEmbedder, make_embedder
 from ragstate.errors import GoldenSetError, StoreLocked
+from ragstate.plan.render import render_plan
 from ragstate.spec.model import ModelSpec
 from ragstate.stores import ledger
 
@@ -485,3 +487,108 @@ def test_a_budget_stopped_build_is_verified_by_the_run_that_completes_it(make_pr
     record = change.apply()
     assert record.converged and record.kinds["doc_embeddings"].switched and record.verification[0]["passed"]
     assert generation_states(change) == {1: "retired", 2: "active"}
+
+
+# --- a rollback pins the recipe, not the data (issue 15, bug 2) --------------------------
+
+
+def test_a_held_kind_follows_the_source_under_the_pinned_recipe(spec_file, make_project, corpus: Path) -> None:
+    title = {"doc_embeddings": {"text": "{title}"}}
+    first = str(spec_file("first.yaml", models=HASH))
+    second = str(spec_file("second.yaml", models=HASH, artifacts=title))
+    assert run("apply", "-c", first, "--json")[0] == 0
+    code, record = run("apply", "-c", second, "--json")
+    assert code == 0 and record["kinds"]["doc_embeddings"]["switched"]
+    code, record = run("rollback", "doc_embeddings", "-c", second, "--json")
+    assert code == 0 and record["rollback"]["held"] == ["doc_embeddings"]
+    pinned = run("plan", "-c", first, "--json")[1]["kinds"][0]["recipe_fp"]  # generation 1's recipe
+
+    edited, deleted = "text/PMC12429868.txt", "markdown/PMC12429716.md"
+    edit(corpus / edited, new="\nA sentence added after the rollback.\n")
+    (corpus / deleted).unlink()
+
+    # The held kind is observed under the recipe rolled back to: the edit and the deletion are drift.
+    code, plan = run("plan", "-c", second, "--json")
+    [k] = plan["kinds"]
+    assert code == 2 and k["held"] and k["recipe_fp"] == pinned
+    assert k["active_generation"] == k["target_generation"] == 1 and not k["switch"]
+    assert k["build"] == {"stale": [edited]} and k["delete"] == [deleted]
+    code, text = run("plan", "-c", second)
+    assert code == 2 and "held" in text and "stale" in text and "orphaned" in text
+    code, report = run("verify", "-c", second, "--json")
+    assert code == 2 and report["drift"] == {"doc_embeddings": {"stale": 1, "orphaned": 1}}
+    code, status = run("status", "-c", second, "--json")
+    assert code == 2 and not status["pipelines"]["basic"]["ready"] and status["kinds"]["doc_embeddings"]["held"]
+
+    # Apply heals generation 1 in place, under its own recipe; the hold stays.
+    code, record = run("apply", "-c", second, "--json")
+    counts = record["kinds"]["doc_embeddings"]
+    assert code == 0 and counts["built"] == 1 and counts["deleted"] == 1 and counts["generation"] == 1
+    assert not counts.get("switched") and not counts.get("created_generation")
+    code, history = run("history", "-c", second, "--json")
+    gens = {g["generation"]: g for g in history["generations"]["doc_embeddings"]}
+    assert gens[1]["state"] == "active" and gens[1]["hold"] and set(gens) == {1, 2}
+    project = make_project(models=HASH, artifacts=title)
+    with project.store.session() as s:
+        rows = dict(s.query("SELECT doc_id, recipe_fp FROM {t}", t="doc_embeddings_g1"))
+    assert deleted not in rows and len(rows) == N - 1 and set(rows.values()) == {pinned}
+    assert run("verify", "-c", second)[0] == 0
+    code, status = run("status", "-c", second, "--json")
+    assert code == 0 and status["pipelines"]["basic"]["ready"] and status["kinds"]["doc_embeddings"]["held"]
+    assert status["kinds"]["doc_embeddings"]["complete"] == 1.0
+    # Rolling forward still releases the hold; generation 2 then misses the edit, which apply builds.
+    code, record = run("rollback", "doc_embeddings", "--to", "2", "-c", second, "--json")
+    assert code == 0 and record["rollback"]["held"] == []
+    code, plan = run("plan", "-c", second, "--json")
+    assert code == 2 and plan["kinds"][0]["build"] == {"stale": [edited]} and plan["kinds"][0]["delete"] == [deleted]
+
+
+# --- schema drift of the active generation's table (issue 15, item 1) --------------------
+
+
+def _retype_embedding(project: Any, backend: str) -> None:
+    """Give the active generation's vector column another type behind ragstate's back."""
+    with project.store.session() as s, s.transaction():
+        if backend == "postgres":
+            # pgvector's HNSW index needs a dimension: it goes first, as a user would drop it
+            for name in project.store.indexes(s, "doc_embeddings_g1") or ():
+                if "hnsw" in name:
+                    s.execute(f'DROP INDEX "{project.spec.store.schema_name}"."{name}"')
+            s.execute("ALTER TABLE {t} ALTER COLUMN embedding TYPE vector", t="doc_embeddings_g1")
+        else:
+            s.execute("ALTER TABLE {t} RENAME TO {old}", t="doc_embeddings_g1", old="doc_embeddings_g1_old")
+            s.execute(
+                "CREATE TABLE {t} (doc_id TEXT PRIMARY KEY, source_hash TEXT NOT NULL, recipe_fp TEXT NOT NULL, "
+                "run_id TEXT, created_at REAL NOT NULL, text_hash TEXT NOT NULL, embedding TEXT NOT NULL)",
+                t="doc_embeddings_g1",
+            )
+            s.execute("INSERT INTO {t} SELECT * FROM {old}", t="doc_embeddings_g1", old="doc_embeddings_g1_old")
+            s.execute("DROP TABLE {old}", old="doc_embeddings_g1_old")
+
+
+def test_a_vector_column_of_another_type_heals_in_one_run(make_project, backend: str) -> None:
+    project = make_project(models=HASH)
+    assert project.apply().converged
+    _retype_embedding(project, backend)
+
+    plan = project.plan()
+    k = plan.kind("doc_embeddings")
+    # the plan names what is wrong with the table, not only a count (on PostgreSQL, the
+    # dropped index too)
+    assert not plan.in_sync and k.drift["schema"] == len(k.schema) == (2 if backend == "postgres" else 1)
+    [problem] = [p for p in k.schema if "embedding is" in p]
+    assert "doc_embeddings_g1.embedding is" in problem and "expected" in problem
+    assert k.build == {"schema": k.build["schema"]} and len(k.build["schema"]) == N and k.switch
+    text = render_plan(plan)
+    assert problem in text and "cannot be changed in place" in text
+
+    record = project.apply()
+    assert record.converged, record.error
+    assert project.plan().in_sync and project.verify().in_sync
+    assert project.status().pipelines["basic"].ready
+    # one new generation of the same recipe, verified on its own table and switched in
+    assert generation_states(project) == {1: "retired", 2: "active"}
+    assert record.kinds["doc_embeddings"].built == N and record.verification[0]["passed"]
+    assert generation(project, "doc_embeddings", 2).recipe_fp == generation(project, "doc_embeddings", 1).recipe_fp
+    again = project.apply()
+    assert again.converged and again.built == 0 and generation_states(project) == {1: "retired", 2: "active"}

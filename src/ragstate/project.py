@@ -69,7 +69,7 @@ from ragstate.errors import (
     StalePlanError,
 )
 from ragstate.faults import FaultLog, Guard, classify
-from ragstate.observe.observe import Observed, observe
+from ragstate.observe.observe import Observed, observe, pinned
 from ragstate.pipelines.base import Retrieval
 from ragstate.pipelines.query import Pipeline
 from ragstate.plan.desired import Desired, desired_state
@@ -187,7 +187,8 @@ class Project:
     # --- stages -----------------------------------------------------------------------
 
     def observe(self, *, depth: str = "shallow", desired: Desired | None = None) -> tuple[Desired, Observed]:
-        desired = desired or self.desired()
+        # Kinds a rollback holds are observed (and planned, built, verified) under the recipe held.
+        desired = pinned(self.spec, desired or self.desired(), self.store)
         return desired, observe(self.spec, desired, self.store, self.source(), depth=depth)
 
     def plan(self, *, depth: str = "shallow") -> Plan:
@@ -556,8 +557,9 @@ class Project:
         current), together with the kinds built from it, in one transaction and without
         recomputing anything. The run is recorded (command ``rollback``).
 
-        While the spec still asks for the recipe rolled back from, apply leaves the kinds
-        held there; changing the spec (or rolling forward with ``to``) releases them.
+        While the spec still asks for the recipe rolled back from, the kinds are held there:
+        apply keeps them in sync with the source under the recipe rolled back to and never
+        switches back; changing the spec (or rolling forward with ``to``) releases them.
 
         Holds the writer lock, like apply: a rollback never interleaves with a build.
 

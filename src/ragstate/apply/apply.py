@@ -341,7 +341,7 @@ class _Run:
                     recipe.params,
                     record.run_id,
                     upstream={u: self.targets[u] for u in kind.depends_on if u in self.targets},
-                    models={recipe.model: spec.models[recipe.model].model_dump(mode="json")} if recipe.model else {},
+                    models={recipe.model: this.model_spec(spec).model_dump(mode="json")} if recipe.model else {},
                 )
                 for t in kind.tables(recipe, gen.generation):
                     store.ensure_table(s, t)
@@ -390,9 +390,11 @@ class _Run:
         if not refs:
             return None
         upstream = {u: self.desired.kind(u) for u in kind.depends_on}
+        # A kind held by a rollback builds with the models its generation was built with.
+        build_spec = this.spec or spec
         ctx = BuildContext(
-            spec=spec,
-            embedder=lambda name: make_embedder(name, spec.models[name]),
+            spec=build_spec,
+            embedder=lambda name: make_embedder(name, build_spec.models[name]),
             encode_vector=store.encode_vector,
             run_id=record.run_id,
             now=now(),

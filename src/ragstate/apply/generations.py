@@ -410,7 +410,7 @@ def collect_garbage(
     dropped = []
     for drop in plan.gc:
         kind_gens = [g for g in gens if g.kind == drop.kind]
-        protect = (targets.get(drop.kind), holding(kind_gens, desired.kind(drop.kind).recipe.fingerprint))
+        protect = (targets.get(drop.kind), holding(kind_gens, desired.kind(drop.kind).asked_fp))
         allowed = collectable(kind_gens, keep=spec.generations.keep, protect=protect)
         gen = next((g for g in allowed if g.generation == drop.generation), None)
         if gen is None:
@@ -564,8 +564,8 @@ def rollback(
 ) -> dict[str, Any]:
     """Switch ``kind`` back (see ``choose_rollback``), in one transaction (fenced and
     retried by ``safety``), recomputing nothing. Each switched kind whose recipe differs
-    from the spec's (``desired_fps``) is held there: apply leaves it alone until the spec
-    changes.
+    from the spec's (``desired_fps``) is held there: until the spec changes, apply keeps
+    it in sync under that recipe (``plan.desired.pin_holds``) and never switches back.
 
     Returns:
         ``{"kind", "switched": {kind: {"from", "to"}}, "held": [kinds], "recomputed": 0}``.

@@ -25,15 +25,17 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from pydantic import ValidationError
 
 from ragstate.compute.embedders import Embedder
+from ragstate.errors import RagstateError
 from ragstate.hashing import fingerprint
 from ragstate.sources.base import DocRef, Document
-from ragstate.spec.model import Spec
+from ragstate.spec.model import ModelSpec, Spec
 from ragstate.stores.base import Session, Store
 from ragstate.stores.schema import TableDef
 
@@ -79,6 +81,15 @@ class Recipe:
             dimension=identity.get("dimension"),
             normalized=bool(identity.get("normalize", False)),
         )
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """A recipe built earlier, as ``ArtifactKind.pinned`` reconstructs it, and the spec
+    (with the models it was built with) that builds more rows of it."""
+
+    recipe: Recipe
+    spec: Spec
 
 
 @dataclass(frozen=True)
@@ -267,6 +278,37 @@ class ArtifactKind(ABC):
 
     def table_name(self, generation: int) -> str:
         return f"{self.name}_g{generation}"
+
+    def pinned(self, spec: Spec, recipe_fp: str, params: Mapping[str, Any], models: Mapping[str, Any]) -> Pinned | None:
+        """The recipe of a generation built earlier (its ``recipe_fp``, ``params`` and
+        ``models`` as the generations table records them), complete enough to build more
+        rows into that generation, with the spec to build them by (``spec`` with the
+        recorded models); None when this version cannot build it again (another code
+        version, a model or tokenizer that is no longer what it was, a model it cannot load).
+
+        Builds read what they make from ``Recipe.params``; the spec supplies only the
+        models, so the recorded params and models pin the rows' content."""
+        if params.get("code_version") != self.code_version:
+            return None
+        try:
+            recorded = {name: ModelSpec.model_validate(m) for name, m in models.items()}
+            section = getattr(spec.artifacts, self.name)
+            if recorded and hasattr(section, "model"):
+                section = section.model_copy(update={"model": next(iter(recorded))})
+            pinned_spec = spec.model_copy(
+                update={
+                    "models": {**spec.models, **recorded},
+                    "artifacts": spec.artifacts.model_copy(update={self.name: section}),
+                }
+            )
+            current = self.recipe(pinned_spec)
+        except (RagstateError, ValidationError, AttributeError):
+            return None
+        # What the models make of a text must be what they made then.
+        if any(current.params.get(key) != params.get(key) for key in ("model", "tokenizer") if key in params):
+            return None
+        recipe = replace(current, params=dict(params), fingerprint=recipe_fp)
+        return Pinned(recipe, pinned_spec)
 
     def embedding_fp(self, params: Mapping[str, Any]) -> str | None:
         """The embedding recipe of a generation built with recipe ``params`` (None when

@@ -71,7 +71,7 @@ def _recipes(spec: Spec, desired: Desired) -> dict[str, tuple[Embedder, str]]:
         output, model = d.kind.embedding_output, d.recipe.model
         if output is None or model is None:
             continue
-        embedder = make_embedder(model, spec.models[model])
+        embedder = make_embedder(model, d.model_spec(spec))
         out[embedding_fp(embedder.identity(), output)] = (embedder, output)
     return out
 

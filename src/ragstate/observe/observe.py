@@ -32,15 +32,15 @@ from ragstate.compute.embedders import make_embedder
 from ragstate.hashing import text_hash
 from ragstate.observe.cache import CacheFindings, observe_cache
 from ragstate.observe.quarantine import QuarantineView, held_downstream, quarantine_view
-from ragstate.plan.desired import Desired, DesiredKind
+from ragstate.plan.desired import Desired, DesiredKind, pin_holds
 from ragstate.sources.base import DocRef, FileStat, InPlaceSource, Snapshot, Source, SourceProblem
 from ragstate.spec.model import Spec
 from ragstate.stores import ledger, quarantine, records, registry
 from ragstate.stores.base import SchemaProblem, Session, Store
 from ragstate.stores.dialect import Col
-from ragstate.stores.ledger import ACTIVE, DROPPED, DriftRows, Generation
+from ragstate.stores.ledger import ACTIVE, BUILDING, DROPPED, REJECTED, DriftRows, Generation
 from ragstate.stores.migrations import SCHEMA_VERSIONS, migrate, schema_problems
-from ragstate.stores.schema import TableDef
+from ragstate.stores.schema import GENERATIONS, TableDef
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,10 @@ class KindObservation:
     #: True when the target table's shape cannot be repaired in place (a column of
     #: another type or dimension): a new generation is needed
     table_incompatible: bool = False
+    #: problems of the active generation's table that cannot be repaired in place,
+    #: though its recipe is the desired one: ``target`` is then another generation of
+    #: the same recipe (None: a new one), built and verified on its own table, then switched
+    replaced: tuple[SchemaProblem, ...] = ()
     corrupt: tuple[tuple[str, str], ...] = ()
     mock: tuple[str, ...] = ()
     #: documents the kind's consistency checks found partial or inconsistent with upstream
@@ -75,8 +79,12 @@ class KindObservation:
     #: ``(documents, items)`` the ledger holds per generation
     sizes: Mapping[int, tuple[int, int]] = field(default_factory=dict)
     #: why the kind is held at its active generation (a rollback, or an upstream kind's),
-    #: or "": apply leaves a held kind alone while the spec asks for the recipe rolled back from
+    #: or "": while the spec asks for the recipe rolled back from, the kind is observed
+    #: under the recipe it is held at (``plan.desired.pin_holds``)
     held: str = ""
+    #: True when the held kind is left alone: this version cannot build its recipe again
+    #: (``ArtifactKind.pinned``), so it is observed only as far as status needs
+    frozen: bool = False
 
 
 @dataclass(frozen=True)
@@ -202,6 +210,17 @@ def observe(
     )
 
 
+def pinned(spec: Spec, desired: Desired, store: Store) -> Desired:
+    """``desired`` with the kinds a rollback holds pinned to the recipe held
+    (``plan.desired.pin_holds``); as it is on a store without generations yet."""
+    with store.session() as s:
+        columns = store.columns(s, GENERATIONS.name)
+        if columns is None or "hold" not in columns:  # new, or from before rollback holds (migrated later)
+            return desired
+        gens = ledger.generations(store, s)
+    return pin_holds(spec, desired, gens)
+
+
 def _observe_kind(
     store: Store,
     s: Session,
@@ -231,6 +250,7 @@ def _observe_kind(
             generations=tuple(gens),
             sizes=own_sizes,
             held=held,
+            frozen=True,
         )
     if active is not None and active.recipe_fp == recipe.fingerprint:
         target: Generation | None = active
@@ -238,13 +258,24 @@ def _observe_kind(
         # A dropped generation has no tables left to build into.
         target = next((g for g in reversed(gens) if g.recipe_fp == recipe.fingerprint and g.state != DROPPED), None)
     table_problems: list[SchemaProblem] = []
+    replaced: tuple[SchemaProblem, ...] = ()
     incompatible = False
     tables: tuple[TableDef, ...] | None = None
     if target is not None:
+        table_problems = _table_problems(store, s, desired, target)
+        if target is active and any(not p.repairable for p in table_problems):
+            # The active table cannot be repaired in place (a column of another type or
+            # dimension): the recipe is built again into a generation of its own (resumed
+            # when one is under way), which verification judges on its own table before
+            # the switch. Judging the active table again would reject every rebuild.
+            replaced = tuple(table_problems)
+            target = next(
+                (g for g in reversed(gens) if g.recipe_fp == recipe.fingerprint and g.state in (BUILDING, REJECTED)),
+                None,
+            )
+            table_problems = _table_problems(store, s, desired, target) if target is not None else []
+    if target is not None:
         defs = kind.tables(recipe, target.generation)
-        for t in defs:
-            # A generation still being built gets its vector index when it is switched in.
-            table_problems += store.table_problems(s, t, vector_indexes=target.state == "active")
         incompatible = any(not p.repairable for p in table_problems)
         tables_ok = not any(p.what in ("missing_table", "missing_column", "wrong_type") for p in table_problems)
         tables = defs if tables_ok else None
@@ -284,6 +315,7 @@ def _observe_kind(
         rows=rows,
         table_problems=tuple(table_problems),
         table_incompatible=incompatible,
+        replaced=replaced,
         corrupt=tuple(sorted(set(corrupt))),
         mock=tuple(sorted(set(mock) - bad)),
         incomplete=tuple(sorted(set(incomplete) - bad)),
@@ -292,7 +324,17 @@ def _observe_kind(
         upstream={u: t for u, t in upstream.items() if t is not None},
         generations=tuple(gens),
         sizes=own_sizes,
+        held=desired.held,
     )
+
+
+def _table_problems(store: Store, s: Session, desired: DesiredKind, g: Generation) -> list[SchemaProblem]:
+    """What differs between generation ``g``'s tables and what the recipe asks for."""
+    out: list[SchemaProblem] = []
+    for t in desired.kind.tables(desired.recipe, g.generation):
+        # A generation still being built gets its vector index when it is switched in.
+        out += store.table_problems(s, t, vector_indexes=g.state == ACTIVE)
+    return out
 
 
 def _held(k: KindObservation, held: frozenset[str], kept: frozenset[str]) -> KindObservation:
@@ -358,7 +400,7 @@ def _with_recheck(
     if n == 0 or k.tables is None or k.table_problems or recipe.model is None:
         return k
     skip = _to_build(k)
-    embedder = make_embedder(recipe.model, spec.models[recipe.model])
+    embedder = make_embedder(recipe.model, desired.model_spec(spec))
     disagree = kind.recheck(Inspection(s, store, recipe, k.tables, k.upstream, "deep"), embedder, n, skip)
     if disagree is None and columns:
         disagree = _recheck_from_source(store, s, source, desired, k.tables, n, skip, embedder)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from ragstate.observe.observe import observe
+from ragstate.observe.observe import observe, pinned
 from ragstate.plan.desired import Desired
 from ragstate.plan.diff import diff
 from ragstate.reconcile.reports import pipeline_readiness
@@ -56,6 +56,7 @@ def check(spec: Spec, spec_hash: str, desired: Desired, store: Store, source: So
         StoreError: the store failed.
     """
     t0 = time.perf_counter()
+    desired = pinned(spec, desired, store)
     observed = observe(spec, desired, store, source, depth="shallow")
     plan = diff(spec, spec_hash, desired, observed)
     status = pipeline_readiness(plan, observed, desired)[pipeline]

@@ -24,7 +24,9 @@ document
 ledger row out of scope            orphaned        delete rows and ledger row
 rows without ledger, out of scope  orphaned        delete rows
 table/column/index missing         schema          repair (create what is missing)
-column of another type/dimension   schema          build a new generation, then switch
+column of another type/dimension   schema          build a new generation, then switch (the
+                                                   active one's: of the same recipe, verified
+                                                   on its own table)
 =================================  ==============  ======================================
 
 A document is counted once, under the first class that applies, in the order above.
@@ -33,7 +35,9 @@ Generations. Every kind that switches to another generation is verified and swit
 in one group with the kinds built from it that switch too (``switch_groups``: a
 chunking change switches ``chunks``, ``chunk_embeddings`` and ``token_embeddings``
 together). A kind held by a rollback (the spec still asks for the recipe rolled back
-from) and the kinds built from it get no actions. Inactive generations beyond
+from) is planned under the recipe it is held at, into its active generation
+(``plan.desired.pin_holds``); one whose recipe cannot be built again is left alone, and
+so are the kinds built from it. Inactive generations beyond
 ``generations.keep`` are dropped (``gc``), never the active one, the one active before
 it, or the one being built.
 
@@ -70,7 +74,7 @@ def diff(spec: Spec, spec_hash: str, desired: Desired, observed: Observed, *, no
         planned[d.name] = _kind_plan(spec, d, observed.kinds[d.name], observed, upstream)
     kinds = tuple(planned.values())
     groups = switch_groups(desired, {k.kind for k in kinds if k.switch})
-    gc = tuple(drop for k in kinds for drop in _collect(spec, observed.kinds[k.kind], k))
+    gc = tuple(drop for k in kinds for drop in _collect(spec, observed.kinds[k.kind], k, desired.kind(k.kind)))
     destructive_reasons = []
     for k in kinds:
         built = observed.kinds[k.kind].rows.built
@@ -81,7 +85,9 @@ def diff(spec: Spec, spec_hash: str, desired: Desired, observed: Observed, *, no
                 f"reconcile.max_delete_share ({spec.reconcile.max_delete_share:.0%})"
             )
     notes = [
-        f"{k.kind} is held at generation {k.active_generation}: {k.held}" + _hold_advice(k) for k in kinds if k.held
+        f"{k.kind} is held at generation {k.active_generation}: {k.held}" + _hold_advice(k, desired.kind(k.kind))
+        for k in kinds
+        if k.held
     ]
     if observed.schema:
         notes.append("ragstate's own tables need repair first; artifact drift is observed after the repair")
@@ -147,7 +153,7 @@ def _kind_plan(
     spec: Spec, desired: DesiredKind, k: KindObservation, observed: Observed, upstream: set[str]
 ) -> KindPlan:
     kind, recipe = desired.kind, desired.recipe
-    if k.held:
+    if k.frozen:
         assert k.active is not None
         return KindPlan(
             kind=kind.name,
@@ -159,6 +165,7 @@ def _kind_plan(
             build={},
             changes=recipe_changes(k.active.recipe, recipe.params),
             held=k.held,
+            frozen=True,
         )
     rows = k.rows
     target = k.target
@@ -176,7 +183,8 @@ def _kind_plan(
     if new_generation:
         # Nothing usable holds the desired recipe: every document in scope is built
         # into a fresh generation. Observation against "generation 0" listed them all.
-        add("recipe" if k.active is not None else "missing", rows.unbuilt + rows.rows_absent + rows.changed)
+        cls = "missing" if k.active is None else "schema" if k.replaced else "recipe"
+        add(cls, rows.unbuilt + rows.rows_absent + rows.changed)
     else:
         add("missing", rows.unbuilt)
         add("incomplete" if kind.multi_row else "missing", rows.rows_absent)
@@ -187,11 +195,12 @@ def _kind_plan(
         add("incomplete", k.incomplete)
         add("stale", sorted(upstream))
     recipe_change = k.active is not None and k.active.recipe_fp != k.recipe_fp
-    if recipe_change:
+    if recipe_change or k.replaced:
         # The work goes into another generation than the one queries use, so every
-        # reason is the recipe change; drift is measured against what queries use now:
-        # every document in scope.
-        build = {"recipe": [d for cls in BUILD_CLASSES for d in build[cls]]}
+        # reason is the recipe change (or the active table that cannot be repaired in
+        # place); drift is measured against what queries use now: every document in scope.
+        reason = "recipe" if recipe_change else "schema"
+        build = {reason: [d for cls in BUILD_CLASSES for d in build[cls]]}
     for cls in BUILD_CLASSES:
         drift[cls] = len(build.get(cls, ()))
     if recipe_change:
@@ -200,7 +209,8 @@ def _kind_plan(
     purge = () if new_generation else rows.strays
     drift["orphaned"] = len(delete) + len(purge)
     repair = () if new_generation else tuple(str(p) for p in k.table_problems)
-    drift["schema"] = len(k.table_problems)
+    schema = tuple(str(p) for p in k.replaced + k.table_problems)
+    drift["schema"] = len(schema)
     switch = new_generation or (target is not None and target.state != "active")
 
     ids = [d for cls in BUILD_CLASSES for d in build.get(cls, ())]
@@ -218,11 +228,23 @@ def _kind_plan(
         delete=delete,
         purge=purge,
         repair=repair,
+        schema=schema,
         estimate=estimate,
         quarantined=k.quarantined,
-        changes=recipe_changes(k.active.recipe, recipe.params) if recipe_change and k.active else (),
+        changes=_changes(desired, k, recipe_change),
         verification=_verification(spec, desired, k, None if new_generation else target) if switch else {},
+        held=k.held,
     )
+
+
+def _changes(desired: DesiredKind, k: KindObservation, recipe_change: bool) -> tuple[str, ...]:
+    """What the spec's recipe changes against the active generation's (while a rollback
+    holds the kind: what it would change, were the hold released)."""
+    if k.active is None:
+        return ()
+    if desired.asked is not None:
+        return recipe_changes(k.active.recipe, desired.asked.params)
+    return recipe_changes(k.active.recipe, desired.recipe.params) if recipe_change else ()
 
 
 def _verification(spec: Spec, desired: DesiredKind, k: KindObservation, target: Generation | None) -> dict[str, Any]:
@@ -268,7 +290,7 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "…"
 
 
-def _collect(spec: Spec, k: KindObservation, kp: KindPlan) -> list[GcDrop]:
+def _collect(spec: Spec, k: KindObservation, kp: KindPlan, desired: DesiredKind) -> list[GcDrop]:
     """The generations of ``k`` that garbage collection drops once ``kp`` is applied
     (assuming its switch, if any, succeeds: apply drops no more than this)."""
     gens = list(k.generations)
@@ -290,12 +312,13 @@ def _collect(spec: Spec, k: KindObservation, kp: KindPlan) -> list[GcDrop]:
             *k.sizes.get(g.generation, (0, 0)),
             reason=f"beyond generations.keep ({keep})",
         )
-        for g in collectable(gens, keep=keep, protect=(kp.target_generation, holding(k.generations, k.recipe_fp)))
+        for g in collectable(gens, keep=keep, protect=(kp.target_generation, holding(k.generations, desired.asked_fp)))
     ]
 
 
-def _hold_advice(k: KindPlan) -> str:
+def _hold_advice(k: KindPlan, desired: DesiredKind) -> str:
+    asked = desired.asked.fingerprint if desired.asked is not None else k.recipe_fp
     return (
-        f"; the spec asks for recipe {k.recipe_fp}: edit the spec back to the held recipe, or switch forward "
+        f"; the spec asks for recipe {asked}: edit the spec back to the held recipe, or switch forward "
         f"with `ragstate rollback {k.kind} --to GENERATION`"
     )

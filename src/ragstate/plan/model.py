@@ -22,7 +22,7 @@ from ragstate.hashing import fingerprint
 #: every drift class, in the order plans list them
 DRIFT_CLASSES = ("missing", "stale", "orphaned", "recipe", "corrupt", "mock", "incomplete", "schema")
 #: the classes whose remedy is to (re)build the document's rows
-BUILD_CLASSES = ("missing", "stale", "recipe", "corrupt", "mock", "incomplete")
+BUILD_CLASSES = ("missing", "stale", "recipe", "corrupt", "mock", "incomplete", "schema")
 
 PLAN_FORMAT = 1
 
@@ -60,13 +60,20 @@ class KindPlan:
     purge: tuple[str, ...] = ()
     #: problems of the target's table that apply repairs (create what is missing)
     repair: tuple[str, ...] = ()
+    #: every schema problem found (``drift["schema"]``): those in ``repair``, and those of
+    #: a table that cannot be repaired in place, whose documents are rebuilt (``build["schema"]``)
+    #: into a new generation
+    schema: tuple[str, ...] = ()
     estimate: Estimate = Estimate()
     #: documents in scope held back by quarantine: not built, not drift
     quarantined: tuple[str, ...] = ()
     #: how the spec's recipe differs from the active generation's (``path: old → new``)
     changes: tuple[str, ...] = ()
-    #: why the kind is left alone at its active generation (a rollback holds it), or ""
+    #: why a rollback holds the kind at its active generation, or "": it is planned under
+    #: the recipe held (``recipe_fp``), while the spec asks for another (``changes``)
     held: str = ""
+    #: True when the held kind is left alone (its recipe cannot be built again): no actions
+    frozen: bool = False
     #: what the switch will be verified with: the golden check's settings, the active
     #: generation's last measured recall, the target's last verification if any
     verification: dict[str, Any] = field(default_factory=dict)
@@ -192,10 +199,12 @@ class Plan:
                     delete=tuple(str(d) for d in k["delete"]),
                     purge=tuple(str(d) for d in k["purge"]),
                     repair=tuple(str(p) for p in k["repair"]),
+                    schema=tuple(str(p) for p in k.get("schema", ())),
                     estimate=Estimate(**k["estimate"]),
                     quarantined=tuple(str(d) for d in k.get("quarantined", ())),
                     changes=tuple(str(c) for c in k.get("changes", ())),
                     held=str(k.get("held", "")),
+                    frozen=bool(k.get("frozen", False)),
                     verification=dict(k.get("verification", {})),
                 )
                 for k in data["kinds"]

@@ -28,15 +28,18 @@ def render_plan(plan: Plan, *, store: str = "") -> str:
             else ""
         )
         lines.append(f"  {k.kind} ({gen}{target}, recipe {k.recipe_fp})")
-        if k.held:
+        if k.frozen:
             lines.append(f"    held: {k.held}; left alone while the spec asks for recipe {k.recipe_fp}")
             lines += [f"      {c}" for c in k.changes]
             continue
+        if k.held:
+            lines.append(f"    held: {k.held}; kept in sync under that generation's recipe; the spec asks for:")
+            lines += [f"      {c}" for c in k.changes]
         drift = {c: n for c, n in k.drift.items() if n}
         if not drift and not k.has_work:
             lines.append("    in sync")
             continue
-        if k.changes:
+        if k.changes and not k.held:
             lines.append(f"    recipe changes against generation {k.active_generation}:")
             lines += [f"      {c}" for c in k.changes]
         for cls in DRIFT_CLASSES:
@@ -47,11 +50,16 @@ def render_plan(plan: Plan, *, store: str = "") -> str:
             if cls == "orphaned":
                 ids = list(k.delete) + list(k.purge)
             if cls == "schema":
-                ids = list(k.repair)
+                ids = list(k.schema or k.repair)
             shown = ", ".join(ids[:SHOWN]) + (f" … and {len(ids) - SHOWN} more" if len(ids) > SHOWN else "")
             if cls == "recipe" and not ids:
                 shown = f"(built into generation {k.target_generation}; waiting for verification and the switch)"
             lines.append(f"    {cls:<10} {n:>6}  {shown}")
+            if cls == "schema" and k.build.get("schema"):
+                lines.append(
+                    f"      cannot be changed in place: {len(k.build['schema'])} documents are built into a new "
+                    "generation of the same recipe, verified on its own table, then switched in"
+                )
         e = k.estimate
         if e.items:
             lines.append(f"    work: build {e.items} documents, ~{e.tokens} tokens, ~{_seconds(e.seconds)}")

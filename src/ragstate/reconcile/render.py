@@ -51,8 +51,9 @@ def render_run(record: RunRecord) -> str:
             lines.append(f"  {rb['kind']}: already at that generation; nothing switched")
         if rb["held"]:
             lines.append(
-                f"  held: {', '.join(rb['held'])} (apply leaves them alone while the spec asks for the recipe rolled "
-                "back from; edit the spec or roll forward with --to to release them)"
+                f"  held: {', '.join(rb['held'])} (apply keeps them in sync with the source under the recipe rolled "
+                "back to, and never switches back, while the spec asks for the recipe rolled back from; edit the "
+                "spec or roll forward with --to to release them)"
             )
     if not record.kinds and record.converged:
         lines.append("  nothing to do")

@@ -45,8 +45,8 @@ def verify_report(plan: Plan, observed: Observed, desired: Desired) -> VerifyRep
         orphaned = list(k.delete) + list(k.purge)
         if orphaned:
             listed["orphaned"] = orphaned[:LISTED]
-        if k.repair:
-            listed["schema"] = list(k.repair[:LISTED])
+        if k.schema or k.repair:
+            listed["schema"] = list((k.schema or k.repair)[:LISTED])
         if listed:
             documents[k.kind] = listed
     corrupt = {
@@ -174,7 +174,7 @@ def completeness_of(k: KindPlan, obs: KindObservation, scope: int) -> float:
     """Share of the ``scope`` documents whose rows of a kind are built and need nothing."""
     if not scope:
         return 1.0
-    if obs.held:  # queries read the held generation, as built when it was rolled back to
+    if obs.frozen:  # queries read the held generation, as built when it was rolled back to
         return round(min(obs.rows.built, scope) / scope, 4)
     if obs.active is None or obs.active.recipe_fp != obs.recipe_fp:
         return 0.0  # queries read no generation of the desired recipe yet
