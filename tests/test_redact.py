@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
+import signal
+import time
 from pathlib import Path
+
+import pytest
 
 from ragstate.logs import TextFormatter
 from ragstate.redact import MASK, literal_secrets, redact, redact_data, register_secret
@@ -66,3 +71,51 @@ def test_a_password_from_the_environment_is_masked_in_spec_errors(tmp_path: Path
         assert "env-pw-77" not in str(exc) and "store.pool_size" in str(exc)
     else:
         raise AssertionError("an invalid pool size was accepted")
+
+
+def test_a_password_in_a_query_string_leaves_the_message_colon_after_it() -> None:
+    url = "postgresql://h/db?sslmode=require&password=hunter2"
+    assert redact(f"{url}: connection refused") == f"postgresql://h/db?sslmode=require&password={MASK}: connection refused"
+    assert redact("password=a:b:c rest") == f"password={MASK} rest"  # a colon inside a secret is the secret's
+    assert list(literal_secrets(f"{url}: x")) == [("", "hunter2")]
+
+
+#: redaction may take this many times a plain linear regex scan of the same input (measured: 3 to 15;
+#: a quadratic pattern takes hours on 10 MB, so the wide margin only absorbs a loaded machine)
+_LINEAR_BUDGET = 200
+_TEN_MB = 10_000_000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("a" * _TEN_MB, id="one-long-word"),  # a store.prefix, an untrusted title
+        pytest.param("x" + "1" * _TEN_MB + "://u:p@h", id="digits-before-scheme"),
+        pytest.param("ab://u:" * (_TEN_MB // 7), id="many-unfinished-urls"),
+        pytest.param("a://x:" + "b" * _TEN_MB, id="url-without-at"),
+        pytest.param("password=" + ":" * _TEN_MB + " ", id="password-of-colons"),
+        pytest.param("password" + " " * _TEN_MB, id="password-then-spaces"),
+    ],
+)
+def test_redaction_is_linear_in_its_input(text: str) -> None:
+    """10 MB of adversarial text is redacted within a multiple of a linear scan of it (issue 15, item 3)."""
+    start = time.perf_counter()
+    assert sum(1 for _ in re.finditer(r"\S+", text)) >= 1
+    budget = _LINEAR_BUDGET * (time.perf_counter() - start)
+
+    def out_of_budget(*_: object) -> None:
+        raise TimeoutError(f"redaction took over {_LINEAR_BUDGET} times a linear scan")
+
+    # the alarm stops a quadratic run (hours on 10 MB) instead of letting the test hang
+    previous = signal.signal(signal.SIGALRM, out_of_budget)
+    signal.setitimer(signal.ITIMER_REAL, budget)
+    try:
+        start = time.perf_counter()
+        redacted = redact(text)
+        took = time.perf_counter() - start
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert took < budget
+    assert redacted[:1000] == text[:1000]

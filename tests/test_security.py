@@ -16,9 +16,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
+from helpers import HASH_MODELS
 from ragstate import Project
 from ragstate.cli import app
 from ragstate.errors import IdentifierError, SpecError
+from ragstate.reconcile.daemon import Daemon
 from ragstate.spec import load_spec
 from ragstate.stores.schema import ident, user_ident
 
@@ -110,16 +112,31 @@ def test_init_writes_an_outside_source_as_an_absolute_path(tmp_path: Path, corpu
 
 
 @pytest.mark.skipif(not Path("/etc/passwd").exists(), reason="needs /etc/passwd")
-def test_a_symlink_to_etc_passwd_inside_the_source_is_refused(backend, spec_file, corpus: Path) -> None:
+def test_a_symlink_to_etc_passwd_inside_the_source_is_refused(backend, spec_file, corpus: Path, tmp_path) -> None:
+    """Refused by name and quarantined; the rest of the corpus converges (issue 15, item 6: it halted all)."""
     os.symlink("/etc/passwd", corpus / "text" / "passwd.txt")
-    spec = spec_file()
+    os.symlink(corpus / "markdown" / "nowhere.md", corpus / "markdown" / "dangling.md")
+    os.symlink("/etc", corpus / "escape")
+    spec = spec_file(models=HASH_MODELS)
     code, out = cli("plan", "-c", str(spec))
-    assert code == 1 and out["error_type"] == "SourceError", out
-    assert "text/passwd.txt is a symlink to /etc/passwd" in out["error"] and "follow_symlinks" in out["error"]
+    assert code == 2, out
+    found = {e["item"]: e for e in out["quarantine"]["new"]}
+    assert {k: e["reason"] for k, e in found.items()} == {
+        "text/passwd.txt": "outside_source",
+        "markdown/dangling.md": "unreadable",
+        "escape": "outside_source",
+    }
+    assert "text/passwd.txt is a symlink to /etc/passwd" in found["text/passwd.txt"]["message"]
+    assert "follow_symlinks" in found["text/passwd.txt"]["message"]
     code, out = cli("apply", "-c", str(spec))
-    assert code == 1 and "passwd.txt" in out["error"]
-    with Project.from_file(spec) as project, project.store.session() as s:
-        assert s.scalar("SELECT count(*) FROM {documents}") == 0
+    assert code == 4 and out["status"] == "converged" and out["quarantined"] == {"source": 3}, out
+    code, out = cli("status", "-c", str(spec))
+    assert code == 0 and out["quarantine"]["quarantined"] == {"source": 3}, out
+    with Project.from_file(spec) as project:
+        with project.store.session() as s:
+            assert s.scalar("SELECT count(*) FROM {documents}") == 18
+            assert s.scalar("SELECT count(*) FROM {documents} WHERE doc_id = ?", ("text/passwd.txt",)) == 0
+        assert Daemon(project, once=True).run() == 4, "a daemon's cycle converges except the quarantined"
 
 
 # --- identifiers ----------------------------------------------------------------------

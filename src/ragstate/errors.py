@@ -106,6 +106,12 @@ class UnreadableDocument(DocumentError):
     reason = "unreadable"
 
 
+class OutsideSource(DocumentError):
+    """A symlink in the source folder leads outside it (read only with ``source.follow_symlinks``)."""
+
+    reason = "outside_source"
+
+
 class DuplicateDocumentId(DocumentError):
     """Two documents of the source declare the same id (a source-wide conflict, not quarantined)."""
 

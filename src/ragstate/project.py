@@ -262,6 +262,8 @@ class Project:
     ) -> RunRecord:
         t0 = time.perf_counter()
         safety = Safety(self.guard, fence=lease.fence)
+        if plan is None and depth != "deep" and safety.read(self._audit_pending):
+            depth = "deep"  # an audit found rows no apply rebuilt yet: observe as closely as it did
         desired, observed = safety.read(
             lambda: self.observe(depth=plan.depth if plan is not None else depth, desired=self.desired(pipelines))
         )
@@ -488,7 +490,7 @@ class Project:
             store=self.store.description,
             source=self.source().description,
             scope_size=plan.scope_size,
-            pipelines=pipeline_readiness(plan, observed, desired),
+            pipelines=pipeline_readiness(plan, observed, desired, cond.audit_of(conditions)),
             kinds=kinds,
             schema=list(plan.schema),
             source_schema=list(plan.source_schema),
@@ -840,6 +842,11 @@ class Project:
         except RagstateError as exc:  # the store may be what failed; the run's own error matters more
             log.warning("could not record the end of run %s: %s", record.run_id, exc)
 
+    def _audit_pending(self) -> bool:
+        """Whether the recorded conditions hold an audit's finding no run has rebuilt yet."""
+        with self.store.session() as s:
+            return cond.audited(cond.from_rows(conditions_store.read(self.store, s)))
+
     def _record_state(self, plan: Plan, observed: Observed, desired: Desired) -> cond.Conditions:
         """Evaluate the conditions of every pipeline and kind, record them (with the
         pipelines' readiness), and return them. Transition times carry over from the
@@ -847,11 +854,13 @@ class Project:
         with self.store.session() as s:
             runs = records.recent(self.store, s, limit=20) if not plan.schema else []
             previous = cond.from_rows(conditions_store.read(self.store, s)) if not plan.schema else {}
-        current = cond.evaluate(plan, observed, desired, runs, spec_hash=self.spec_hash, now=time.time())
+        audit = cond.audit_findings(plan, previous, runs)
+        current = cond.evaluate(plan, observed, desired, runs, spec_hash=self.spec_hash, now=time.time(), audit=audit)
         current = cond.merge(previous, current)
         if plan.schema:
             return current
-        states = {name: (p.ready, p.reasons) for name, p in pipeline_readiness(plan, observed, desired).items()}
+        readiness = pipeline_readiness(plan, observed, desired, audit)
+        states = {name: (p.ready, p.reasons) for name, p in readiness.items()}
         with self.store.session() as s:
             records.set_pipeline_states(self.store, s, states, self.spec_hash)
             conditions_store.replace_all(self.store, s, cond.to_rows(current))

@@ -24,10 +24,37 @@ from typing import Any
 
 MASK = "***"
 
-_URL_PASSWORD = re.compile(r"(?P<head>[a-zA-Z][a-zA-Z0-9+.\-]*://[^/:@\s]*:)(?P<secret>[^@\s/]+)(?P<tail>@)")
+# Every pattern here must stay linear in its input: redaction sees untrusted text (titles of
+# 300,000 letters, a 1M-letter store prefix). A URL is therefore found from its "://", and its
+# scheme checked by looking back (``_has_scheme``): a pattern that starts at the scheme
+# (``[a-zA-Z][a-zA-Z0-9+.-]*://``) is retried at every letter of a long word, quadratic in its length.
+_URL_PASSWORD = re.compile(r"(?P<head>://[^/:@\s]*:)(?P<secret>[^@\s/]+)(?P<tail>@)")
+_SCHEME_LOOKBACK = 64
+_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-")
+# A secret never ends with ":": in "?password=SECRET: connection refused" the colon is the message's.
 _KEYWORD_PASSWORD = re.compile(
-    r"(?P<head>\b(?:password|passwd|pwd|token|api_key)\s*[=:]\s*)(?P<secret>[^\s&;'\"]+)", re.I
+    r"(?P<head>\b(?:password|passwd|pwd|token|api_key)\s*[=:]\s*)(?P<secret>[^\s&;'\"]*[^\s&;'\":])", re.I
 )
+
+
+def _has_scheme(text: str, end: int) -> bool:
+    """Whether ``text[:end]`` ends with a URL scheme (scheme characters, one of them a letter).
+
+    At most ``_SCHEME_LOOKBACK`` characters are read: a longer run of digits and ``+.-`` counts
+    as a scheme, which masks too much rather than too little."""
+    for i in range(end - 1, max(end - _SCHEME_LOOKBACK, 0) - 1, -1):
+        char = text[i]
+        if char not in _SCHEME_CHARS:
+            return False
+        if char.isalpha():
+            return True
+    return end > _SCHEME_LOOKBACK
+
+
+def _url_passwords(text: str) -> Iterator[re.Match[str]]:
+    """The ``user:SECRET@`` matches of URLs in ``text``."""
+    return (m for m in _URL_PASSWORD.finditer(text) if _has_scheme(text, m.start()))
+
 
 _lock = threading.Lock()
 _secrets: set[str] = set()
@@ -78,7 +105,9 @@ def redact(text: str) -> str:
     """Return ``text`` with URL passwords, ``password=...`` pairs and registered secrets masked."""
     if not text:
         return text
-    text = _URL_PASSWORD.sub(lambda m: m["head"] + MASK + m["tail"], text)
+    text = _URL_PASSWORD.sub(
+        lambda m: m["head"] + MASK + m["tail"] if _has_scheme(m.string, m.start()) else m[0], text
+    )
     text = _KEYWORD_PASSWORD.sub(lambda m: m["head"] + MASK, text)
     with _lock:
         secrets = sorted(_secrets, key=len, reverse=True)
@@ -120,6 +149,7 @@ def literal_secrets(data: Any, path: str = "") -> Iterator[tuple[str, str]]:
         for i, value in enumerate(data):
             yield from literal_secrets(value, f"{path}[{i}]")
     elif isinstance(data, str):
-        for pattern in (_URL_PASSWORD, _KEYWORD_PASSWORD):  # user:SECRET@, ?password=SECRET
-            for match in pattern.finditer(data):
-                yield path, match["secret"]
+        for match in _url_passwords(data):  # user:SECRET@
+            yield path, match["secret"]
+        for match in _KEYWORD_PASSWORD.finditer(data):  # ?password=SECRET
+            yield path, match["secret"]

@@ -136,6 +136,44 @@ def test_verify_audits_the_cache_and_apply_removes_bad_entries(make_project, bac
     assert project.cache_status().entries == 13
 
 
+def test_an_entry_whose_text_is_not_utf8_is_corrupt_and_apply_removes_it(make_project, backend: str) -> None:
+    """Issue 15, item 4: an undecodable text was an internal error in verify, reconcile and apply --deep."""
+    project = make_project()
+    project.apply()
+    with project.store.session() as s:
+        fp, h = s.query("SELECT model_fp, text_hash FROM {embedding_cache} ORDER BY text_hash")[0]
+    bad = b"caf\xc3(\xff\xfe"
+    with project.store.transaction() as s:
+        if backend == "sqlite":
+            s.execute("UPDATE {embedding_cache} SET text = CAST(? AS TEXT) WHERE text_hash = ?", (bad, h))
+        else:
+            # A UTF8 database rejects invalid text on the way in (and ragstate's tables hold text, not
+            # bytea), so on PostgreSQL such a row cannot exist: the read path is the same (the text's
+            # bytes, decoded by ragstate), exercised below by an entry whose text is valid again.
+            with pytest.raises(Exception, match="(?i)invalid byte sequence"):
+                with project.store.transaction() as inner:
+                    inner.execute(
+                        "UPDATE {embedding_cache} SET text = convert_from(?, 'UTF8') WHERE text_hash = ?", (bad, h)
+                    )
+            s.execute("UPDATE {embedding_cache} SET text = ? WHERE text_hash = ?", ("café", h))
+    assert project.plan().in_sync, "only a deep observation audits the cache"
+
+    report = project.verify()
+    reason = "text is not valid UTF-8" if backend == "sqlite" else "text does not match its hash"
+    assert report.drift == {"embedding_cache": {"corrupt": 1}}
+    assert dict(report.corrupt["embedding_cache"]) == {f"{fp}:{h}": reason}
+    record = project.apply(depth="deep")
+    assert record.converged and record.cache["purged"] == 1
+    assert project.verify().in_sync
+
+
+def test_stored_text_bytes_are_decoded_or_judged_undecodable() -> None:
+    from ragstate.stores.embedding_cache import decoded
+
+    assert decoded("café".encode()) == "café" and decoded(memoryview(b"ok")) == "ok" and decoded("as str") == "as str"
+    assert decoded(b"caf\xc3(") is None and decoded(None) is None
+
+
 def test_a_bad_entry_is_never_served(make_project) -> None:
     project = make_project()
     project.apply()

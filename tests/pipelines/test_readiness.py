@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import edit
-from helpers import cli, count, execute
+from helpers import HASH_MODELS, artifact_ids, cli, count, execute, set_vector
 from ragstate.errors import NotReady
 
 TEXT = "polyester fiber tension"
@@ -89,3 +90,35 @@ def test_vectors_of_another_model_are_never_compared_with_the_query(built) -> No
     assert not readiness.ready and "another recipe" in readiness.reasons[0]
     with pytest.raises(NotReady, match="another model"):
         project.pipeline("basic").retrieve(TEXT, 3, readiness_mode="warn")
+
+
+def test_corrupt_vectors_an_audit_found_keep_the_pipeline_not_ready_until_an_apply(make_project, backend) -> None:
+    """Issue 15, item 7: NaN vectors were invisible to status and the guard (both read shallowly)."""
+    project = make_project(pipelines=["hybrid"], models=HASH_MODELS)
+    assert project.apply().converged
+    # pgvector refuses NaN in a vector column: there, the corrupt rows are vectors not of unit length
+    value = np.full(32, np.nan if backend == "sqlite" else 5.0, dtype=np.float32)
+    for doc_id in artifact_ids(project)[:3]:
+        set_vector(project, doc_id, project.store.encode_vector(value))
+    hybrid = project.pipeline("hybrid")
+    assert hybrid.readiness().ready, "no audit has looked yet: a shallow check reads no vector"
+
+    report = project.verify()
+    assert report.drift["doc_embeddings"] == {"corrupt": 3}
+    status = project.status()
+    assert not status.pipelines["hybrid"].ready
+    assert "doc_embeddings: an audit (deep) found 3 corrupt" in status.pipelines["hybrid"].reasons[0]
+    ready, _, degraded, _ = status.conditions["kinds"]["doc_embeddings"]
+    assert (ready["status"], ready["reason"]) == ("False", "AuditFound")
+    assert (degraded["status"], degraded["reason"]) == ("True", "AuditFound")
+    assert not hybrid.readiness().ready
+    with pytest.raises(NotReady, match="3 corrupt"):
+        hybrid.retrieve("seeds", 3)
+    assert not project.status().pipelines["hybrid"].ready, "a second shallow look keeps what the audit found"
+
+    record = project.apply()
+    assert record.converged and record.kinds["doc_embeddings"].built == 3
+    assert project.status().pipelines["hybrid"].ready
+    _, _, degraded, _ = project.status().conditions["kinds"]["doc_embeddings"]
+    assert degraded["status"] == "False"
+    assert hybrid.retrieve("seeds", 3).ready

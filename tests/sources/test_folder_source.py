@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -68,18 +69,35 @@ def test_symlink_outside_the_source_is_refused(tmp_path: Path, corpus: Path) -> 
     outside.mkdir()
     (outside / "secret.txt").write_text("Secret\n\nnot for indexing")
     os.symlink(outside / "secret.txt", corpus / "text/link.txt")
-    with pytest.raises(SourceError, match="outside the source folder .*follow_symlinks"):
-        make(corpus).snapshot({})
+    snapshot = make(corpus).snapshot({})
+    (problem,) = snapshot.problems
+    assert (problem.key, problem.doc_id, problem.reason) == ("text/link.txt", "text/link.txt", "outside_source")
+    assert re.search("outside the source folder .*follow_symlinks", problem.message)
+    assert len(snapshot.fresh) == 18 and "text/link.txt" not in [r.doc_id for r in snapshot.fresh]
     refs = make(corpus, follow_symlinks=True).snapshot({}).fresh
     assert "text/link.txt" in [r.doc_id for r in refs]
+
+
+def test_a_dangling_symlink_is_a_problem_of_its_own(tmp_path: Path, corpus: Path) -> None:
+    os.symlink(corpus / "text/gone.txt", corpus / "text/dangling.txt")  # inside the folder, but gone
+    for follow in (False, True):
+        snapshot = make(corpus, follow_symlinks=follow).snapshot({})
+        (problem,) = snapshot.problems
+        assert (problem.key, problem.reason) == ("text/dangling.txt", "unreadable") and "symlink" in problem.message
+        assert len(snapshot.fresh) == 18
+    known = {f.path: f for f in snapshot.files}
+    assert make(corpus).snapshot(known).problems == (), "an unchanged link is not reported again"
 
 
 def test_symlinked_folder_outside_is_refused(tmp_path: Path, corpus: Path) -> None:
     outside = tmp_path / "elsewhere"
     outside.mkdir()
+    (outside / "secret.txt").write_text("Secret\n\nnot for indexing")
     os.symlink(outside, corpus / "escape")
-    with pytest.raises(SourceError, match="escape is a symlink"):
-        make(corpus).snapshot({})
+    snapshot = make(corpus).snapshot({})
+    (problem,) = snapshot.problems
+    assert (problem.key, problem.doc_id, problem.reason) == ("escape", None, "outside_source")
+    assert "escape is a symlink" in problem.message and len(snapshot.fresh) == 18
 
 
 def test_single_file_source_and_missing_path(corpus: Path, tmp_path: Path) -> None:

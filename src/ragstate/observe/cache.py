@@ -48,7 +48,10 @@ def observe_cache(spec: Spec, desired: Desired, session: Session) -> CacheFindin
     for fp, h, dim, n_tokens, normalized, value, text in embedding_cache.iter_entries(session):
         entries += 1
         k = embedding_cache.key(fp, h)
-        if text is None or text_hash(text) != h:
+        if text is None:
+            corrupt.append((k, "text is not valid UTF-8"))
+            continue
+        if text_hash(text) != h:
             corrupt.append((k, "text does not match its hash"))
             continue
         problem = value_problem(int(dim), None if n_tokens is None else int(n_tokens), bool(normalized), bytes(value))

@@ -6,7 +6,9 @@ whose stat is unchanged is not read), then set operations in SQL between the sco
 ledger and the active generation's tables. It reads no vector and re-embeds nothing
 (that is ``verify``). A pipeline is ready when each of its kinds has an active
 generation under the spec's recipe and shows no drift: no document missing, stale,
-orphaned, of another recipe or incomplete, and no table or index missing.
+orphaned, of another recipe or incomplete, and no table or index missing; nor has an audit
+(``verify``, an apply) found bad rows that no apply has rebuilt since (the recorded
+``AuditFound`` condition, ``reconcile.conditions``).
 
 =========  ==================================================================  =========
 mode       when the pipeline is not ready                                     CLI exit
@@ -30,9 +32,12 @@ from dataclasses import dataclass
 from ragstate.observe.observe import observe, pinned
 from ragstate.plan.desired import Desired
 from ragstate.plan.diff import diff
+from ragstate.reconcile import conditions
 from ragstate.reconcile.reports import pipeline_readiness
 from ragstate.sources.base import Source
 from ragstate.spec.model import Spec
+from ragstate.stores import conditions as conditions_store
+from ragstate.stores import records
 from ragstate.stores.base import Store
 
 MODES = ("fail", "warn", "heal")
@@ -59,5 +64,10 @@ def check(spec: Spec, spec_hash: str, desired: Desired, store: Store, source: So
     desired = pinned(spec, desired, store)
     observed = observe(spec, desired, store, source, depth="shallow")
     plan = diff(spec, spec_hash, desired, observed)
-    status = pipeline_readiness(plan, observed, desired)[pipeline]
+    # What an audit found is recorded (conditions) until an apply rebuilds it: two small reads.
+    with store.session() as s:
+        previous = conditions.from_rows(conditions_store.read(store, s)) if not plan.schema else {}
+        runs = records.recent(store, s, limit=20) if not plan.schema else []
+    audit = conditions.audit_findings(plan, previous, runs)
+    status = pipeline_readiness(plan, observed, desired, audit)[pipeline]
     return Readiness(pipeline, status.ready, tuple(status.reasons), round(time.perf_counter() - t0, 4))

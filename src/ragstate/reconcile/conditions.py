@@ -10,8 +10,9 @@ type             True when
 ``Ready``        the kind's active generation has the desired recipe and shows no drift
                  (a pipeline: every kind it reads is Ready)
 ``Reconciling``  a live run is working on it (its plan has work for the kind)
-``Degraded``     it serves, but less than asked: items of it are in quarantine, or the
-                 last run failed in a way the next run retries (a transient failure)
+``Degraded``     it serves, but less than asked: items of it are in quarantine, the
+                 last run failed in a way the next run retries (a transient failure), or
+                 an audit found bad rows (``AuditFound``) that no apply has rebuilt yet
 ``Stalled``      it is not Ready and runs cannot get it there without a person: the last
                  run stopped on a fatal error or a refused destructive plan, or
                  ``STALL_AFTER`` runs in a row failed
@@ -22,12 +23,18 @@ Reasons: Ready — ``Converged``, ``Drift``, ``NoActiveGeneration``, ``RecipeCha
 ``Applying``, ``Idle``, ``Pending`` (drift waits for the next run), ``WriterLockBusy``
 (the last run found another process writing the store: it is neither a degradation nor
 counted towards Stalled); Degraded —
-``ItemsQuarantined``, ``SourceItemsQuarantined``, ``LastRunFailed``, ``AsExpected``;
+``ItemsQuarantined``, ``SourceItemsQuarantined``, ``LastRunFailed``, ``AuditFound``, ``AsExpected``;
 Stalled — the error type that stopped the last run (``DestructiveRefused``,
 ``BuildFailing``, ``ModelError``, ...), ``RepeatedFailures``, ``AsExpected``.
 
 ``evaluate`` is pure: the plan, the observation and the recent runs in, conditions out;
 ``merge`` carries the transition times over from the previous evaluation.
+
+What an audit finds (rows that fail the vector checks, placeholders, partial artifacts:
+``AUDIT_CLASSES``) a shallow observation (``status``, the readiness guard) cannot see. So it
+is remembered, as the kind's recorded ``Degraded``/``AuditFound`` condition, until a run
+that audited (``apply``, ``reconcile``) converged after it: until then the kind is not Ready
+and its pipelines are not ready (``audit_findings``), and ``apply`` audits deeply.
 """
 
 from __future__ import annotations
@@ -50,6 +57,9 @@ TRUE, FALSE, UNKNOWN = "True", "False", "Unknown"
 PIPELINE, KIND = "pipeline", "kind"
 #: failed runs in a row (of the current spec) after which a kind that is not Ready is Stalled
 STALL_AFTER = 3
+#: drift classes only an audit sees (a shallow observation reads no vector)
+AUDIT_CLASSES = ("corrupt", "mock", "incomplete")
+AUDIT_FOUND = "AuditFound"
 _FAILED = ("failed", "refused")
 
 
@@ -86,6 +96,7 @@ def evaluate(
     spec_hash: str,
     now: float,
     alive: Callable[[RunRow], bool] | None = None,
+    audit: Mapping[str, str] | None = None,
 ) -> Conditions:
     """The conditions of every pipeline and kind the spec enables.
 
@@ -94,7 +105,9 @@ def evaluate(
         runs: recent runs, newest first (``records.recent``).
         alive: whether a ``running`` row's process still lives (default: a process of
             this host is checked by pid, one of another host is assumed alive).
+        audit: what audits found and no run rebuilt yet, by kind (``audit_findings``).
     """
+    audit = audit or {}
     alive = alive or process_alive
     running = [r for r in runs if r.status == "running" and alive(r)]
     finished = [r for r in runs if r.status != "running" and r.spec_hash == spec_hash]
@@ -117,12 +130,64 @@ def evaluate(
     out: Conditions = {}
     for d in desired.kinds:
         conds = _kind(d.name, by_kind.get(d.name), plan, observed, running, last, streak, quarantined, now, blocked)
+        if d.name in audit:
+            conds = _audited(conds, audit[d.name])
         out[(KIND, d.name)] = tuple(stamp(c) for c in conds)
-    readiness = pipeline_readiness(plan, observed, desired)
+    readiness = pipeline_readiness(plan, observed, desired, audit)
     for pipeline, kinds in desired.pipelines.items():
         conds = _pipeline(pipeline, kinds, readiness[pipeline].reasons, out, quarantined)
         out[(PIPELINE, pipeline)] = tuple(stamp(c) for c in conds)
     return out
+
+
+def audit_findings(
+    plan: Plan, previous: Mapping[tuple[str, str, str], Condition], runs: Sequence[RunRow]
+) -> dict[str, str]:
+    """What audits found and no run has rebuilt yet, by kind (a message each).
+
+    A deep plan (``verify``) says it afresh; an audit-depth one (``apply``'s) adds what it
+    finds to what was recorded; a shallow one (``status``, a query's readiness guard) keeps
+    what was recorded (``previous``). A recorded finding ends when a run that audited
+    converged after it was observed (``apply`` audits deeply while one is recorded).
+    """
+    found: dict[str, str] = {}
+    if plan.depth != "deep":
+        healed_at = max(
+            (
+                float(r.finished_at or 0)
+                for r in runs
+                if r.status == "converged" and (r.plan or {}).get("depth", "shallow") != "shallow"
+            ),
+            default=0.0,
+        )
+        for (scope, name, type_), c in previous.items():
+            if scope == KIND and type_ == DEGRADED and c.reason == AUDIT_FOUND and c.observed_at > healed_at:
+                found[name] = c.message.split("; ")[0]  # without the other reasons of Degraded
+    if plan.depth != "shallow":
+        for k in plan.kinds:
+            bad = {c: k.drift[c] for c in AUDIT_CLASSES if k.drift.get(c)}
+            if bad:
+                found[k.kind] = (
+                    f"an audit ({plan.depth}) found {_words(bad)} row(s) that queries may still read "
+                    "(`ragstate apply` rebuilds them)"
+                )
+    return found
+
+
+def audit_of(conditions: Conditions) -> dict[str, str]:
+    """The audit findings ``evaluate`` put into ``conditions``, by kind."""
+    return {
+        name: c.message.split("; ")[0]
+        for (scope, name), conds in conditions.items()
+        if scope == KIND
+        for c in conds
+        if c.type == DEGRADED and c.reason == AUDIT_FOUND
+    }
+
+
+def audited(previous: Mapping[tuple[str, str, str], Condition]) -> bool:
+    """Whether a recorded condition says an audit found bad rows not rebuilt yet."""
+    return any(c.reason == AUDIT_FOUND for c in previous.values())
 
 
 def merge(previous: Mapping[tuple[str, str, str], Condition], current: Conditions) -> Conditions:
@@ -252,6 +317,17 @@ def _kind(
             stalled = Condition(
                 STALLED, TRUE, "RepeatedFailures", f"the last {streak} runs failed; last: {last.error or ''}"
             )
+    return ready, reconciling, degraded, stalled
+
+
+def _audited(conds: tuple[Condition, ...], message: str) -> tuple[Condition, ...]:
+    """A kind's conditions with an audit's finding: not Ready (if it seemed so), Degraded."""
+    ready, reconciling, degraded, stalled = conds
+    if ready.true:
+        ready = Condition(READY, FALSE, AUDIT_FOUND, message)
+        reconciling = Condition(RECONCILING, FALSE, "Pending", "no run is working on it; the next apply will")
+    reasons = [degraded.message] if degraded.true else []
+    degraded = Condition(DEGRADED, TRUE, AUDIT_FOUND, "; ".join([message, *reasons]))
     return ready, reconciling, degraded, stalled
 
 

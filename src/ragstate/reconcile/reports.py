@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -138,9 +139,12 @@ class StatusReport:
         return data
 
 
-def pipeline_readiness(plan: Plan, observed: Observed, desired: Desired) -> dict[str, PipelineStatus]:
+def pipeline_readiness(
+    plan: Plan, observed: Observed, desired: Desired, audit: Mapping[str, str] | None = None
+) -> dict[str, PipelineStatus]:
     """A pipeline is ready when each kind it reads is active under the desired recipe and
-    shows no drift."""
+    shows no drift, and no audit found bad rows of it that no apply has rebuilt since
+    (``audit``: kind → what was found, ``conditions.audit_findings``)."""
     by_kind = {k.kind: k for k in plan.kinds}
     out: dict[str, PipelineStatus] = {}
     for pipeline, kinds in desired.pipelines.items():
@@ -161,6 +165,8 @@ def pipeline_readiness(plan: Plan, observed: Observed, desired: Desired) -> dict
             drift = {c: n for c, n in k.drift.items() if n}
             if drift:
                 reasons.append(f"{name}: drift " + ", ".join(f"{n} {c}" for c, n in drift.items()))
+            elif audit and name in audit:
+                reasons.append(f"{name}: {audit[name]}")
         completeness = {
             name: completeness_of(by_kind[name], observed.kinds[name], plan.scope_size)
             for name in kinds

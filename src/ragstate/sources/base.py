@@ -130,7 +130,7 @@ class DocumentProblem:
     key: str
     path: str
     doc_id: str | None
-    #: undecodable | empty | too_large | malformed | unreadable
+    #: undecodable | empty | too_large | malformed | unreadable | outside_source
     reason: str
     error_type: str
     message: str

@@ -2,8 +2,10 @@
 
 Files are visited in sorted path order; hidden files and folders (``.name``) are
 skipped. A symlink whose target lies outside the source folder is refused unless the
-spec sets ``source.follow_symlinks``; a path that leaves the folder through ``..`` can't
-arise because every path is taken from the walk, never from input.
+spec sets ``source.follow_symlinks``: like a dangling symlink, it is a ``DocumentProblem``
+named by its path (quarantined, ``outside_source``), never a reason to stop reading the rest;
+a path that leaves the folder through ``..`` can't arise because every path is taken from the
+walk, never from input.
 
 Change detection: a file whose size, mtime, ctime and inode all equal what the last
 apply recorded is not read again. ``verify`` (``rehash=True``) reads everything.
@@ -20,7 +22,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from ragstate.errors import DocumentError, DocumentTooLarge, SourceError, UnreadableDocument
+from ragstate.errors import DocumentError, DocumentTooLarge, OutsideSource, SourceError, UnreadableDocument
 from ragstate.sources.base import DocRef, Document, DocumentProblem, FileStat, Snapshot, check_unique_ids
 from ragstate.sources.loaders import (
     FORMAT_OF_SUFFIX,
@@ -55,12 +57,17 @@ class FolderSource:
     # --- Source protocol --------------------------------------------------------------
 
     def snapshot(self, known: Mapping[str, FileStat], *, rehash: bool = False) -> Snapshot:
-        files = tuple(self._walk())
+        walked = list(self._walk())
+        files = tuple(stat for stat, _ in walked)
         unchanged = frozenset(f.path for f in files if not rehash and known.get(f.path) == f)
         fresh: list[DocRef] = []
         problems: list[DocumentProblem] = []
-        for stat in files:
-            if stat.path not in unchanged:
+        for stat, refused in walked:
+            if stat.path in unchanged:
+                continue
+            if refused is not None:
+                problems.append(DocumentProblem.of(stat.path, refused, stat))
+            else:
                 docs, errors = self._parse(stat.path)
                 fresh.extend(doc.ref() for doc in docs)
                 problems.extend(DocumentProblem.of(key, error, stat) for key, error in errors)
@@ -92,14 +99,18 @@ class FolderSource:
         fmt = FORMAT_OF_SUFFIX.get(os.path.splitext(rel)[1].lower())
         return fmt if fmt in self.formats else None
 
-    def _walk(self) -> Iterator[FileStat]:
+    def _walk(self) -> Iterator[tuple[FileStat, DocumentError | None]]:
+        """Each file (or refused folder link) in order, with the error that keeps it from being
+        read (a symlink leading outside, a dangling one), None for a file to parse."""
         if self._single is not None:
             if self._format(self._single) is None:
                 raise SourceError(
                     f"source file {self.root / self._single} is not one of the formats {sorted(self.formats)}",
                     path=self.root / self._single,
                 )
-            yield self._stat(self._single)
+            found = self._stat(self._single)
+            if found is not None:
+                yield found
             return
         seen_dirs: set[str] = set()
         for dirpath, dirnames, filenames in os.walk(self.root, followlinks=self.follow_symlinks):
@@ -109,37 +120,58 @@ class FolderSource:
                 continue
             seen_dirs.add(real)
             dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            if not self.follow_symlinks:
-                for d in dirnames:
-                    self._refuse_outside(os.path.join(dirpath, d))
-            for name in sorted(filenames):
-                if name.startswith("."):
-                    continue
+            entries = [(d, True) for d in dirnames] + [(f, False) for f in filenames if not f.startswith(".")]
+            for name, is_dir in sorted(entries):
                 rel = Path(os.path.relpath(os.path.join(dirpath, name), self.root)).as_posix()
-                if self._format(rel) is None:
-                    continue
-                yield self._stat(rel)
+                if is_dir:
+                    refused = None if self.follow_symlinks else self._outside(rel)
+                    if refused is not None:  # not walked into; named like a file so it is quarantined
+                        dirnames.remove(name)
+                        found = self._stat(rel, refused)
+                        if found is not None:
+                            yield found
+                elif self._format(rel) is not None:
+                    found = self._stat(rel)
+                    if found is not None:
+                        yield found
 
-    def _refuse_outside(self, full: str) -> None:
-        if os.path.islink(full):
-            target = Path(os.path.realpath(full))
-            if not target.is_relative_to(self.root):
-                rel = os.path.relpath(full, self.root)
-                raise SourceError(
-                    f"{rel} is a symlink to {target}, outside the source folder {self.root}; "
-                    "set source.follow_symlinks: true to read it",
-                    path=full,
-                )
-
-    def _stat(self, rel: str) -> FileStat:
+    def _outside(self, rel: str) -> OutsideSource | None:
+        """The error refusing ``rel`` when it is a symlink leading outside the source folder."""
         full = self.root / rel
-        if not self.follow_symlinks:
-            self._refuse_outside(str(full))
+        if not full.is_symlink():
+            return None
+        target = Path(os.path.realpath(full))
+        if target.is_relative_to(self.root):
+            return None
+        return OutsideSource(
+            f"{rel} is a symlink to {target}, outside the source folder {self.root}; "
+            "set source.follow_symlinks: true to read it",
+            path=rel,
+            doc_id=rel if self._format(rel) not in (None, "jsonl") else None,
+        )
+
+    def _stat(self, rel: str, refused: DocumentError | None = None) -> tuple[FileStat, DocumentError | None] | None:
+        """``rel``'s stat and the error refusing it; None when it vanished during the walk.
+
+        A refused or dangling symlink is stat'ed itself (``lstat``): its entry then changes
+        when the link is replaced, and the file is tried again."""
+        full = self.root / rel
+        if refused is None and not self.follow_symlinks:
+            refused = self._outside(rel)
         try:
-            st = os.stat(full)
+            st = os.lstat(full) if refused is not None else os.stat(full)
         except OSError as exc:
-            raise UnreadableDocument(f"{rel}: cannot read: {exc.strerror}", path=rel) from None
-        return FileStat(path=rel, size=st.st_size, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, inode=st.st_ino)
+            try:
+                st = os.lstat(full)
+            except OSError:
+                return None  # deleted since the walk listed it: simply not in the source
+            target = os.readlink(full) if full.is_symlink() else None
+            what = f"a symlink to {target} that cannot be read" if target is not None else "cannot be read"
+            refused = UnreadableDocument(f"{rel}: {what}: {exc.strerror}", path=rel, doc_id=rel)
+            if self._format(rel) in (None, "jsonl"):
+                refused.doc_id = None
+        stat = FileStat(path=rel, size=st.st_size, mtime_ns=st.st_mtime_ns, ctime_ns=st.st_ctime_ns, inode=st.st_ino)
+        return stat, refused
 
     def _parse(self, rel: str) -> tuple[list[Document], list[tuple[str, DocumentError]]]:
         """The documents of file ``rel``, and the error of each that cannot be read.
@@ -150,6 +182,9 @@ class FolderSource:
         fmt = self._format(rel)
         full = self.root / rel
         try:
+            outside = None if self.follow_symlinks else self._outside(rel)
+            if outside is not None:  # replaced by a symlink since the walk: still never read
+                raise outside
             if fmt == "jsonl":
                 docs: list[Document] = []
                 errors: list[tuple[str, DocumentError]] = []

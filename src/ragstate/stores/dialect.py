@@ -357,6 +357,12 @@ class Dialect(ABC):
     def content_hash_sql(self, title: str, abstract: str, body: str) -> str:
         """An SQL expression hashing three quoted text columns (see docs/sources.md)."""
 
+    def text_bytes(self, column: str) -> str:
+        """An SQL expression reading the text column ``column`` (a quoted name) as its UTF-8
+        bytes, undecoded: a row whose text is not valid UTF-8 (SQLite stores any bytes) is then
+        read, and judged, rather than failing the whole read."""
+        return f"CAST({column} AS BLOB)"
+
     @abstractmethod
     def text_conversion(self, sql_type: str) -> str:
         """How a column of ``sql_type`` becomes text: ``direct``, ``convert`` or ``binary``."""

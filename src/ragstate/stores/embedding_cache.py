@@ -181,12 +181,25 @@ def unreferenced(session: Session, references: Mapping[str, Sequence[str]]) -> i
 
 
 def iter_entries(session: Session) -> Iterator[tuple[Any, ...]]:
-    """``(model_fp, text_hash, dim, n_tokens, normalized, value, text)`` of every entry."""
-    yield from session.iter_query(
-        "SELECT model_fp, text_hash, dim, n_tokens, normalized, value, text FROM {embedding_cache} "
-        "ORDER BY model_fp, text_hash",
+    """``(model_fp, text_hash, dim, n_tokens, normalized, value, text)`` of every entry; ``text``
+    is None where the stored text is not valid UTF-8 (a corrupt entry, never a failed read)."""
+    rows = session.iter_query(
+        f"SELECT model_fp, text_hash, dim, n_tokens, normalized, value, {session.dialect.text_bytes('text')} "
+        "FROM {embedding_cache} ORDER BY model_fp, text_hash",
         chunk=2_000,
     )
+    for row in rows:
+        yield (*row[:6], decoded(row[6]))
+
+
+def decoded(raw: bytes | memoryview | str | None) -> str | None:
+    """The text of stored UTF-8 bytes; None when they are not valid UTF-8."""
+    if raw is None or isinstance(raw, str):
+        return raw
+    try:
+        return bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
 
 
 def duplicates(session: Session) -> list[str]:
@@ -204,12 +217,12 @@ def sample(session: Session, model_fp: str, n: int, skip: set[str]) -> list[tupl
     """``(text_hash, text, dim, n_tokens, value)`` of up to ``n`` entries of ``model_fp`` (a
     deterministic sample: the lowest hashes), none of those keyed in ``skip``."""
     rows = session.query(
-        "SELECT text_hash, text, dim, n_tokens, value FROM {embedding_cache} WHERE model_fp = ? "
-        "ORDER BY text_hash LIMIT ?",
+        f"SELECT text_hash, {session.dialect.text_bytes('text')}, dim, n_tokens, value FROM {{embedding_cache}} "
+        "WHERE model_fp = ? ORDER BY text_hash LIMIT ?",
         (model_fp, n + len(skip)),
     )
-    out = [(r[0], r[1], int(r[2]), None if r[3] is None else int(r[3]), bytes(r[4])) for r in rows]
-    return [r for r in out if key(model_fp, r[0]) not in skip][:n]
+    out = [(r[0], decoded(r[1]), int(r[2]), None if r[3] is None else int(r[3]), bytes(r[4])) for r in rows]
+    return [r for r in out if key(model_fp, r[0]) not in skip and r[1] is not None][:n]
 
 
 def entry(

@@ -93,6 +93,10 @@ class PostgresDialect(Dialect):
 
         return f"md5(concat_ws(chr(30), {norm(title)}, {norm(abstract)}, {norm(body)}))"
 
+    def text_bytes(self, column: str) -> str:
+        # a UTF8 database validates text on the way in; convert_to() hands back its bytes all the same
+        return f"convert_to({column}, 'UTF8')"
+
     def text_conversion(self, sql_type: str) -> str:
         t = sql_type.lower()
         if t == "bytea":
