@@ -27,6 +27,8 @@ daemon     0 / 1 / 130   stopped cleanly by SIGTERM/SIGINT / could not start (an
 report     0 / 1         written / error
 query      0 / 2 / 1     answered (in warn mode perhaps with warnings) / refused:
                          the pipeline's data is not ready / error
+serve      0 / 1         stopped by SIGTERM/SIGINT / could not start (bad spec or
+                         token, port taken)
 cache      0 / 1         done / error
 status,
 evict
@@ -577,6 +579,34 @@ def daemon(
     _configure_logs(options.get("log_level") or "info", log_format or options.get("log_format") or "text")
     with _handled(as_json), _project(config, profile) as project:
         raise typer.Exit(project.daemon(once=once, metrics_port=metrics_port, allow_destructive=allow_destructive))
+
+
+@app.command()
+def serve(
+    ctx: typer.Context,
+    config: ConfigOpt = DEFAULT_CONFIG,
+    profile: ProfileOpt = None,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="Port to listen on.")] = 8000,
+    token_file: Annotated[
+        Path | None, typer.Option("--token-file", help="Require this bearer token (the file's first line).")
+    ] = None,
+    token_env: Annotated[
+        str | None, typer.Option("--token-env", help="Require the bearer token this environment variable holds.")
+    ] = None,
+    workers: Annotated[int, typer.Option("--workers", min=1, help="Queries answered at once.")] = 8,
+    max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", min=1, help="Larger bodies get 413.")] = 16_384,
+    log_format: LogFormatOpt = None,
+) -> None:
+    """Answer queries over HTTP: POST /query, GET /status, /healthz, /readyz, /metrics (exit 0 stopped, 1 error)."""
+    options = ctx.obj or {}
+    _configure_logs(options.get("log_level") or "info", log_format or options.get("log_format") or "text")
+    with _handled(False), _project(config, profile) as project:
+        from ragstate.serve import app as service  # FastAPI and uvicorn only for this command
+
+        token = service.read_token(token_file, token_env)
+        limits = service.ServeOptions(host=host, port=port, workers=workers, max_body_bytes=max_body_bytes)
+        raise typer.Exit(service.serve(project, limits, token=token))
 
 
 cache_app = typer.Typer(

@@ -290,6 +290,11 @@ class QueryError(TerminalError):
     a pipeline the spec does not enable."""
 
 
+class ServeError(TerminalError):
+    """The query service cannot start as configured: its token file cannot be read or is
+    empty, its token variable is unset, or the ``serve`` extra is not installed."""
+
+
 class NotReady(RagstateError):
     """A pipeline's data is not converged, and the readiness mode refuses to answer."""
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from ragstate.apply.record import RunRecord
@@ -145,7 +146,7 @@ class Pipeline:
             generations = self._generations(s)
             ctx = QueryContext(self.spec, self.store, s, self.desired, generations, prepared=prepared)
             found = self.retriever.retrieve(ctx, query, k)
-            hits = self._describe(s, found)
+            hits = _with_spans(ctx, self._describe(s, found))
         timings["retrieve_s"] = round(time.perf_counter() - t2, 4)
         timings["total_s"] = round(time.perf_counter() - t0, 4)
         return Retrieval(
@@ -224,6 +225,25 @@ class Pipeline:
                 except RagstateError as exc:
                     log.warning("result %s: cannot read the document again: %s", ref.doc_id, exc)
             return docs
+
+
+def _with_spans(ctx: QueryContext, hits: list[Hit]) -> list[Hit]:
+    """Add ``start_char`` and ``end_char`` (the chunk's place in its document) to the
+    details of each hit whose passage is a chunk of the active ``chunks`` generation."""
+    keys = [(h.doc_id, h.details.get("chunk_id")) for h in hits if h.details.get("chunk_id") is not None]
+    if not keys or "chunks" not in ctx.generations:
+        return hits
+    rows = ctx.session.query(
+        "SELECT doc_id, chunk_id, start_char, end_char FROM {t} WHERE doc_id = ANY(?) AND chunk_id = ANY(?)",
+        (sorted({d for d, _ in keys}), sorted({c for _, c in keys})),
+        t=ctx.table("chunks"),
+    )
+    spans = {(d, c): (int(start), int(end)) for d, c, start, end in rows}
+    out = []
+    for h in hits:
+        span = spans.get((h.doc_id, h.details.get("chunk_id")))
+        out.append(h if span is None else replace(h, details={**h.details, "start_char": span[0], "end_char": span[1]}))
+    return out
 
 
 def _refusal(name: str, reasons: tuple[str, ...], healed: str | None = None) -> str:
