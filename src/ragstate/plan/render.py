@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ragstate.plan.model import DRIFT_CLASSES, KindPlan, Plan
+from ragstate.plan.model import DRIFT_CLASSES, PAST_WINDOW, KindPlan, Plan
 
 #: document ids shown per drift class before "… and N more"
 SHOWN = 5
@@ -52,6 +52,10 @@ def render_plan(plan: Plan, *, store: str = "") -> str:
             if cls == "recipe" and not ids:
                 shown = f"(built into generation {k.target_generation}; waiting for verification and the switch)"
             lines.append(f"    {cls:<10} {n:>6}  {shown}")
+        if past := k.build.get(PAST_WINDOW, ()):
+            shown = ", ".join(past[:SHOWN]) + (f" … and {len(past) - SHOWN} more" if len(past) > SHOWN else "")
+            lines.append(f"    {'past window':<10} {len(past):>6}  {shown}")
+            lines.append("               (content changed past the model's window: no re-embedding)")
         e = k.estimate
         if e.items:
             lines.append(f"    work: build {e.items} documents, ~{e.tokens} tokens, ~{_seconds(e.seconds)}")
