@@ -592,3 +592,36 @@ def test_a_vector_column_of_another_type_heals_in_one_run(make_project, backend:
     assert generation(project, "doc_embeddings", 2).recipe_fp == generation(project, "doc_embeddings", 1).recipe_fp
     again = project.apply()
     assert again.converged and again.built == 0 and generation_states(project) == {1: "retired", 2: "active"}
+class Twins(HashEmbedder):
+    """Gives the two documents marked TWIN one vector: a placeholder for different texts."""
+
+    def identity(self) -> dict[str, Any]:
+        return {**super().identity(), "provider": "twins"}
+
+    def embed(self, texts):
+        return super().embed(["twin" if "TWIN" in t else t for t in texts])
+
+
+def test_a_first_generation_sets_bad_documents_aside_and_switches_in_the_rest(
+    make_project, register_embedder, corpus: Path
+) -> None:
+    """Nothing active to protect: two placeholder vectors of a first build are quarantined
+    with the reason, the rest is switched in, and apply exits 4 (issue 22)."""
+    register_embedder("twins", Twins)
+    for name in ("a", "b"):
+        (corpus / f"twin-{name}.txt").write_text(f"TWIN {name}\n\nA short text about twin {name}.\n")
+    project = make_project(models={"default": {**HASH["default"], "provider": "twins"}})
+    record = project.apply()
+    assert record.status == "converged" and record.quarantined == {"doc_embeddings": 2}
+    check = record.verification[0]["checks"][0]
+    assert check["passed"] and check["problems"] == {}
+    assert set(check["set_aside"]) == {"twin-a.txt", "twin-b.txt"}
+    assert check["set_aside"]["twin-a.txt"].startswith("mock")
+    assert generation_states(project) == {1: "active"}
+    with project.store.session() as s:
+        built = {r[0] for r in s.query("SELECT doc_id FROM {t}", t=active_table(project))}
+    assert len(built) == N and not built & {"twin-a.txt", "twin-b.txt"}
+    entries = {e.item: e for e in project.quarantine_list()}
+    assert entries["twin-a.txt"].reason == "mock" and "the first" in entries["twin-a.txt"].message
+    assert project.plan().in_sync
+    assert project.verify().in_sync

@@ -67,6 +67,7 @@ from ragstate.project import Project
 from ragstate.reconcile.html import render_html
 from ragstate.reconcile.render import (
     render_cache,
+    render_duplicates,
     render_doctor,
     render_history,
     render_quarantine,
@@ -353,11 +354,20 @@ def verify(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False, profile
 
 
 @app.command()
-def status(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
+def status(
+    config: ConfigOpt = DEFAULT_CONFIG,
+    as_json: JsonOpt = False,
+    profile: ProfileOpt = None,
+    duplicates: Annotated[
+        bool, typer.Option("--duplicates", help="Also list documents that hold the same model input (duplicates).")
+    ] = False,
+) -> None:
     """Show each pipeline's readiness, generations and runs (exit 0 all ready, 2 not, 1 error)."""
     with _handled(as_json), _project(config, profile) as project:
         report = project.status()
-        _emit(as_json, report.to_dict(), render_status(report))
+        groups = project.duplicates() if duplicates else None
+        data = report.to_dict() | ({"duplicates": groups} if groups is not None else {})
+        _emit(as_json, data, render_status(report) + (render_duplicates(groups) if groups is not None else ""))
         raise typer.Exit(0 if report.ready else 2)
 
 

@@ -69,6 +69,7 @@ from ragstate.errors import (
     StalePlanError,
 )
 from ragstate.faults import FaultLog, Guard, classify
+from ragstate.observe.duplicates import duplicate_groups
 from ragstate.observe.observe import Observed, observe, pinned
 from ragstate.pipelines.base import Retrieval
 from ragstate.pipelines.query import Pipeline
@@ -426,6 +427,12 @@ class Project:
         with self.store.session() as s:
             records.finish(self.store, s, record.run_id, record.status, record.counts(), record.timings, record.error)
         return record
+
+    def duplicates(self) -> dict[str, list[tuple[str, ...]]]:
+        """Groups of documents holding identical vectors of one model input, by kind (the
+        same article in two formats): duplicates, not drift (``observe.duplicates``)."""
+        desired, observed = self.observe(depth="shallow")
+        return {} if observed.schema else duplicate_groups(self.spec, desired, self.store)
 
     def status(self) -> StatusReport:
         """Readiness of each pipeline, generations per kind, the last and any running run."""

@@ -70,7 +70,7 @@ from ragstate.compute.executors import Executor, LocalExecutor, open_executor
 from ragstate.observe.golden import load_queries
 from ragstate.observe.observe import Observed, observe
 from ragstate.plan.desired import Desired, DesiredKind
-from ragstate.plan.model import KindPlan, Plan
+from ragstate.plan.model import PAST_WINDOW, KindPlan, Plan
 from ragstate.sources.base import DocRef, Source
 from ragstate.spec.model import Spec
 from ragstate.stores import embedding_cache, ledger, quarantine, records, registry
@@ -328,6 +328,7 @@ class _Run:
         this = self.desired.kind(kp.kind)
         kind, recipe = this.kind, this.recipe
         counts = record.kinds.setdefault(kp.kind, KindCounts(recipe_fp=recipe.fingerprint))
+        counts.past_window = len(kp.build.get(PAST_WINDOW, ()))
         generation = kp.target_generation
         if generation is None:
             created: list[int] = []

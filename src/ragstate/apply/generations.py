@@ -19,6 +19,11 @@ golden                 recall@k of the known-item queries (``generations.golden`
                        generation is measured alone, as the next one's baseline)
 =====================  ===============================================================
 
+A first generation (nothing active to protect) is not rejected whole for a few bad
+documents (corrupt, placeholders, incomplete): they are quarantined with the reason and
+their rows taken out, in the switch's transaction, and the rest is switched in (apply
+exits 4). Only when they are half the documents in scope or more is it rejected.
+
 A group that fails is not switched: the active generations stay as they are, the new
 ones are marked ``rejected`` with the reasons, and the run says why. ``rollback`` puts
 an earlier generation back with the kinds built from it, in one transaction, without
@@ -56,7 +61,8 @@ from ragstate.plan.desired import Desired, DesiredKind
 from ragstate.plan.diff import last_recall
 from ragstate.plan.model import GcDrop, Plan
 from ragstate.spec.model import ModelSpec, Spec
-from ragstate.stores import ledger
+from ragstate.hashing import quarantine_fingerprint
+from ragstate.stores import embedding_cache, ledger, quarantine
 from ragstate.stores.base import Session, Store, now
 from ragstate.stores.ledger import ACTIVE, DROPPED, RETIRED, Generation, collectable, holding
 from ragstate.stores.schema import TableDef
@@ -83,6 +89,9 @@ class KindCheck:
     problems: dict[str, int] = field(default_factory=dict)
     #: the golden comparison (None: the kind has no such check, or nothing to compare with)
     golden: dict[str, Any] | None = None
+    #: a first generation's bad documents, set aside (quarantined) so that the rest is
+    #: switched in: ``{doc_id: reason}``
+    set_aside: dict[str, str] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -185,12 +194,24 @@ def settle(
                 continue
             upstream = {k: {u: targets[u] for u in desired.kind(k).kind.depends_on if u in targets} for k in group}
             t2 = time.perf_counter()
-            safety.commit(
-                store,
-                lambda s, generations=generations, upstream=upstream: ledger.switch(
-                    store, s, generations, upstream=upstream
-                ),
-            )
+
+            def switch(
+                s: Session, generations: dict[str, int] = generations, upstream=upstream, v: Verification = verification
+            ) -> None:
+                # A first generation's bad documents go to quarantine in the switch's transaction.
+                _quarantine_set_aside(s, v, desired, after, store)
+                ledger.switch(store, s, generations, upstream=upstream)
+
+            safety.commit(store, switch)
+            for c in verification.checks:
+                if c.set_aside:
+                    fp = desired.kind(c.kind).recipe.fingerprint
+                    record.kinds.setdefault(c.kind, KindCounts(recipe_fp=fp)).quarantined += len(c.set_aside)
+                    progress.note(
+                        f"{c.kind} generation {c.generation} (the first): set aside {len(c.set_aside)} documents "
+                        "in quarantine, switched in without them: "
+                        + "; ".join(f"{d}: {why}" for d, why in list(c.set_aside.items())[:5])
+                    )
             record.timings["switch_s"] = round(record.timings.get("switch_s", 0.0) + time.perf_counter() - t2, 4)
             for kind in group:
                 counts = record.kinds.setdefault(kind, KindCounts(recipe_fp=desired.kind(kind).recipe.fingerprint))
@@ -238,6 +259,8 @@ def verify_group(
         lost = _lost(obs, observed.scope_size, spec.generations.max_lost_share, store)
         if lost:
             check.problems["lost"] = lost
+        if obs.active is None:
+            _set_aside_bad_items(check, obs, observed.scope_size)
         d = desired.kind(kind)
         # A quarantined document is not in the new generation: no query may ask for it.
         asked = without_documents(queries, obs.quarantined)
@@ -262,6 +285,80 @@ def _problems(obs: KindObservation, generation: int, scope: int) -> dict[str, in
         "schema": len(obs.table_problems),
     }
     return {cls: n for cls, n in found.items() if n}
+
+
+#: the problem classes of single documents that a first generation sets aside
+_ITEM_PROBLEMS = ("corrupt", "mock", "incomplete")
+
+
+def _set_aside_bad_items(check: KindCheck, obs: KindObservation, scope: int) -> None:
+    """A first generation protects nothing: its bad documents are set aside with their
+    reason and the rest is switched in, unless they are half the documents in scope or
+    more (a model failing on most documents is broken, not a few bad documents)."""
+    if any(cls not in _ITEM_PROBLEMS for cls in check.problems):
+        return
+    bad = {d: f"corrupt: {why}" for d, why in obs.corrupt}
+    bad |= {d: "mock: identical vectors of texts the model reads differently" for d in obs.mock if d not in bad}
+    bad |= {d: "incomplete: items missing or inconsistent with upstream" for d in obs.incomplete if d not in bad}
+    if not bad or 2 * len(bad) >= scope:
+        return
+    for cls in _ITEM_PROBLEMS:
+        check.problems.pop(cls, None)
+    check.set_aside = dict(sorted(bad.items()))
+
+
+def _quarantine_set_aside(
+    s: Session, verification: Verification, desired: Desired, observed: Observed, store: Store
+) -> int:
+    """Quarantine the documents a first generation set aside, and take their rows (and
+    those of the kinds of the group built from them) out of the new generations."""
+    entries = []
+    group = set(verification.group)
+    for check in verification.checks:
+        if not check.set_aside:
+            continue
+        d = desired.kind(check.kind)
+        for doc_id, reason in check.set_aside.items():
+            ref = observed.refs.get(doc_id)
+            entries.append(
+                quarantine.Entry(
+                    kind=check.kind,
+                    item=doc_id,
+                    doc_id=doc_id,
+                    path=ref.path if ref is not None else None,
+                    reason=reason.split(":", 1)[0],
+                    error_type="VerificationFailed",
+                    message=f"{check.kind} generation {check.generation} (the first): {reason}",
+                    fingerprint=quarantine_fingerprint(ref.content_hash if ref else "", d.recipe.fingerprint),
+                )
+            )
+        docs = sorted(check.set_aside)
+        for kind in [check.kind, *(k for k in verification.group if _builds_from(desired, k, check.kind))]:
+            n = next(c.generation for c in verification.checks if c.kind == kind) if kind in group else None
+            if n is None:
+                continue
+            this = desired.kind(kind)
+            tables = this.kind.tables(this.recipe, n)
+            fp = this.kind.embedding_fp(this.recipe.params)
+            mock = [doc for doc in docs if kind == check.kind and check.set_aside[doc].startswith("mock")]
+            if fp is not None and mock:  # placeholder values are not served from the cache again
+                hashes = ledger.texts_of(s, tables[0].name, mock)
+                embedding_cache.delete(s, [embedding_cache.key(fp, h) for h in sorted(hashes)])
+            ledger.delete_rows(s, [t.name for t in tables], docs)
+            ledger.delete(s, kind, n, docs)
+    quarantine.record(s, entries, verification.run_id)
+    return len(entries)
+
+
+def _builds_from(desired: Desired, kind: str, upstream: str) -> bool:
+    """True when ``kind`` is built, directly or not, from ``upstream``."""
+    todo = list(desired.kind(kind).kind.depends_on)
+    while todo:
+        u = todo.pop()
+        if u == upstream:
+            return True
+        todo += desired.kind(u).kind.depends_on
+    return False
 
 
 def _lost(obs: KindObservation, scope: int, max_share: float, store: Store) -> int:

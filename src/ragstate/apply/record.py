@@ -46,6 +46,8 @@ class KindCounts:
     reused: int = 0
     tokens: int = 0
     truncated: int = 0
+    #: documents whose content changed past the model's window: restamped, not re-embedded
+    past_window: int = 0
     deleted: int = 0
     purged: int = 0
     #: documents set aside (quarantined) during this run

@@ -196,6 +196,8 @@ class Inspection:
     tables: tuple[TableDef, ...]
     upstream: Mapping[str, tuple[TableDef, ...]]
     depth: str = "shallow"
+    #: the recipe's model (None when it has none), for telling duplicates from placeholders
+    embedder: Embedder | None = None
 
 
 @dataclass(frozen=True)
@@ -204,8 +206,11 @@ class Findings:
 
     incomplete: tuple[str, ...] = ()
     corrupt: tuple[tuple[str, str], ...] = ()
-    #: documents holding placeholder values (identical values of different texts)
+    #: documents holding placeholder values (identical values of texts the model reads
+    #: differently)
     mock: tuple[str, ...] = ()
+    #: groups of documents holding identical values of one model input (not drift)
+    duplicates: tuple[tuple[str, ...], ...] = ()
 
 
 class ArtifactKind(ABC):
@@ -229,6 +234,10 @@ class ArtifactKind(ABC):
     #: ``tokens``), None when it embeds nothing; its first table then has a
     #: ``text_hash`` column, so cache entries it holds are never evicted
     embedding_output: str | None = None
+    #: True when the first table holds one row a document whose ``text_hash`` is the hash
+    #: of what the model read of ``recheck_texts``' text (the text cut to its window): a
+    #: document changed past the window is then restamped, not re-embedded
+    stamps_model_input: bool = False
 
     @abstractmethod
     def recipe(self, spec: Spec) -> Recipe:

@@ -19,9 +19,13 @@ transaction, with its artifact rows.
 The key is the embedding recipe (``embedding_fp``: the embedder's identity, which names
 the model, its weights, dimension, input window and normalisation, and the kind of
 output, one vector or a token matrix), not a kind's whole recipe: the same text embedded
-for a document and for a chunk by the same model is one entry. And the exact text's hash
-(``hashing.text_hash``). Texts of documents found corrupt or holding placeholders are
-embedded afresh (``fresh``), never served from a cache.
+for a document and for a chunk by the same model is one entry. And the hash
+(``hashing.text_hash``) of what the model reads of the text (``compute.embedders.
+ModelInput``): the text itself when it fits the model's window, else its opening cut to
+the window. So an edit past the window is served from the entry of the text before the
+edit (the model would return the very same vector) and the cache holds one entry for
+both. Texts of documents found corrupt or holding placeholders are embedded afresh
+(``fresh``), never served from a cache.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from ragstate.artifacts.token_embeddings import decode_matrix, encode_matrix, matrix_problem
-from ragstate.compute.embedders import Embedder
+from ragstate.compute.embedders import Embedder, ModelInput, model_inputs
 from ragstate.errors import RagstateError
 from ragstate.hashing import fingerprint, text_hash
 from ragstate.stores import embedding_cache, ledger
@@ -61,6 +65,8 @@ class Embedded:
 
     #: float32 vectors (output ``vector``) or matrices (``tokens``), one per input text
     values: list[np.ndarray]
+    #: per input text, the hash of what the model read of it (the cache entry's key)
+    hashes: list[str] = field(default_factory=list)
     #: distinct texts served without the model (this run's memory or the store's cache)
     hits: int = 0
     #: distinct texts fed to the model
@@ -115,10 +121,13 @@ class EmbeddingCache:
                 new entries replace the old ones.
         """
         fp = embedding_fp(embedder.identity(), output)
-        hashes = [text_hash(t) for t in texts]
-        unique: dict[str, str] = dict(zip(hashes, texts, strict=True))
-        renew = {text_hash(t) for t in fresh} & set(unique)
-        out = Embedded(values=[])
+        reads = model_inputs(embedder, texts)
+        hashes = [text_hash(r.text) for r in reads]
+        read_of: dict[str, ModelInput] = dict(zip(hashes, reads, strict=True))
+        unique: dict[str, str] = {h: r.text for h, r in read_of.items()}
+        fresh = set(fresh)
+        renew = {h for h, t in zip(hashes, texts, strict=True) if t in fresh}
+        out = Embedded(values=[], hashes=hashes)
         found: dict[str, np.ndarray] = {}
         with self._lock:
             for h in unique:
@@ -142,7 +151,7 @@ class EmbeddingCache:
                 self._inflight.setdefault((fp, h), threading.Event())
         try:
             if mine:
-                self._compute(embedder, fp, output, [unique[h] for h in mine], mine, found, out)
+                self._compute(embedder, fp, output, [read_of[h] for h in mine], mine, found, out)
         finally:
             with self._lock:
                 for h in mine:
@@ -154,7 +163,7 @@ class EmbeddingCache:
             with self._lock:
                 v = self._memo.get((fp, h))
             if v is None:  # it failed, or the memory let it go: embed it here
-                self._compute(embedder, fp, output, [unique[h]], [h], found, out)
+                self._compute(embedder, fp, output, [read_of[h]], [h], found, out)
             else:
                 found[h] = v
                 out.hits += 1
@@ -171,17 +180,19 @@ class EmbeddingCache:
         embedder: Embedder,
         fp: str,
         output: str,
-        texts: list[str],
+        reads: list[ModelInput],
         hashes: list[str],
         found: dict[str, np.ndarray],
         out: Embedded,
     ) -> None:
+        # The model is fed what it reads (the texts cut to its window): the same vectors
+        # as the whole texts, for less tokenizing.
+        texts = [r.text for r in reads]
         with _MODEL_LOCK:
             values = list(embedder.embed(texts)) if output == "vector" else embedder.embed_tokens(texts)
-        counts = embedder.count_tokens(texts)
         out.misses += len(texts)
-        out.tokens += sum(min(n, embedder.max_tokens) for n in counts)
-        out.truncated += sum(1 for n in counts if n > embedder.max_tokens)
+        out.tokens += sum(r.tokens for r in reads)
+        out.truncated += sum(1 for r in reads if r.cut)
         for h, text, v in zip(hashes, texts, values, strict=True):
             v = np.asarray(v, dtype=np.float32)
             found[h] = v
@@ -268,6 +279,53 @@ def decode_entry(dim: int, n_tokens: int | None, value: bytes) -> np.ndarray:
             raise ValueError("size does not match dim")
         return np.frombuffer(value, dtype="<f4").astype(np.float32)
     return decode_matrix(value, n_tokens, dim)
+
+
+# --- identical values: placeholders or duplicates ----------------------------------------
+
+
+def placeholders(
+    members: Sequence[tuple[str, str, tuple[str, str]]],
+    texts: dict[str, str],
+    embedder: Embedder | None,
+) -> tuple[list[str], list[tuple[str, ...]]]:
+    """Split rows with identical values into placeholders and duplicates.
+
+    ``members`` are ``(item, text_hash, group)`` (rows of one group hold one value),
+    ``texts`` what the embedding cache holds for their hashes. A group whose texts the
+    model reads alike (the same token ids within its window: one article in two formats,
+    a case variant for an uncased model) is a group of duplicates; any other group, or
+    one whose texts are not all known, holds placeholders (a mock model).
+
+    Returns ``(placeholder items, duplicate groups of items)``, each sorted.
+    """
+    groups: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for item, h, group in members:
+        groups.setdefault(group, []).append((item, h))
+    mock: set[str] = set()
+    dupes: list[tuple[str, ...]] = []
+    for rows in groups.values():
+        hashes = sorted({h for _, h in rows})
+        if embedder is not None and all(h in texts for h in hashes):
+            keys = {r.key for r in model_inputs(embedder, [texts[h] for h in hashes])}
+            if len(keys) == 1:
+                dupes.append(tuple(sorted({item for item, _ in rows})))
+                continue
+        mock.update(item for item, _ in rows)
+    return sorted(mock), sorted(dupes)
+
+
+def identical_rows(
+    session: Session, table: str, column: str, embedder: Embedder | None, model_fp: str | None
+) -> tuple[list[str], list[tuple[str, ...]]]:
+    """``placeholders`` of the rows of ``table`` whose ``column`` values are identical, their
+    texts read from the embedding cache under ``model_fp`` (rows stamp the hash of what
+    the model read, the key of the text's entry)."""
+    members = ledger.identical_values(session, table, column)
+    if not members:
+        return [], []
+    texts = embedding_cache.texts(session, model_fp, [h for _, h, _ in members]) if model_fp else {}
+    return placeholders(members, texts, embedder)
 
 
 # --- bounding the store's cache ---------------------------------------------------------

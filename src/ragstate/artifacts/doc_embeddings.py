@@ -3,7 +3,10 @@
 The default text is the title and the abstract (or the opening of the body when there
 is no abstract). The model reads at most its input window (256 word-pieces for
 all-MiniLM-L6-v2) and ignores the rest; the run record counts how many texts were cut,
-so a user who embeds whole bodies sees it. Passages of long documents belong in chunk
+so a user who embeds whole bodies sees it. A row's ``text_hash`` is the hash of what the
+model read (``compute.embedders.ModelInput``), so an edit past the window changes the
+document's content hash but not what its row was built from: the plan restamps such a
+document without a model call ("content changed past the model's window"). Passages of long documents belong in chunk
 embeddings, not here.
 """
 
@@ -13,7 +16,6 @@ from collections.abc import Sequence
 
 from ragstate.artifacts.base import ArtifactKind, BuildContext, Built, Recipe, VectorColumn
 from ragstate.compute.embedders import make_embedder
-from ragstate.hashing import text_hash
 from ragstate.sources.base import DocRef, Document
 from ragstate.spec.model import TEXT_FIELDS, Spec
 from ragstate.stores.schema import ARTIFACT_STAMP, ColumnType, Index, TableDef, col
@@ -24,6 +26,7 @@ class DocEmbeddings(ArtifactKind):
     code_version = 1
     golden_fetch = 1
     embedding_output = "vector"
+    stamps_model_input = True
 
     def recipe(self, spec: Spec) -> Recipe:
         params = spec.artifacts.doc_embeddings
@@ -66,7 +69,9 @@ class DocEmbeddings(ArtifactKind):
         embedded = ctx.embed(recipe.model, texts, fresh=fresh)
         built = Built()
         built.count(embedded)
-        for doc, text, vector in zip(docs, texts, embedded.values, strict=True):
+        # ``text_hash`` stamps what the model read (the text cut to its window): the key of
+        # the text's cache entry, and what the placeholder check tells texts apart by.
+        for doc, read_hash, vector in zip(docs, embedded.hashes, embedded.values, strict=True):
             source_hash = doc.content_hash
             built.rows.append(
                 (
@@ -75,7 +80,7 @@ class DocEmbeddings(ArtifactKind):
                     recipe.fingerprint,
                     ctx.run_id,
                     ctx.now,
-                    text_hash(text),
+                    read_hash,
                     ctx.encode_vector(vector),
                 )
             )

@@ -29,7 +29,6 @@ from ragstate.artifacts.chunks import Chunks
 from ragstate.artifacts.per_chunk import PerChunkKind, item_columns, model_recipe
 from ragstate.compute.embedders import Embedder
 from ragstate.spec.model import Spec
-from ragstate.stores import ledger
 from ragstate.stores.base import Store
 from ragstate.stores.schema import ARTIFACT_STAMP, ColumnType, TableDef, col
 
@@ -121,11 +120,15 @@ class TokenEmbeddings(PerChunkKind):
             problem = matrix_problem(blob, n, dim, at.recipe.dimension, at.recipe.normalized)
             if problem:
                 corrupt.append((doc_id, f"chunk {chunk_id}: {problem}"))
-        mock = ledger.duplicate_vectors(at.session, at.tables[0].name, "matrix")
+        from ragstate.artifacts.cache import identical_rows  # cache.py imports this module
+
+        fp = self.embedding_fp(at.recipe.params)
+        mock, duplicates = identical_rows(at.session, at.tables[0].name, "matrix", at.embedder, fp)
         return Findings(
             incomplete=found.incomplete,
             corrupt=tuple(sorted(set(corrupt))),
             mock=tuple(sorted(set(mock))),
+            duplicates=tuple(duplicates),
         )
 
     def disagree(self, store: Store, embedder: Embedder, rows: list[tuple[Any, ...]]) -> list[str]:

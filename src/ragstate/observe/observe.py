@@ -28,7 +28,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ragstate.artifacts.base import Inspection, disagreeing
-from ragstate.compute.embedders import make_embedder
+from ragstate.artifacts.cache import identical_rows
+from ragstate.compute.embedders import make_embedder, model_inputs
+from ragstate.errors import RagstateError
 from ragstate.hashing import text_hash
 from ragstate.observe.cache import CacheFindings, observe_cache
 from ragstate.observe.quarantine import QuarantineView, held_downstream, quarantine_view
@@ -85,6 +87,13 @@ class KindObservation:
     #: True when the held kind is left alone: this version cannot build its recipe again
     #: (``ArtifactKind.pinned``), so it is observed only as far as status needs
     frozen: bool = False
+    #: documents whose content changed past the model's window: what the model reads of
+    #: them did not change, so they are no drift (out of ``rows.changed``); apply
+    #: restamps them with their new content hash without a model call
+    past_window: tuple[str, ...] = ()
+    #: groups of documents holding identical values of one model input (the same article
+    #: in two formats, a case variant for an uncased model): duplicates, not drift
+    duplicates: tuple[tuple[str, ...], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -176,6 +185,7 @@ def observe(
                     upstream = {u: kinds[u].tables for u in d.kind.depends_on if u in kinds}
                     held_upstream = [u for u in d.kind.depends_on if u in kinds and kinds[u].held]
                     found = _observe_kind(
+                        spec,
                         store, s, d, upstream, sizes, held_upstream, depth=depth, scope_size=scope_size
                     )
                     kinds[d.name] = _held(found, held.get(d.name, frozenset()), view.kept)
@@ -186,6 +196,10 @@ def observe(
                 fresh = {r.doc_id: r for r in snapshot.fresh if r.doc_id in need} if snapshot is not None else {}
                 rest = sorted(need.difference(fresh))
                 refs = {**fresh, **registry.scope_refs(s, rest)} if rest else fresh
+                kinds = {
+                    name: _past_window(spec, store, s, source, desired.kind(name), k, refs)
+                    for name, k in kinds.items()
+                }
                 if depth == "deep":
                     kinds = {
                         name: _with_recheck(spec, store, s, source, desired.kind(name), k) for name, k in kinds.items()
@@ -222,6 +236,7 @@ def pinned(spec: Spec, desired: Desired, store: Store) -> Desired:
 
 
 def _observe_kind(
+    spec: Spec,
     store: Store,
     s: Session,
     desired: DesiredKind,
@@ -290,21 +305,26 @@ def _observe_kind(
     )
     corrupt: list[tuple[str, str]] = []
     mock: list[str] = []
+    duplicates: list[tuple[str, ...]] = []
     incomplete: tuple[str, ...] = ()
+    embedder = make_embedder(recipe.model, spec.models[recipe.model]) if recipe.model is not None else None
     if tables is not None:
         if depth != "shallow":
             for vc in kind.vector_columns(recipe):
                 name = tables[vc.table].name
                 corrupt.extend(store.vector_quality(s, name, vc.column, vc.dimension, vc.normalized, vc.key))
-                mock.extend(ledger.duplicate_vectors(s, name, vc.column))
+                fake, same = identical_rows(s, name, vc.column, embedder, kind.embedding_fp(recipe.params))
+                mock.extend(fake)
+                duplicates.extend(same)
         if all(upstream.get(u) is not None for u in kind.depends_on):
-            at = Inspection(s, store, recipe, tables, upstream, depth)  # type: ignore[arg-type]
+            at = Inspection(s, store, recipe, tables, upstream, depth, embedder)  # type: ignore[arg-type]
             found = kind.inspect(at)
             # Documents rebuilt anyway (new, changed, another recipe) are not reported
             # again for what their outdated rows look like.
             outdated = set(rows.unbuilt) | set(rows.changed) | set(rows.foreign_recipe)
             corrupt.extend((d, r) for d, r in found.corrupt if d not in outdated)
             mock.extend(d for d in found.mock if d not in outdated)
+            duplicates.extend(found.duplicates)
             incomplete = tuple(d for d in found.incomplete if d not in outdated)
     bad = {d for d, _ in corrupt}
     return KindObservation(
@@ -319,6 +339,7 @@ def _observe_kind(
         corrupt=tuple(sorted(set(corrupt))),
         mock=tuple(sorted(set(mock) - bad)),
         incomplete=tuple(sorted(set(incomplete) - bad)),
+        duplicates=tuple(sorted(set(duplicates))),
         rate=records.measured_rate(store, s, kind.name, recipe.fingerprint),
         tables=tables,
         upstream={u: t for u, t in upstream.items() if t is not None},
@@ -387,7 +408,45 @@ def _to_build(k: KindObservation) -> set[str]:
         | {d for d, _ in k.corrupt}
         | set(k.mock)
         | set(k.incomplete)
+        | set(k.past_window)
     )
+
+
+def _past_window(
+    spec: Spec,
+    store: Store,
+    s: Session,
+    source: Source,
+    desired: DesiredKind,
+    k: KindObservation,
+    refs: Mapping[str, DocRef],
+) -> KindObservation:
+    """``k`` with the changed documents whose model input did not change (an edit past the
+    model's window) moved from ``rows.changed`` to ``past_window``.
+
+    Only kinds whose rows stamp what the model read of one text per document
+    (``stamps_model_input``) are looked at; their changed documents are read and
+    tokenized (no model call), and what the model would read is compared with the
+    ``text_hash`` their row holds.
+    """
+    kind, recipe = desired.kind, desired.recipe
+    changed = [d for d in k.rows.changed if d in refs]
+    if not kind.stamps_model_input or not changed or k.tables is None or recipe.model is None:
+        return k
+    try:
+        docs = list(source.load([refs[d] for d in changed]))
+    except RagstateError:  # a document unreadable now: rebuilt (and set aside) as stale
+        return k
+    texts = kind.recheck_texts(docs, recipe)
+    embedder = make_embedder(recipe.model, spec.models[recipe.model])
+    ids = [d for d in changed if d in texts]
+    reads = model_inputs(embedder, [texts[d] for d in ids])
+    stored = ledger.text_hashes(s, k.tables[0].name, ids)
+    same = {d for d, r in zip(ids, reads, strict=True) if stored.get(d) == text_hash(r.text)}
+    if not same:
+        return k
+    rows = replace(k.rows, changed=tuple(d for d in k.rows.changed if d not in same))
+    return replace(k, rows=rows, past_window=tuple(sorted(same)))
 
 
 def _with_recheck(
@@ -435,5 +494,8 @@ def _recheck_from_source(
     refs = registry.scope_refs(s, [r[0] for r in sample])
     docs = list(source.load([refs[r[0]] for r in sample if r[0] in refs]))
     texts = kind.recheck_texts(docs, recipe)
-    keep = [(r[0], texts[r[0]], r[2]) for r in sample if r[0] in texts and text_hash(texts[r[0]]) == r[1]]
+    ids = [r[0] for r in sample if r[0] in texts]
+    read = dict(zip(ids, model_inputs(embedder, [texts[d] for d in ids]), strict=True))
+    # Rows stamp what the model read of their text (the text cut to its window).
+    keep = [(r[0], read[r[0]].text, r[2]) for r in sample if r[0] in read and text_hash(read[r[0]].text) == r[1]]
     return disagreeing(store, embedder, keep)

@@ -8,6 +8,9 @@ observation                        drift class     action
 in scope, no ledger row            missing         build
 ledger row, rows gone              missing         build (``incomplete`` for multi-row)
 source hash differs                stale           build
+source hash differs, what the      (none)          build ``past_window``: restamped,
+model reads of the text does not                   served from the embedding cache
+(an edit past the model's window)
 ledger/rows of another recipe      recipe          build
 active generation's recipe differs recipe (all)    build a new generation, then switch
 vector fails quality checks, or    corrupt         build
@@ -60,7 +63,16 @@ from typing import Any
 
 from ragstate.observe.observe import KindObservation, Observed
 from ragstate.plan.desired import Desired, DesiredKind
-from ragstate.plan.model import BUILD_CLASSES, DRIFT_CLASSES, Estimate, GcDrop, KindPlan, Plan, action_fingerprint
+from ragstate.plan.model import (
+    BUILD_CLASSES,
+    DRIFT_CLASSES,
+    PAST_WINDOW,
+    Estimate,
+    GcDrop,
+    KindPlan,
+    Plan,
+    action_fingerprint,
+)
 from ragstate.spec.model import Spec
 from ragstate.stores.ledger import ACTIVE, RETIRED, Generation, collectable, holding
 
@@ -194,6 +206,7 @@ def _kind_plan(
         add("mock", k.mock)
         add("incomplete", k.incomplete)
         add("stale", sorted(upstream))
+        add(PAST_WINDOW, k.past_window)
     recipe_change = k.active is not None and k.active.recipe_fp != k.recipe_fp
     if recipe_change or k.replaced:
         # The work goes into another generation than the one queries use, so every
@@ -202,7 +215,8 @@ def _kind_plan(
         reason = "recipe" if recipe_change else "schema"
         build = {reason: [d for cls in BUILD_CLASSES for d in build[cls]]}
     for cls in BUILD_CLASSES:
-        drift[cls] = len(build.get(cls, ()))
+        if cls in drift:  # past_window is work, not drift
+            drift[cls] = len(build.get(cls, ()))
     if recipe_change:
         drift["recipe"] = observed.scope_size
     delete = () if new_generation else rows.out_of_scope
@@ -213,7 +227,8 @@ def _kind_plan(
     drift["schema"] = len(schema)
     switch = new_generation or (target is not None and target.state != "active")
 
-    ids = [d for cls in BUILD_CLASSES for d in build.get(cls, ())]
+    # Documents changed past the model's window cost no model time: not in the estimate.
+    ids = [d for cls in BUILD_CLASSES if cls != PAST_WINDOW for d in build.get(cls, ())]
     tokens = sum(kind.estimate_tokens(observed.refs[d], recipe, recipe.max_tokens) for d in ids if d in observed.refs)
     rate = k.rate or recipe.default_rate
     estimate = Estimate(items=len(ids), tokens=tokens, seconds=round(len(ids) / rate, 2) if rate else 0.0)

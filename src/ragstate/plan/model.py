@@ -21,8 +21,12 @@ from ragstate.hashing import fingerprint
 
 #: every drift class, in the order plans list them
 DRIFT_CLASSES = ("missing", "stale", "orphaned", "recipe", "corrupt", "mock", "incomplete", "schema")
-#: the classes whose remedy is to (re)build the document's rows
-BUILD_CLASSES = ("missing", "stale", "recipe", "corrupt", "mock", "incomplete", "schema")
+#: documents whose content changed past the model's window: no drift (the model would
+#: read them as before), but their rows and ledger rows are restamped with the new
+#: content hash (built again, served from the embedding cache: no model call)
+PAST_WINDOW = "past_window"
+#: the classes whose remedy is to (re)build the document's rows, and the restamp above
+BUILD_CLASSES = ("missing", "stale", "recipe", "corrupt", "mock", "incomplete", "schema", PAST_WINDOW)
 
 PLAN_FORMAT = 1
 

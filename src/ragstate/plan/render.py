@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ragstate.plan.model import DRIFT_CLASSES, KindPlan, Plan
+from ragstate.plan.model import DRIFT_CLASSES, PAST_WINDOW, KindPlan, Plan
 
 #: document ids shown per drift class before "… and N more"
 SHOWN = 5
@@ -60,6 +60,10 @@ def render_plan(plan: Plan, *, store: str = "") -> str:
                     f"      cannot be changed in place: {len(k.build['schema'])} documents are built into a new "
                     "generation of the same recipe, verified on its own table, then switched in"
                 )
+        if past := k.build.get(PAST_WINDOW, ()):
+            shown = ", ".join(past[:SHOWN]) + (f" … and {len(past) - SHOWN} more" if len(past) > SHOWN else "")
+            lines.append(f"    {'past window':<10} {len(past):>6}  {shown}")
+            lines.append("               (content changed past the model's window: no re-embedding)")
         e = k.estimate
         if e.items:
             lines.append(f"    work: build {e.items} documents, ~{e.tokens} tokens, ~{_seconds(e.seconds)}")

@@ -32,6 +32,8 @@ def render_run(record: RunRecord) -> str:
             parts.append(f"{_texts(k.cache_hits)} from the embedding cache")
         if k.reused:
             parts.append(f"kept {k.reused} unchanged")
+        if k.past_window:
+            parts.append(f"{k.past_window} changed past the model's window: no re-embedding")
         if k.truncated:
             parts.append(f"{k.truncated} of them longer than the model's window (cut)")
         if k.created_generation:
@@ -206,6 +208,19 @@ def _observe_time(timing: dict) -> str:
     parts = [f"{k.removesuffix('_s')} {timing[k]:.2f} s" for k in ("sync_s", "stage_s") if k in timing]
     mode = f"mode {timing['mode']}: " if "mode" in timing else ""
     return f", observed in {timing['seconds']:.2f} s" + (f" ({mode}{', '.join(parts)})" if parts else "")
+
+
+def render_duplicates(groups: dict[str, list[tuple[str, ...]]]) -> str:
+    """Lines for ``status --duplicates`` (starting with a newline)."""
+    if not groups:
+        return "\nDuplicates: none (no two documents hold the same model input)."
+    lines = ["", "Duplicates (the same model input in several documents; not drift):"]
+    for kind, found in groups.items():
+        lines.append(f"  {kind}: {len(found)} groups")
+        lines += [f"    - {', '.join(g)}" for g in found[:20]]
+        if len(found) > 20:
+            lines.append(f"    … and {len(found) - 20} more groups")
+    return "\n".join(lines)
 
 
 def render_status(status: StatusReport) -> str:

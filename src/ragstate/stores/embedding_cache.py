@@ -202,15 +202,28 @@ def decoded(raw: bytes | memoryview | str | None) -> str | None:
         return None
 
 
-def duplicates(session: Session) -> list[str]:
-    """Keys of entries whose value is identical to another entry's of a different text under
-    the same recipe: a model gives different texts different values, so these are placeholders."""
+def duplicates(session: Session) -> list[tuple[str, str, str | None, tuple[str, str]]]:
+    """``(model_fp, text_hash, text, group)`` of entries whose value is identical to another
+    entry's of a different text under the same recipe (entries of one value share
+    ``group``): placeholders, unless the model reads the texts alike (a case variant for
+    an uncased model: ``artifacts.cache.placeholders`` tells them apart)."""
     rows = session.query(
-        "SELECT c.model_fp, c.text_hash FROM {embedding_cache} c JOIN (SELECT model_fp, value FROM {embedding_cache} "
-        "GROUP BY model_fp, value HAVING count(*) > 1) d ON d.model_fp = c.model_fp AND d.value = c.value "
-        "ORDER BY c.model_fp, c.text_hash"
+        "SELECT c.model_fp, c.text_hash, c.text, d.g1, d.g2 FROM {embedding_cache} c JOIN (SELECT model_fp, value, "
+        "min(text_hash) AS g1, max(text_hash) AS g2 FROM {embedding_cache} GROUP BY model_fp, value "
+        "HAVING count(*) > 1) d ON d.model_fp = c.model_fp AND d.value = c.value ORDER BY c.model_fp, c.text_hash"
     )
-    return [key(r[0], r[1]) for r in rows]
+    return [(r[0], r[1], r[2], (r[3], r[4])) for r in rows]
+
+
+def texts(session: Session, model_fp: str, hashes: Sequence[str]) -> dict[str, str]:
+    """``{text_hash: text}`` of the entries of ``hashes`` under ``model_fp``."""
+    if not hashes:
+        return {}
+    rows = session.query(
+        "SELECT text_hash, text FROM {embedding_cache} WHERE model_fp = ? AND text_hash = ANY(?)",
+        (model_fp, sorted(set(hashes))),
+    )
+    return {r[0]: r[1] for r in rows if isinstance(r[1], str)}
 
 
 def sample(session: Session, model_fp: str, n: int, skip: set[str]) -> list[tuple[str, str, int, int | None, bytes]]:

@@ -421,18 +421,38 @@ def _stage_row_counts(session: Session, tables: Sequence[str]) -> None:
         session.execute("ANALYZE {tmp_row_counts}")
 
 
-def duplicate_vectors(session: Session, table: str, column: str) -> list[str]:
-    """Documents whose vector is identical to another document's of a different text.
+def identical_values(session: Session, table: str, column: str) -> list[tuple[str, str, tuple[str, str]]]:
+    """``(doc_id, text_hash, group)`` of the rows whose ``column`` value is identical to
+    another row's of a different ``text_hash``; rows of one value share ``group``.
 
-    A model maps different texts to different vectors; identical ones mean placeholders.
+    A model maps different inputs to different values; identical ones are placeholders,
+    unless the texts differ only where the model does not look (``artifacts.cache.
+    placeholders`` tells them apart).
     """
     rows = session.query(
-        "SELECT a.doc_id FROM {t} a JOIN (SELECT {col} AS v FROM {t} GROUP BY {col} "
-        "HAVING count(DISTINCT text_hash) > 1) d ON a.{col} = d.v ORDER BY a.doc_id",
+        "SELECT a.doc_id, a.text_hash, d.g1, d.g2 FROM {t} a JOIN (SELECT {col} AS v, min(text_hash) AS g1, "
+        "max(text_hash) AS g2 FROM {t} GROUP BY {col} HAVING count(DISTINCT text_hash) > 1) d ON a.{col} = d.v "
+        "ORDER BY a.doc_id",
         col=Col(column),
         t=table,
     )
-    return [r[0] for r in rows]
+    return [(r[0], r[1], (r[2], r[3])) for r in rows]
+
+
+def text_hashes(session: Session, table: str, doc_ids: Sequence[str]) -> dict[str, str]:
+    """``{doc_id: text_hash}`` of the rows of ``doc_ids`` in ``table`` (one row a document)."""
+    if not doc_ids:
+        return {}
+    rows = session.query("SELECT doc_id, text_hash FROM {t} WHERE doc_id = ANY(?)", (list(doc_ids),), t=table)
+    return {r[0]: r[1] for r in rows}
+
+
+def texts_of(session: Session, table: str, doc_ids: Sequence[str]) -> set[str]:
+    """Every ``text_hash`` the rows of ``doc_ids`` hold in ``table``."""
+    if not doc_ids:
+        return set()
+    rows = session.query("SELECT DISTINCT text_hash FROM {t} WHERE doc_id = ANY(?)", (list(doc_ids),), t=table)
+    return {r[0] for r in rows}
 
 
 def write(
