@@ -50,3 +50,11 @@ def test_status_after_rollback_shows_the_active_generations_recipe(make_project)
     changed.rollback("doc_embeddings")
     kind = changed.status().kinds["doc_embeddings"]
     assert kind.active_generation == 1 and kind.recipe_fp == fp1 and kind.spec_recipe_fp == fp2
+
+
+def test_init_refuses_a_missing_folder_and_a_two_slash_sqlite_url(tmp_path: Path, corpus: Path) -> None:
+    out_file = tmp_path / "spec.yaml"
+    code, _, err = run("init", "--source", str(tmp_path / "nope"), "--output", str(out_file))
+    assert code == 1 and f"--source: {tmp_path / 'nope'} does not exist" in err and not out_file.exists()
+    code, _, err = run("init", "--source", str(corpus), "--store", "sqlite://typo.db", "--output", str(out_file))
+    assert code == 1 and "'sqlite://typo.db' is not a SQLite URL" in err and not out_file.exists()
