@@ -9,6 +9,7 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from ragstate.cli import app
+from ragstate.stores.migrations import MIGRATIONS, describe_applied
 
 runner = CliRunner()
 HASH = {"default": {"provider": "hash", "dimension": 32}}
@@ -35,7 +36,9 @@ def test_plan_and_status_on_a_missing_store_say_so_and_create_nothing(tmp_path: 
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*before, "r.html"])  # no .db, no .lock
 
     code, out, _ = run("apply", "-c", str(spec), "--json")  # apply does create it
-    assert code == 0 and json.loads(out)["built"] == 18 and (tmp_path / "typo.db").exists()
+    record = json.loads(out)
+    assert code == 0 and record["built"] == 18 and (tmp_path / "typo.db").exists()
+    assert record["schema_repaired"] == [describe_applied([m.version for m in MIGRATIONS])]
     code, out, _ = run("status", "-c", str(spec), "--json")
     assert code == 0 and json.loads(out)["notes"] == []
 

@@ -99,7 +99,7 @@ from ragstate.spec import Spec, TableSourceSpec, load_spec, spec_hash, table_sou
 from ragstate.stores import Store, embedding_cache, ledger, locks, open_scratch, open_store, records
 from ragstate.stores import conditions as conditions_store
 from ragstate.stores import quarantine as quarantine_store
-from ragstate.stores.migrations import repair
+from ragstate.stores.migrations import describe_applied, repair
 from ragstate.stores.quarantine import DROPPED, QUARANTINED, RETRY, SOURCE, Entry
 from ragstate.stores.schema import EMBEDDING_CACHE, QUARANTINE
 
@@ -291,7 +291,7 @@ class Project:
         if plan is not None and plan.fingerprint != fresh.fingerprint:
             raise StalePlanError("the store or source changed since this plan was computed; run `ragstate plan` again")
         command = record.command
-        record.schema_repaired = [f"applied migration {v}" for v in lease.migrated]
+        record.schema_repaired = [describe_applied(lease.migrated)] if lease.migrated else []
         lease.migrated = []
         if fresh.schema or fresh.source_schema:
             if fresh.schema:
