@@ -74,7 +74,7 @@ from ragstate.observe.observe import Observed, observe
 from ragstate.pipelines.base import Retrieval
 from ragstate.pipelines.query import Pipeline
 from ragstate.plan.desired import Desired, desired_state
-from ragstate.plan.diff import diff
+from ragstate.plan.diff import diff, source_notes
 from ragstate.plan.model import Plan
 from ragstate.reconcile import conditions as cond
 from ragstate.reconcile.daemon import Daemon
@@ -288,6 +288,8 @@ class Project:
             lambda: self.observe(depth=plan.depth if plan is not None else depth, desired=self.desired(pipelines))
         )
         fresh = diff(self.spec, self.spec_hash, desired, observed)
+        for note in source_notes(self.spec, observed, blocked=bool(fresh.schema or fresh.source_schema)):
+            logging.getLogger(__name__).warning("%s", note)  # files left out, an empty source: never silent
         if plan is not None and plan.fingerprint != fresh.fingerprint:
             raise StalePlanError("the store or source changed since this plan was computed; run `ragstate plan` again")
         command = record.command

@@ -16,7 +16,7 @@ values, one per file or JSONL line, and the rest of the folder is read as usual.
 from __future__ import annotations
 
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -55,7 +55,8 @@ class FolderSource:
     # --- Source protocol --------------------------------------------------------------
 
     def snapshot(self, known: Mapping[str, FileStat], *, rehash: bool = False) -> Snapshot:
-        files = tuple(self._walk())
+        skipped: Counter[str] = Counter()
+        files = tuple(self._walk(skipped))
         unchanged = frozenset(f.path for f in files if not rehash and known.get(f.path) == f)
         fresh: list[DocRef] = []
         problems: list[DocumentProblem] = []
@@ -65,7 +66,13 @@ class FolderSource:
                 fresh.extend(doc.ref() for doc in docs)
                 problems.extend(DocumentProblem.of(key, error, stat) for key, error in errors)
         check_unique_ids(fresh)
-        return Snapshot(files=files, unchanged=unchanged, fresh=tuple(fresh), problems=tuple(problems))
+        return Snapshot(
+            files=files,
+            unchanged=unchanged,
+            fresh=tuple(fresh),
+            problems=tuple(problems),
+            skipped=tuple(sorted(skipped.items(), key=lambda item: (-item[1], item[0]))),
+        )
 
     def load(self, refs: Sequence[DocRef]) -> Iterator[Document]:
         by_path: dict[str, list[DocRef]] = defaultdict(list)
@@ -92,7 +99,8 @@ class FolderSource:
         fmt = FORMAT_OF_SUFFIX.get(os.path.splitext(rel)[1].lower())
         return fmt if fmt in self.formats else None
 
-    def _walk(self) -> Iterator[FileStat]:
+    def _walk(self, skipped: Counter[str]) -> Iterator[FileStat]:
+        """Stat every file of a format read; count the others in ``skipped`` by extension."""
         if self._single is not None:
             if self._format(self._single) is None:
                 raise SourceError(
@@ -117,6 +125,7 @@ class FolderSource:
                     continue
                 rel = Path(os.path.relpath(os.path.join(dirpath, name), self.root)).as_posix()
                 if self._format(rel) is None:
+                    skipped[os.path.splitext(name)[1].lower() or "(no extension)"] += 1
                     continue
                 yield self._stat(rel)
 
