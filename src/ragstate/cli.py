@@ -1,8 +1,5 @@
 """The ``ragstate`` command: parse options, call one library function, render, exit.
 
-Exit codes (for CI):
-
-=========  ============  ========================================================
 command    code          meaning
 =========  ============  ========================================================
 plan,      0 / 2 / 1     in sync / drift found / error
@@ -33,14 +30,18 @@ cache      0 / 1         done / error
 status,
 evict
 =========  ============  ========================================================
+=======
+Exit codes (for CI) are listed per command in ``ragstate.exits``; each command's ``--help``
+ends with its line from there.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -57,7 +58,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ragstate import __version__, logs
+from ragstate import __version__, exits, logs
 from ragstate.apply.record import REJECTED, RunRecord
 from ragstate.errors import NotReady, RagstateError
 from ragstate.pipelines.render import render_retrieval
@@ -85,6 +86,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # plain click help: typer's rich panels print a type placeholder even on flags (`--json <bool>`)
+    rich_markup_mode=None,
 )
 
 out = Console(highlight=False, soft_wrap=True)
@@ -92,11 +95,11 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 ConfigOpt = Annotated[
     Path,
-    typer.Option("--config", "-c", envvar="RAGSTATE_CONFIG", help="Spec file.", show_default=True),
+    typer.Option("--config", "-c", envvar="RAGSTATE_CONFIG", metavar="FILE", help="Spec file.", show_default=True),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 ProfileOpt = Annotated[
-    str | None, typer.Option("--profile", envvar="RAGSTATE_PROFILE", help="Profile of the spec to overlay.")
+    str | None, typer.Option("--profile", envvar="RAGSTATE_PROFILE", metavar="NAME", help="Profile of the spec to overlay.")
 ]
 DestructiveOpt = Annotated[
     bool, typer.Option("--allow-destructive", help="Carry out deletions beyond reconcile.max_delete_share.")
@@ -104,6 +107,7 @@ DestructiveOpt = Annotated[
 DEFAULT_CONFIG = Path("ragstate.yaml")
 
 T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _version(value: bool) -> None:
@@ -114,7 +118,7 @@ def _version(value: bool) -> None:
 
 LogFormatOpt = Annotated[
     str | None,
-    typer.Option("--log-format", envvar="RAGSTATE_LOG_FORMAT", help="text (for people) or json (one object a line)."),
+    typer.Option("--log-format", envvar="RAGSTATE_LOG_FORMAT", metavar="FORMAT", help="text (for people) or json (one object a line)."),
 ]
 
 
@@ -126,7 +130,7 @@ def main_options(
     ] = False,
     log_level: Annotated[
         str | None,
-        typer.Option("--log-level", envvar="RAGSTATE_LOG_LEVEL", help="debug, info, warning (daemon: info)."),
+        typer.Option("--log-level", envvar="RAGSTATE_LOG_LEVEL", metavar="LEVEL", help="debug, info, warning (daemon: info)."),
     ] = None,
     log_format: LogFormatOpt = None,
 ) -> None:
@@ -243,31 +247,38 @@ def _bar(as_json: bool) -> _Bar:
     return _Bar(enabled=not as_json and err.is_terminal)
 
 
-#: exit code of apply and reconcile when a new generation failed verification
-REJECTED_EXIT = 5
-
-
 def _run_exit(record: RunRecord) -> int:
     """0 converged, 4 converged except items in quarantine, 5 a new generation failed
     verification (and was not switched in), 1 otherwise."""
     if record.status == REJECTED:
-        return REJECTED_EXIT
+        return exits.REJECTED
     if not record.converged:
         return 1
-    return 4 if record.quarantined_total else 0
+    return exits.QUARANTINED if record.quarantined_total else 0
+
+
+def _exits(command: str) -> Callable[[F], F]:
+    """End a command's help with its exit codes, from the one table in ``ragstate.exits``."""
+
+    def add(function: F) -> F:
+        function.__doc__ = f"{inspect.cleandoc(function.__doc__ or '')}\n\n{exits.help_line(command)}"
+        return function
+
+    return add
 
 
 # --- commands -------------------------------------------------------------------------
 
 
 @app.command()
+@_exits("init")
 def init(
-    source: Annotated[Path, typer.Option("--source", help="Folder (or file) of documents.")],
+    source: Annotated[Path, typer.Option("--source", metavar="PATH", help="Folder (or file) of documents.")],
     store: Annotated[
-        str, typer.Option("--store", help="sqlite:///path.db or postgresql://user@host/db")
+        str, typer.Option("--store", metavar="URL", help="sqlite:///path.db or postgresql://user@host/db")
     ] = "sqlite:///ragstate.db",
-    pipelines: Annotated[str, typer.Option("--pipelines", help="Comma-separated pipelines to enable.")] = "basic",
-    output: Annotated[Path, typer.Option("--output", "-o", help="Spec file to write.")] = DEFAULT_CONFIG,
+    pipelines: Annotated[str, typer.Option("--pipelines", metavar="LIST", help="Comma-separated pipelines to enable.")] = "basic",
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="Spec file to write.")] = DEFAULT_CONFIG,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing spec file.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -282,14 +293,15 @@ def init(
 
 
 @app.command()
+@_exits("plan")
 def plan(
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
     deep: Annotated[bool, typer.Option("--deep", help="Re-read every document and audit every vector.")] = False,
-    save: Annotated[Path | None, typer.Option("--out", help="Also save the plan as JSON for `apply PLAN`.")] = None,
+    save: Annotated[Path | None, typer.Option("--out", metavar="FILE", help="Also save the plan as JSON for `apply PLAN`.")] = None,
 ) -> None:
-    """Show what drifted and what apply would do (exit 0 in sync, 2 drift, 1 error)."""
+    """Show what drifted and what apply would do."""
     with _handled(as_json), _project(config, profile) as project:
         result = project.plan(depth="deep" if deep else "shallow")
         if save is not None:
@@ -299,18 +311,16 @@ def plan(
 
 
 @app.command()
+@_exits("apply")
 def apply(
-    plan_file: Annotated[Path | None, typer.Argument(help="A plan saved by `plan --out`.", show_default=False)] = None,
+    plan_file: Annotated[Path | None, typer.Argument(metavar="PLAN", help="A plan saved by `plan --out`.", show_default=False)] = None,
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
     allow_destructive: DestructiveOpt = False,
     deep: Annotated[bool, typer.Option("--deep", help="Plan deeply first (as verify does).")] = False,
 ) -> None:
-    """Carry out a plan (or a fresh one) in crash-safe batches.
-
-    Exit 0 converged, 4 converged except items in quarantine, 3 refused, 1 error.
-    """
+    """Carry out a plan (or a fresh one) in crash-safe batches; verify and switch new generations."""
     with _handled(as_json), _project(config, profile) as project:
         saved = None
         if plan_file is not None:
@@ -327,13 +337,14 @@ def apply(
 
 
 @app.command()
+@_exits("reconcile")
 def reconcile(
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
     allow_destructive: DestructiveOpt = False,
 ) -> None:
-    """Plan, apply and verify: the main job (exit codes as apply)."""
+    """Plan, apply and verify: the main job."""
     with _handled(as_json), _project(config, profile) as project:
         with _bar(as_json) as bar:
             record = project.reconcile(allow_destructive=allow_destructive, progress=bar)
@@ -345,8 +356,9 @@ def reconcile(
 
 
 @app.command()
+@_exits("verify")
 def verify(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
-    """Audit every artifact against the source (exit 0 in sync, 2 drift, 1 error)."""
+    """Audit every artifact against the source."""
     with _handled(as_json), _project(config, profile) as project:
         report = project.verify()
         _emit(as_json, report.to_dict(), render_verify(report))
@@ -354,6 +366,7 @@ def verify(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False, profile
 
 
 @app.command()
+@_exits("status")
 def status(
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
@@ -362,7 +375,7 @@ def status(
         bool, typer.Option("--duplicates", help="Also list documents that hold the same model input (duplicates).")
     ] = False,
 ) -> None:
-    """Show each pipeline's readiness, generations and runs (exit 0 all ready, 2 not, 1 error)."""
+    """Show each pipeline's readiness, generations and runs."""
     with _handled(as_json), _project(config, profile) as project:
         report = project.status()
         groups = project.duplicates() if duplicates else None
@@ -372,49 +385,52 @@ def status(
 
 
 @app.command()
+@_exits("history")
 def history(
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
-    kind: Annotated[str | None, typer.Option("--kind", help="Only this artifact kind.")] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="Runs to list, newest first.")] = 20,
+    kind: Annotated[str | None, typer.Option("--kind", metavar="KIND", help="Only this artifact kind.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, metavar="N", help="Runs to list, newest first.")] = 20,
 ) -> None:
-    """List generations and runs with their recipes and outcomes (exit 0, 1 error)."""
+    """List generations and runs with their recipes and outcomes."""
     with _handled(as_json), _project(config, profile) as project:
         report = project.history(kind=kind, limit=limit)
         _emit(as_json, report.to_dict(), render_history(report))
 
 
 @app.command()
+@_exits("rollback")
 def rollback(
-    kind: Annotated[str, typer.Argument(help="Artifact kind, e.g. doc_embeddings; the kinds built from it follow.")],
+    kind: Annotated[str, typer.Argument(metavar="KIND", help="Artifact kind, e.g. doc_embeddings; the kinds built from it follow.")],
     to: Annotated[
-        int | None, typer.Option("--to", help="Generation to switch to (default: the one active before).")
+        int | None, typer.Option("--to", metavar="GENERATION", help="Generation to switch to (default: the one active before).")
     ] = None,
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
 ) -> None:
-    """Switch a kind back to an earlier generation, instantly, recomputing nothing (exit 0, 1 error)."""
+    """Switch a kind back to an earlier generation, instantly, recomputing nothing."""
     with _handled(as_json), _project(config, profile) as project:
         record = project.rollback(kind, to=to)
         _emit(as_json, record.to_dict(), render_run(record))
 
 
 @app.command()
+@_exits("query")
 def query(
-    pipeline: Annotated[str, typer.Argument(help="An enabled pipeline: basic, crag, hyde, colbert, noderag, ...")],
-    text: Annotated[str, typer.Argument(help="The query.")],
-    k: Annotated[int | None, typer.Option("-k", "--top", help="Documents to return (default query.k).")] = None,
+    pipeline: Annotated[str, typer.Argument(metavar="PIPELINE", help="An enabled pipeline: basic, crag, hyde, colbert, noderag, ...")],
+    text: Annotated[str, typer.Argument(metavar="TEXT", help="The query.")],
+    k: Annotated[int | None, typer.Option("-k", "--top", metavar="N", help="Documents to return (default query.k).")] = None,
     readiness: Annotated[
         str | None,
-        typer.Option("--readiness", help="fail, warn or heal when the data is not ready (default query.readiness)."),
+        typer.Option("--readiness", metavar="MODE", help="fail, warn or heal when the data is not ready (default query.readiness)."),
     ] = None,
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
 ) -> None:
-    """Retrieve the documents that best answer a query (exit 0 answered, 2 not ready, 1 error)."""
+    """Retrieve the documents that best answer a query."""
     with _handled(as_json), _project(config, profile) as project:
         result = project.query(pipeline, text, k, readiness=readiness)
         for warning in result.warnings:
@@ -423,6 +439,7 @@ def query(
 
 
 @app.command()
+@_exits("doctor")
 def doctor(
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
@@ -431,7 +448,7 @@ def doctor(
         bool, typer.Option("--cheap", help="Only the checks apply runs at start (no model load).")
     ] = False,
 ) -> None:
-    """Check store, extensions, rights, models, memory and disk before any work (exit 0 fine, 1 a check failed)."""
+    """Check store, extensions, rights, models, memory and disk before any work."""
     with _handled(as_json), _project(config, profile) as project:
         report = project.doctor(cheap=cheap)
         _emit(as_json, report.to_dict(), render_doctor(report))
@@ -439,38 +456,40 @@ def doctor(
 
 
 source_app = typer.Typer(
+    rich_markup_mode=None,
     help="Use a table of your own database as the source, read in place through a view.", no_args_is_help=True
 )
 app.add_typer(source_app, name="source")
 
 
 @source_app.command("map-table")
+@_exits("source map-table")
 def map_table(
     table: Annotated[
-        str, typer.Option("--table", help="SCHEMA.TABLE (PostgreSQL) or TABLE (SQLite) in the store's database.")
+        str, typer.Option("--table", metavar="TABLE", help="SCHEMA.TABLE (PostgreSQL) or TABLE (SQLite) in the store's database.")
     ],
-    id_column: Annotated[str, typer.Option("--id", help="Column of unique, non-null document ids.")],
-    text: Annotated[str, typer.Option("--text", help="Column holding the document's text.")],
-    title: Annotated[str | None, typer.Option("--title", help="Column holding the title.")] = None,
-    abstract: Annotated[str | None, typer.Option("--abstract", help="Column holding an abstract.")] = None,
+    id_column: Annotated[str, typer.Option("--id", metavar="COLUMN", help="Column of unique, non-null document ids.")],
+    text: Annotated[str, typer.Option("--text", metavar="COLUMN", help="Column holding the document's text.")],
+    title: Annotated[str | None, typer.Option("--title", metavar="COLUMN", help="Column holding the title.")] = None,
+    abstract: Annotated[str | None, typer.Option("--abstract", metavar="COLUMN", help="Column holding an abstract.")] = None,
     metadata: Annotated[
-        list[str] | None, typer.Option("--metadata", help="Column carried as metadata (repeatable).")
+        list[str] | None, typer.Option("--metadata", metavar="COLUMN", help="Column carried as metadata (repeatable).")
     ] = None,
     where: Annotated[
         list[str] | None,
         typer.Option(
             "--where",
-            help="Keep rows where COLUMN=VALUE (also !=, <, <=, >, >=, 'COLUMN in A,B', 'COLUMN is null'); "
+            metavar="CONDITION", help="Keep rows where COLUMN=VALUE (also !=, <, <=, >, >=, 'COLUMN in A,B', 'COLUMN is null'); "
             "repeatable; values are bound, never SQL.",
         ),
     ] = None,
-    name: Annotated[str | None, typer.Option("--name", help="Mapping name (default: the table's name).")] = None,
+    name: Annotated[str | None, typer.Option("--name", metavar="NAME", help="Mapping name (default: the table's name).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check only; create nothing.")] = False,
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
 ) -> None:
-    """Check a table against a mapping; if it fits, create its view (exit 0 mapped, 1 not compatible)."""
+    """Check a table against a mapping; if it fits, create its view."""
     with _handled(as_json), _project(config, profile) as project:
         mapping = {"table": table, "id": id_column, "text": text, "title": title, "abstract": abstract}
         mapping.update(metadata=metadata or [], where=where or [], name=name)
@@ -480,15 +499,16 @@ def map_table(
 
 
 @source_app.command("check")
+@_exits("source check")
 def source_check(
     name: Annotated[
-        str | None, typer.Option("--name", help="A mapping recorded by map-table (default: the spec's source).")
+        str | None, typer.Option("--name", metavar="NAME", help="A mapping recorded by map-table (default: the spec's source).")
     ] = None,
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
 ) -> None:
-    """Re-check a table mapping against the table now (exit 0 fits, 2 view to (re)create, 1 does not fit)."""
+    """Re-check a table mapping against the table now."""
     with _handled(as_json), _project(config, profile) as project:
         report = project.check_source(name)
         _emit(as_json, report.to_dict(), render_mapping(report, dry_run=True))
@@ -496,26 +516,29 @@ def source_check(
 
 
 quarantine_app = typer.Typer(
+    rich_markup_mode=None,
     help="Items that failed for good (unreadable documents, documents the model fails on): list, retry, drop.",
     no_args_is_help=True,
 )
 app.add_typer(quarantine_app, name="quarantine")
 ItemsArg = Annotated[
     list[str] | None,
-    typer.Argument(help="Document ids, quarantine items or source paths.", show_default=False),
+    typer.Argument(metavar="ITEM", help="Document ids, quarantine items or source paths.", show_default=False),
 ]
 AllOpt = Annotated[bool, typer.Option("--all", help="Every item in quarantine.")]
 
 
 @quarantine_app.command("list")
+@_exits("quarantine list")
 def quarantine_list(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
-    """List the items in quarantine, with reason, attempts and first and last seen (exit 0)."""
+    """List the items in quarantine, with reason, attempts and first and last seen."""
     with _handled(as_json), _project(config, profile) as project:
         entries = project.quarantine_list()
         _emit(as_json, {"entries": [e.to_dict() for e in entries]}, render_quarantine(entries))
 
 
 @quarantine_app.command("retry")
+@_exits("quarantine retry")
 def quarantine_retry(
     items: ItemsArg = None,
     all_items: AllOpt = False,
@@ -524,7 +547,7 @@ def quarantine_retry(
     profile: ProfileOpt = None,
     allow_destructive: DestructiveOpt = False,
 ) -> None:
-    """Try items again now, then apply (exit codes as apply: 0 converged, 4 some still quarantined)."""
+    """Try items again now, then apply."""
     with _handled(as_json), _project(config, profile) as project:
         with _bar(as_json) as bar:
             record = project.quarantine_retry(
@@ -535,6 +558,7 @@ def quarantine_retry(
 
 
 @quarantine_app.command("drop")
+@_exits("quarantine drop")
 def quarantine_drop(
     items: ItemsArg = None,
     all_items: AllOpt = False,
@@ -553,14 +577,15 @@ def quarantine_drop(
 
 
 @app.command()
+@_exits("report")
 def report(
-    html_file: Annotated[Path, typer.Option("--html", help="Write the page here (one self-contained HTML file).")],
-    runs: Annotated[int, typer.Option("--runs", min=1, max=1000, help="Recent runs shown in the charts.")] = 30,
+    html_file: Annotated[Path, typer.Option("--html", metavar="FILE", help="Write the page here (one self-contained HTML file).")],
+    runs: Annotated[int, typer.Option("--runs", min=1, max=1000, metavar="N", help="Recent runs shown in the charts.")] = 30,
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
 ) -> None:
-    """Write a status page: conditions, drift, throughput and duration of recent runs (exit 0, 1 error)."""
+    """Write a status page: conditions, drift, throughput and duration of recent runs."""
     with _handled(as_json), _project(config, profile) as project:
         data = project.report(runs=runs)
         html_file.write_text(render_html(data), encoding="utf-8")
@@ -568,6 +593,7 @@ def report(
 
 
 @app.command()
+@_exits("daemon")
 def daemon(
     ctx: typer.Context,
     config: ConfigOpt = DEFAULT_CONFIG,
@@ -575,15 +601,16 @@ def daemon(
     once: Annotated[bool, typer.Option("--once", help="Run one cycle and exit (exit codes as apply).")] = False,
     metrics_port: Annotated[
         int | None,
-        typer.Option("--metrics-port", help="Serve /metrics, /healthz, /readyz, POST /reconcile (0: any free port)."),
+        typer.Option("--metrics-port", metavar="PORT", help="Serve /metrics, /healthz, /readyz, POST /reconcile (0: any free port)."),
     ] = None,
     log_format: LogFormatOpt = None,
     allow_destructive: DestructiveOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Reconcile on an interval until SIGTERM/SIGINT; SIGHUP or SIGUSR1 runs a cycle now.
+    """Reconcile on an interval until SIGTERM/SIGINT.
 
-    Exit 0 stopped cleanly, 1 could not start (another daemon runs on the store, bad spec).
+    SIGTERM or SIGINT stops it after the current batch (a second one interrupts the batch);
+    SIGHUP, SIGUSR1 or POST /reconcile on the metrics port runs a cycle now.
     """
     options = ctx.obj or {}
     _configure_logs(options.get("log_level") or "info", log_format or options.get("log_format") or "text")
@@ -592,6 +619,7 @@ def daemon(
 
 
 @app.command()
+@_exits("serve")
 def serve(
     ctx: typer.Context,
     config: ConfigOpt = DEFAULT_CONFIG,
@@ -608,7 +636,7 @@ def serve(
     max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", min=1, help="Larger bodies get 413.")] = 16_384,
     log_format: LogFormatOpt = None,
 ) -> None:
-    """Answer queries over HTTP: POST /query, GET /status, /healthz, /readyz, /metrics (exit 0 stopped, 1 error)."""
+    """Answer queries over HTTP: POST /query, GET /status, /healthz, /readyz, /metrics."""
     options = ctx.obj or {}
     _configure_logs(options.get("log_level") or "info", log_format or options.get("log_format") or "text")
     with _handled(False), _project(config, profile) as project:
@@ -620,20 +648,23 @@ def serve(
 
 
 cache_app = typer.Typer(
+    rich_markup_mode=None,
     help="The embedding cache: one vector per embedding recipe and exact text.", no_args_is_help=True
 )
 app.add_typer(cache_app, name="cache")
 
 
 @cache_app.command("status")
+@_exits("cache status")
 def cache_status(config: ConfigOpt = DEFAULT_CONFIG, as_json: JsonOpt = False, profile: ProfileOpt = None) -> None:
-    """Show the embedding cache's size, per embedding recipe, and recent hits (exit 0, 1 error)."""
+    """Show the embedding cache's size, per embedding recipe, and recent hits."""
     with _handled(as_json), _project(config, profile) as project:
         report = project.cache_status()
         _emit(as_json, report.to_dict(), render_cache(report))
 
 
 @cache_app.command("evict")
+@_exits("cache evict")
 def cache_evict(
     unreferenced: Annotated[
         bool, typer.Option("--unreferenced", help="Evict every entry no artifact references, not just to the limit.")
@@ -645,7 +676,7 @@ def cache_evict(
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
 ) -> None:
-    """Evict unreferenced entries down to cache.max_mb (or more, see options) (exit 0, 1 error)."""
+    """Evict unreferenced entries down to cache.max_mb (or more, see options)."""
     with _handled(as_json), _project(config, profile) as project:
         report = project.evict_cache("everything" if everything else "unreferenced" if unreferenced else "limit")
         _emit(as_json, report.to_dict(), render_cache(report))

@@ -32,6 +32,7 @@ fails), and retries its store work through ``self.guard`` (``faults.retry``).
 from __future__ import annotations
 
 import logging
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -74,7 +75,7 @@ from ragstate.observe.observe import Observed, observe, pinned
 from ragstate.pipelines.base import Retrieval
 from ragstate.pipelines.query import Pipeline
 from ragstate.plan.desired import Desired, desired_state
-from ragstate.plan.diff import diff
+from ragstate.plan.diff import diff, source_notes
 from ragstate.plan.model import Plan
 from ragstate.reconcile import conditions as cond
 from ragstate.reconcile.daemon import Daemon
@@ -96,10 +97,10 @@ from ragstate.redact import redact
 from ragstate.sources import InPlaceSource, Source, open_source
 from ragstate.sources.table import MappingReport, check_recorded, map_table
 from ragstate.spec import Spec, TableSourceSpec, load_spec, spec_hash, table_source_from
-from ragstate.stores import Store, embedding_cache, ledger, locks, open_store, records
+from ragstate.stores import Store, embedding_cache, ledger, locks, open_scratch, open_store, records
 from ragstate.stores import conditions as conditions_store
 from ragstate.stores import quarantine as quarantine_store
-from ragstate.stores.migrations import repair
+from ragstate.stores.migrations import describe_applied, repair
 from ragstate.stores.quarantine import DROPPED, QUARANTINED, RETRY, SOURCE, Entry
 from ragstate.stores.schema import EMBEDDING_CACHE, QUARANTINE
 
@@ -193,9 +194,31 @@ class Project:
         return desired, observe(self.spec, desired, self.store, self.source(), depth=depth)
 
     def plan(self, *, depth: str = "shallow") -> Plan:
-        """What drifted and what ``apply`` would do. Reads only."""
-        desired, observed = self.observe(depth=depth)
-        return diff(self.spec, self.spec_hash, desired, observed)
+        """What drifted and what ``apply`` would do. Reads only: against a store that does
+        not exist yet it plans from an empty one and creates nothing (a note says so)."""
+        with self._reading() as note:
+            desired, observed = self.observe(depth=depth)
+            plan = diff(self.spec, self.spec_hash, desired, observed)
+        return replace(plan, notes=(*plan.notes, note)) if note else plan
+
+    @contextmanager
+    def _reading(self) -> Iterator[str]:
+        """For ``plan`` and ``status``: yields "" when the store exists; otherwise observe a
+        scratch copy of the empty store apply would start from, so a mistyped path leaves no
+        file (nor lock) behind, and yield a note saying so."""
+        real = self.store
+        if real.exists():
+            yield ""
+            return
+        with tempfile.TemporaryDirectory(prefix="ragstate-scratch-") as folder:
+            scratch = open_scratch(self.spec.store, Path(folder))
+            scratch.description = real.description  # messages keep naming the store of the spec
+            self._store = scratch
+            try:
+                yield f"the store {real.description} does not exist yet: apply creates it (nothing was created)"
+            finally:
+                scratch.close()
+                self._store = real
 
     def apply(
         self,
@@ -269,10 +292,12 @@ class Project:
             lambda: self.observe(depth=plan.depth if plan is not None else depth, desired=self.desired(pipelines))
         )
         fresh = diff(self.spec, self.spec_hash, desired, observed)
+        for note in source_notes(self.spec, observed, blocked=bool(fresh.schema or fresh.source_schema)):
+            logging.getLogger(__name__).warning("%s", note)  # files left out, an empty source: never silent
         if plan is not None and plan.fingerprint != fresh.fingerprint:
             raise StalePlanError("the store or source changed since this plan was computed; run `ragstate plan` again")
         command = record.command
-        record.schema_repaired = [f"applied migration {v}" for v in lease.migrated]
+        record.schema_repaired = [describe_applied(lease.migrated)] if lease.migrated else []
         lease.migrated = []
         if fresh.schema or fresh.source_schema:
             if fresh.schema:
@@ -435,7 +460,15 @@ class Project:
         return {} if observed.schema else duplicate_groups(self.spec, desired, self.store)
 
     def status(self) -> StatusReport:
-        """Readiness of each pipeline, generations per kind, the last and any running run."""
+        """Readiness of each pipeline, generations per kind, the last and any running run.
+
+        Reads only: a store that does not exist yet is reported so, and not created.
+        """
+        with self._reading() as note:
+            report = self._status()
+        return replace(report, notes=[note]) if note else report
+
+    def _status(self) -> StatusReport:
         desired, observed = self.observe(depth="shallow")
         plan = diff(self.spec, self.spec_hash, desired, observed)
         kinds: dict[str, KindStatus] = {}
@@ -447,8 +480,11 @@ class Project:
         for k in plan.kinds:
             obs = observed.kinds[k.kind]
             target = obs.target.generation if obs.target else None
+            active = [g for g in gens if g.kind == k.kind and g.generation == k.active_generation]
             kinds[k.kind] = KindStatus(
-                recipe_fp=k.recipe_fp,
+                # the active generation's own recipe (after a rollback, not the spec's)
+                recipe_fp=active[0].recipe_fp if active else k.recipe_fp,
+                spec_recipe_fp=k.recipe_fp,
                 active_generation=k.active_generation,
                 target_generation=target,
                 built=counts.get((k.kind, target), 0) if target is not None else 0,
@@ -545,9 +581,11 @@ class Project:
 
     def report(self, *, runs: int = 30) -> Report:
         """Status (with conditions) and the last ``runs`` runs, oldest first, for ``ragstate report``."""
-        status = self.status()
-        with self.store.session() as s:
-            rows = records.recent(self.store, s, limit=runs) if not status.schema else []
+        with self._reading() as note:
+            status = self._status()
+            with self.store.session() as s:
+                rows = records.recent(self.store, s, limit=runs) if not status.schema else []
+        status = replace(status, notes=[note]) if note else status
         return Report(status=status, runs=[RunPoint.from_row(r) for r in reversed(rows)], generated_at=time.time())
 
     # --- generations --------------------------------------------------------------------

@@ -87,12 +87,18 @@ def test_yaml_is_loaded_safely(tmp_path: Path) -> None:
         (BASE + "artifacts: {doc_embeddings: {text: '{title} {author}'}}\n", "unknown field(s) ['author']"),
         (BASE + "artifacts: {doc_embeddings: {model: big}}\n", "names 'big', which is not in models"),
         (BASE + "version: 2\n", "version"),
+        # a new user's mistakes get a sentence naming the fix (issue 23)
+        (BASE + "reconcille: {batch_size: 3}\n", "reconcille: unknown field (did you mean 'reconcile'?)"),
+        (BASE + "models: {default: {nmae: x}}\n", "models.default.nmae: unknown field (did you mean 'name'?)"),
+        (BASE + "pipelines: basic\n", "pipelines: must be a list: [a, b] on one line, or one '- item' a line"),
+        ("store: sqlite://typo.db\nsource: d\n", "'sqlite://typo.db' is not a SQLite URL: write sqlite:///typo.db"),
     ],
 )
 def test_invalid_values(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(SpecError) as info:
         load_spec(write(tmp_path, text), environ={})
     assert message in str(info.value)
+    assert "Input should be a valid tuple" not in str(info.value) and "Value error" not in str(info.value)
 
 
 def test_missing_and_oversized_files(tmp_path: Path) -> None:

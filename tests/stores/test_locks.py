@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 
 import pytest
@@ -40,6 +41,17 @@ def test_a_waiting_writer_gives_up_after_its_timeout(make_project) -> None:
         with pytest.raises(StoreLocked, match="gave up after waiting"):
             second.apply(progress=Notes())
     assert len(notes) == 1 and notes[0].startswith("waiting for `reconcile`")
+
+
+def test_a_waiting_writer_logs_a_warning_naming_the_holder_without_a_terminal(make_project, caplog) -> None:
+    first = make_project(models=HASH_MODELS)
+    second = make_project(models=HASH_MODELS, reconcile={"lock": "wait", "lock_timeout_s": 0.3})
+    with caplog.at_level(logging.WARNING, logger="ragstate"), first.writer_lock(command="reconcile"):
+        with pytest.raises(StoreLocked):
+            second.apply()  # no progress bar: what a run without a terminal gets
+    said = [r for r in caplog.records if "waiting for the writer lock" in r.getMessage()]
+    assert len(said) == 1 and said[0].levelno == logging.WARNING
+    assert f"pid {os.getpid()}" in said[0].getMessage() and "`reconcile`" in said[0].getMessage()
 
 
 def test_the_lock_is_reentrant_within_a_project(make_project) -> None:

@@ -326,6 +326,12 @@ def _observe_kind(
             mock.extend(d for d in found.mock if d not in outdated)
             duplicates.extend(found.duplicates)
             incomplete = tuple(d for d in found.incomplete if d not in outdated)
+    # Documents out of scope are deleted, never rebuilt: what their rows look like does not
+    # matter (apply has no source ref to rebuild them from: the KeyError of issue 23).
+    gone = set(rows.out_of_scope) | set(rows.strays)
+    corrupt = [(d, r) for d, r in corrupt if d not in gone]
+    mock = [d for d in mock if d not in gone]
+    incomplete = tuple(d for d in incomplete if d not in gone)
     bad = {d for d, _ in corrupt}
     return KindObservation(
         kind=kind.name,

@@ -73,8 +73,25 @@ from ragstate.plan.model import (
     Plan,
     action_fingerprint,
 )
+from ragstate.sources.base import skipped_note
+from ragstate.sources.loaders import FORMAT_OF_SUFFIX
 from ragstate.spec.model import Spec
 from ragstate.stores.ledger import ACTIVE, RETIRED, Generation, collectable, holding
+
+
+def source_notes(spec: Spec, observed: Observed, *, blocked: bool = False) -> list[str]:
+    """Nothing is left out silently: files no loader reads (or ``source.formats`` leaves
+    out), by extension with counts, and a source with no document at all."""
+    notes = []
+    if observed.snapshot is not None and observed.snapshot.skipped:
+        notes.append(skipped_note(observed.snapshot.skipped, FORMAT_OF_SUFFIX))
+    if not blocked and observed.scope_size == 0:
+        where = getattr(spec.source, "path", None)
+        notes.append(
+            f"the source{f' {where}' if where is not None else ''} holds no document in scope: "
+            "nothing to build (check source.path, source.formats and scope)"
+        )
+    return notes
 
 
 def diff(spec: Spec, spec_hash: str, desired: Desired, observed: Observed, *, now: float | None = None) -> Plan:
@@ -110,6 +127,7 @@ def diff(spec: Spec, spec_hash: str, desired: Desired, observed: Observed, *, no
         )
     elif observed.source_schema:
         notes.append("apply checks the source table and creates its view first; artifact drift is observed after")
+    notes += source_notes(spec, observed, blocked=bool(blocked))
     estimate = sum((k.estimate for k in kinds), Estimate())
     cache = observed.cache
     cache_drift = {}

@@ -229,6 +229,7 @@ def render_status(status: StatusReport) -> str:
         f"Source: {status.source} ({status.scope_size} documents in scope{_observe_time(status.source_observe)})",
     ]
     lines += [f"  schema drift: {p}" for p in status.source_schema]
+    lines += [f"Note: {n}" for n in status.notes]
     lines.append("Pipelines:")
     for name, p in status.pipelines.items():
         kinds = ", ".join(f"{k} {p.completeness.get(k, 0.0):.0%}" for k in p.kinds)
@@ -241,6 +242,7 @@ def render_status(status: StatusReport) -> str:
         lines.append(
             f"  {name:<17} {gen}, {k.built}/{k.in_scope} documents{rows}, {k.complete:.0%} complete, "
             f"recipe {k.recipe_fp}"
+            + (f" (the spec's: {k.spec_recipe_fp})" if k.spec_recipe_fp and k.spec_recipe_fp != k.recipe_fp else "")
         )
         if k.note:
             lines.append(f"    {k.note}")

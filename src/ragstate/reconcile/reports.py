@@ -79,6 +79,7 @@ def verify_report(plan: Plan, observed: Observed, desired: Desired) -> VerifyRep
 
 @dataclass
 class KindStatus:
+    #: the recipe of the active generation (of the spec when none is active)
     recipe_fp: str
     active_generation: int | None
     target_generation: int | None
@@ -95,6 +96,8 @@ class KindStatus:
     complete: float = 0.0
     #: why the kind is held at its active generation by a rollback, or ""
     held: str = ""
+    #: the spec's recipe for the kind (differs from ``recipe_fp`` after a rollback or a change)
+    spec_recipe_fp: str = ""
 
 
 @dataclass
@@ -128,6 +131,8 @@ class StatusReport:
     #: how long observing the source took just now: ``seconds``, and for a table its
     #: ``mode`` with ``sync_s`` (copy or materialised view) and ``stage_s``
     source_observe: dict[str, Any] = field(default_factory=dict)
+    #: what the reader should know first (the store does not exist yet)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ready(self) -> bool:

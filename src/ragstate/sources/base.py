@@ -169,6 +169,9 @@ class Snapshot:
     unchanged: frozenset[str]
     fresh: tuple[DocRef, ...]
     problems: tuple[DocumentProblem, ...] = ()
+    #: files left out, as ``(extension, count)``: no loader reads them, or ``source.formats``
+    #: does not list their format (``skipped_note`` says which)
+    skipped: tuple[tuple[str, int], ...] = ()
 
     @property
     def changed_paths(self) -> frozenset[str]:
@@ -279,3 +282,21 @@ def check_unique_ids(docs: Iterable[Document | DocRef]) -> None:
                 doc_id=doc.doc_id,
             )
         seen[doc.doc_id] = where
+
+
+def skipped_note(skipped: Sequence[tuple[str, int]], known_suffixes: Mapping[str, str]) -> str:
+    """A sentence on the files a folder source left out, by extension with counts, or "".
+
+    Args:
+        skipped: ``(extension, count)`` pairs (``Snapshot.skipped``).
+        known_suffixes: extension -> format, of the formats a loader exists for.
+    """
+    unread = [(ext, n) for ext, n in skipped if ext not in known_suffixes]
+    excluded = [(ext, n) for ext, n in skipped if ext in known_suffixes]
+    parts = []
+    if unread:
+        parts.append("no loader reads " + ", ".join(f"{n} {ext}" for ext, n in unread))
+    if excluded:
+        parts.append("source.formats leaves out " + ", ".join(f"{n} {ext}" for ext, n in excluded))
+    total = sum(n for _, n in skipped)
+    return f"{total} file{'s' * (total != 1)} in the source skipped: " + "; ".join(parts) if parts else ""

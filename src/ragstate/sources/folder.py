@@ -18,7 +18,7 @@ values, one per file or JSONL line, and the rest of the folder is read as usual.
 from __future__ import annotations
 
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -57,7 +57,8 @@ class FolderSource:
     # --- Source protocol --------------------------------------------------------------
 
     def snapshot(self, known: Mapping[str, FileStat], *, rehash: bool = False) -> Snapshot:
-        walked = list(self._walk())
+        skipped: Counter[str] = Counter()
+        walked = list(self._walk(skipped))
         files = tuple(stat for stat, _ in walked)
         unchanged = frozenset(f.path for f in files if not rehash and known.get(f.path) == f)
         fresh: list[DocRef] = []
@@ -72,7 +73,13 @@ class FolderSource:
                 fresh.extend(doc.ref() for doc in docs)
                 problems.extend(DocumentProblem.of(key, error, stat) for key, error in errors)
         check_unique_ids(fresh)
-        return Snapshot(files=files, unchanged=unchanged, fresh=tuple(fresh), problems=tuple(problems))
+        return Snapshot(
+            files=files,
+            unchanged=unchanged,
+            fresh=tuple(fresh),
+            problems=tuple(problems),
+            skipped=tuple(sorted(skipped.items(), key=lambda item: (-item[1], item[0]))),
+        )
 
     def load(self, refs: Sequence[DocRef]) -> Iterator[Document]:
         by_path: dict[str, list[DocRef]] = defaultdict(list)
@@ -99,9 +106,10 @@ class FolderSource:
         fmt = FORMAT_OF_SUFFIX.get(os.path.splitext(rel)[1].lower())
         return fmt if fmt in self.formats else None
 
-    def _walk(self) -> Iterator[tuple[FileStat, DocumentError | None]]:
+    def _walk(self, skipped: Counter[str]) -> Iterator[tuple[FileStat, DocumentError | None]]:
         """Each file (or refused folder link) in order, with the error that keeps it from being
-        read (a symlink leading outside, a dangling one), None for a file to parse."""
+        read (a symlink leading outside, a dangling one), None for a file to parse; files of
+        no format read are counted in ``skipped`` by extension."""
         if self._single is not None:
             if self._format(self._single) is None:
                 raise SourceError(
@@ -130,7 +138,9 @@ class FolderSource:
                         found = self._stat(rel, refused)
                         if found is not None:
                             yield found
-                elif self._format(rel) is not None:
+                elif self._format(rel) is None:
+                    skipped[os.path.splitext(name)[1].lower() or "(no extension)"] += 1
+                else:
                     found = self._stat(rel)
                     if found is not None:
                         yield found

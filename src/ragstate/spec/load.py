@@ -10,6 +10,7 @@ and line, or the environment variable.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import re
@@ -299,9 +300,13 @@ def _validate(
             loc = _clean_loc(error["loc"])
             field = _dotted(loc) or "(top level)"
             origin = _origin(path, node, loc, env_paths)
-            message = error["msg"]
+            message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
-                message = "unknown field"
+                message = "unknown field" + _did_you_mean(loc)
+            elif error["type"] in ("tuple_type", "list_type"):
+                message = "must be a list: [a, b] on one line, or one '- item' a line"
+                if isinstance(error.get("input"), str):
+                    message += f" (got {redact(repr(error['input']))[:80]}; write [{error['input']}])"
             elif len(message) > 400:  # a message quoting a huge value names it, never echoes it
                 message = message[:400] + "…"
             elif "input" in error and not isinstance(error["input"], (dict, list)):
@@ -310,6 +315,28 @@ def _validate(
         raise SpecError("invalid spec:\n  " + "\n  ".join(problems), path=path, problems=problems) from None
     finally:
         ENVIRON.reset(token)
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    """" (did you mean 'reconcile'?)" for a misspelt field, from the fields allowed there."""
+    models: list[type[BaseModel]] = [Spec]
+    key_next = False  # the next part is a key of a mapping of sections (models.<name>)
+    for part in loc[:-1]:
+        if key_next or isinstance(part, int):
+            key_next = False
+            continue
+        inner: list[type[BaseModel]] = []
+        for model in models:
+            field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
+            for arg in [field.annotation, *get_args(field.annotation)] if field is not None else []:
+                if get_origin(arg) is dict:
+                    key_next = True
+                    arg = get_args(arg)[1]
+                inner += [a for a in [arg, *get_args(arg)] if _is_model(a)]
+        models = inner
+    names = {f.alias or n for m in models for n, f in m.model_fields.items()}
+    close = difflib.get_close_matches(str(loc[-1]), sorted(names), n=1, cutoff=0.75) if loc else []
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:

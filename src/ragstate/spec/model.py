@@ -77,6 +77,13 @@ class StoreSpec(_Section):
     @field_validator("url")
     @classmethod
     def _known_scheme(cls, url: str) -> str:
+        if url.startswith("sqlite:") and not url.startswith("sqlite:///") and url != "sqlite::memory:":
+            # sqlite://typo.db would otherwise name a file nobody meant
+            path = url.removeprefix("sqlite:").lstrip("/")
+            raise ValueError(
+                f"{url!r} is not a SQLite URL: write sqlite:///{path} (relative to the spec file) "
+                f"or sqlite:////{path} (absolute), with three or four slashes"
+            )
         if url.startswith(("sqlite:", "postgresql://", "postgres://")) or url.endswith((".db", ".sqlite", ".sqlite3")):
             return url
         raise ValueError("must start with sqlite: or postgresql:// (or be a path ending in .db)")

@@ -17,6 +17,8 @@ def starter_spec(*, source: str, store: str, pipelines: list[str], spec_dir: Pat
     Raises:
         SpecError: the values do not make a valid spec (unknown pipeline, bad URL).
     """
+    if not Path(source).exists():  # a spec that cannot work is not written
+        raise SpecError(f"--source: {source} does not exist (a folder or file of documents); nothing written")
     source_rel = _relative(Path(source), spec_dir)
     if source_rel.split(os.sep)[0] == os.pardir:  # outside the spec's folder: say where, absolutely
         source_rel = str((Path.cwd() / source).resolve())

@@ -31,4 +31,12 @@ def open_store(spec: StoreSpec, *, prepare: bool = True) -> Store:
     raise StoreConfigError(f"store.url: unsupported scheme in {url.split('://')[0]!r}; use sqlite: or postgresql://")
 
 
-__all__ = ["Session", "Store", "open_store"]
+def open_scratch(spec: StoreSpec, folder: Path) -> Store:
+    """An empty SQLite store in ``folder`` (the caller removes it), for reading commands
+    to observe a store that does not exist yet as the empty store apply would start from."""
+    from ragstate.stores.sqlite.store import SQLiteStore
+
+    return SQLiteStore(folder / "scratch.db", prefix=spec.prefix)
+
+
+__all__ = ["Session", "Store", "open_scratch", "open_store"]

@@ -192,6 +192,13 @@ class Store(ABC):
     def close(self) -> None:
         """Release every connection."""
 
+    def exists(self) -> bool:
+        """False when the store is not there yet (a SQLite file no apply has created).
+
+        Reading commands (``plan``, ``status``) then create nothing where the spec points.
+        """
+        return True
+
     def __enter__(self) -> Store:
         return self
 

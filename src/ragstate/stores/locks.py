@@ -131,7 +131,13 @@ def acquire(
             )
         if not announced:
             announced = True
-            log.info("waiting for the writer lock of %s, held by %s", store.description, describe(holder))
+            # A warning, so that a run with no terminal (CI, cron) says why it is not moving.
+            log.warning(
+                "waiting for the writer lock of %s, held by %s (giving up after %g s: reconcile.lock_timeout_s)",
+                store.description,
+                describe(holder),
+                timeout_s,
+            )
             if on_wait is not None:
                 on_wait(holder)
         time.sleep(POLL_S)

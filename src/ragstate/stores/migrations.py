@@ -60,6 +60,20 @@ MIGRATIONS: tuple[Migration, ...] = (
 CURRENT_VERSION = MIGRATIONS[-1].version
 
 
+def describe_applied(versions: list[int]) -> str:
+    """One line for a run's summary: the migrations applied, and why a number is absent.
+
+    Numbers are assigned per issue, so an unused one (4) looks like a skipped step unless said.
+    """
+    unused = sorted(set(range(1, CURRENT_VERSION + 1)) - {m.version for m in MIGRATIONS})
+    gaps = [v for v in unused if versions and min(versions) < v < max(versions)]
+    line = f"applied schema migration{'s' * (len(versions) > 1)} {', '.join(map(str, versions))}"
+    line += f" (now at version {CURRENT_VERSION}"
+    if gaps:
+        line += f"; there is no migration {', '.join(map(str, gaps))}: numbers follow issues, none was skipped"
+    return line + ")"
+
+
 def universal_tables() -> tuple[TableDef, ...]:
     """Every table the migrations create, in their current form."""
     return (SCHEMA_VERSIONS,) + tuple(t for m in MIGRATIONS for t in m.tables)
@@ -117,7 +131,7 @@ def schema_problems(store: Store, session: Session) -> list[SchemaProblem]:
 def repair(store: Store) -> list[str]:
     """Recreate missing universal tables, columns and indexes; return what was done."""
     applied = migrate(store)
-    done: list[str] = [f"applied migration {v}" for v in applied]
+    done: list[str] = [describe_applied(applied)] if applied else []
     with store.session() as s:
         for table in universal_tables():
             problems = store.table_problems(s, table)

@@ -206,6 +206,9 @@ class SQLiteStore(Store):
         self._connections: list[apsw.Connection] = []
         self._closed = False
 
+    def exists(self) -> bool:
+        return self.path.exists()
+
     # --- connections ------------------------------------------------------------------
 
     def _connection(self) -> SQLiteSession:
