@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from ragstate.apply.record import RunRecord
@@ -145,7 +146,7 @@ class Pipeline:
             generations = self._generations(s)
             ctx = QueryContext(self.spec, self.store, s, self.desired, generations, prepared=prepared)
             found = self.retriever.retrieve(ctx, query, k)
-            hits = self._describe(s, found)
+            hits = _placed(ctx, self._describe(s, found))
         timings["retrieve_s"] = round(time.perf_counter() - t2, 4)
         timings["total_s"] = round(time.perf_counter() - t0, 4)
         return Retrieval(
@@ -201,7 +202,7 @@ class Pipeline:
             ref = refs.get(h.doc_id)
             title = ref.title if ref is not None and ref.title else (doc.title if doc is not None else "")
             passage = h.passage or (cut(doc.summary) if doc is not None else "")
-            out.append(Hit(h.doc_id, h.score, title, passage, h.kind, h.generation, h.details))
+            out.append(replace(h, title=title, passage=passage))
         return out
 
     def _load(self, refs: dict[str, DocRef], ids: list[str]) -> dict[str, Any]:
@@ -224,6 +225,29 @@ class Pipeline:
                 except RagstateError as exc:
                     log.warning("result %s: cannot read the document again: %s", ref.doc_id, exc)
             return docs
+
+
+def _placed(ctx: QueryContext, hits: list[Hit]) -> list[Hit]:
+    """Hits whose passage is a chunk, with the chunk's pages and section (from ``chunks``)."""
+    wanted = [(h.doc_id, h.details.get("chunk_id")) for h in hits if h.details.get("chunk_id")]
+    if not wanted or "chunks" not in ctx.generations:
+        return hits
+    table = ctx.table("chunks")
+    if "section" not in (ctx.store.columns(ctx.session, table) or {}):
+        return hits  # a generation built before chunks kept places (code version 1)
+    places = {
+        (d, c): (p0, p1, sec)
+        for d, c, p0, p1, sec in ctx.session.query(
+            "SELECT doc_id, chunk_id, page_start, page_end, section FROM {t} WHERE doc_id = ANY(?) AND chunk_id = ANY(?)",
+            (sorted({d for d, _ in wanted}), sorted({c for _, c in wanted})),
+            t=table,
+        )
+    }
+    out = []
+    for h in hits:
+        place = places.get((h.doc_id, h.details.get("chunk_id")))
+        out.append(replace(h, page=place[0], page_end=place[1], section=place[2]) if place else h)
+    return out
 
 
 def _refusal(name: str, reasons: tuple[str, ...], healed: str | None = None) -> str:
