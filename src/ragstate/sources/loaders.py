@@ -27,7 +27,7 @@ exception escapes. The source turns these into quarantine entries, not failed pl
 from __future__ import annotations
 
 import functools
-import importlib.util
+import importlib
 import io
 import json
 import re
@@ -298,7 +298,12 @@ class Loader:
 
     def missing(self) -> str | None:
         """The first module it needs that is not installed, or None."""
-        return next((m for m in self.modules if importlib.util.find_spec(m) is None), None)
+        for module in self.modules:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                return module
+        return None
 
 
 def _read_pdf(data: bytes, path: str, limits: Limits) -> list[Document]:

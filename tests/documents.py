@@ -18,7 +18,7 @@ import unicodedata
 from pathlib import Path
 from typing import Any
 
-SAMPLE = Path(__file__).resolve().parents[2] / "samples" / "pmc"
+SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "pmc"
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
 _SUBSTITUTES = {"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-", "‐": "-", "−": "-", "…": "...", "\u00a0": " "}
 
