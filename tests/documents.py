@@ -42,6 +42,9 @@ def latin(text: str) -> str:
     return "".join(out)
 
 
+_latin = latin
+
+
 def is_heading(para: str) -> bool:
     """The sample's section headings: one short line without sentence punctuation."""
     return "\n" not in para and len(para) <= 100 and len(para.split()) <= 12 and not para.endswith((".", ":", ","))
@@ -59,6 +62,12 @@ def sections(article: dict[str, Any], *, max_sections: int | None = None) -> lis
             out[-1][1].append(re.sub(r"\s+", " ", para))
     out = [(h, ps) for h, ps in out if ps]
     return out[:max_sections] if max_sections else out
+
+
+def title_abstract_body(article: dict[str, Any], *, latin: bool = False) -> str:
+    """The article's text as the writers here lay it out (``latin``: as the PDFs hold it)."""
+    text = "\n".join([article["title"], article["abstract"], *(h + "\n" + "\n".join(ps) for h, ps in sections(article))])
+    return _latin(text) if latin else text
 
 
 def similarity(a: str, b: str) -> float:

@@ -99,6 +99,14 @@ def test_html_main_text_without_the_site_around_it(tmp_path: Path) -> None:
     assert {h for h, _ in sections(ARTICLE) if h} <= {m.section for m in doc.layout}
 
 
+def test_html_without_a_heading_takes_its_title_from_the_title_tag(tmp_path: Path) -> None:
+    para = "<p>" + "A paragraph long enough to be the main text of the page, not navigation. " * 4 + "</p>"
+    html = f"<html><head><title>The page title</title></head><body><article><h2>Part one</h2>{para}</article></body></html>"
+    (tmp_path / "p.html").write_text(html)
+    doc = read(tmp_path / "p.html")
+    assert doc.title == "The page title" and doc.layout[-1].section == "Part one"
+
+
 def zip_bomb(path: Path) -> Path:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
         z.writestr("[Content_Types].xml", "<Types/>")

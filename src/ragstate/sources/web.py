@@ -32,7 +32,7 @@ def read_html(data: bytes, path: str) -> Document:
         xml = trafilatura.extract(
             data,
             output_format="xml",
-            with_metadata=True,
+            with_metadata=False,  # read below only when the page has no h1 (it costs a fifth of the time)
             include_tables=True,
             include_comments=False,
             include_images=False,
@@ -54,9 +54,11 @@ def read_html(data: bytes, path: str) -> Document:
         blocks.extend(_blocks(el))
     title = ""
     if not (blocks and blocks[0].level == 1):
-        title = root.get("title") or ""
-    metadata = {k: v for k in ("author", "sitename", "url") if (v := root.get(k))}
-    return assemble(path, blocks, title=title, metadata=metadata)
+        try:
+            title = trafilatura.extract_metadata(data).title or ""
+        except Exception:  # a page without readable metadata simply has no title from it
+            title = ""
+    return assemble(path, blocks, title=title)
 
 
 def _blocks(el: Element) -> list[Block]:

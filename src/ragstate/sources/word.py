@@ -44,10 +44,16 @@ def read_docx(data: bytes, path: str, *, max_document_bytes: int) -> Document:
             doc_id=path,
         )
     import docx
+    from docx.enum.style import WD_STYLE_TYPE
     from docx.table import Table
 
     try:
         document = docx.Document(io.BytesIO(data))
+        # Paragraph.style looks the style up in the styles part on every call (most of
+        # the loader's time); the id each paragraph names is mapped to its name once.
+        names = {style.style_id: style.name for style in document.styles}
+        normal = document.styles.default(WD_STYLE_TYPE.PARAGRAPH)
+        default = normal.name if normal is not None else "Normal"
         title = ""
         blocks: list[Block] = []
         for item in document.iter_inner_content():
@@ -58,7 +64,7 @@ def read_docx(data: bytes, path: str, *, max_document_bytes: int) -> Document:
                     rows.append(" | ".join(cells))
                 blocks.append(Block("\n".join(r for r in rows if r.strip(" |")), table=True))
                 continue
-            style = (item.style.name if item.style is not None else "") or ""
+            style = names.get(item._p.style, default) if item._p.style is not None else default
             if style == "Title" and not title:
                 title = item.text
             elif style.startswith("Heading") and style[7:].strip().isdigit():
