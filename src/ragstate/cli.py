@@ -77,6 +77,7 @@ from ragstate.reconcile.render import (
     render_verify,
 )
 from ragstate.redact import redact, redact_data, register_environment
+from ragstate.sources.loaders import detect_formats
 from ragstate.sources.render import render_mapping
 from ragstate.spec.starter import starter_spec
 
@@ -287,7 +288,10 @@ def init(
         if output.exists() and not force:
             _fail(f"{output} exists; use --force to overwrite it", 1, "FileExists", as_json)
         names = [p.strip() for p in pipelines.split(",") if p.strip()]
-        text = starter_spec(source=str(source), store=store, pipelines=names, spec_dir=output.resolve().parent)
+        formats = detect_formats(source) if source.exists() else None
+        text = starter_spec(
+            source=str(source), store=store, pipelines=names, spec_dir=output.resolve().parent, formats=formats
+        )
         output.write_text(text, encoding="utf-8")
         _emit(as_json, {"written": str(output)}, f"Wrote {output}. Next: ragstate reconcile -c {output}")
 

@@ -100,6 +100,18 @@ class MalformedDocument(DocumentError):
     reason = "malformed"
 
 
+class EncryptedDocument(DocumentError):
+    """A document is encrypted (a PDF with a password): it must be decrypted to be read."""
+
+    reason = "encrypted"
+
+
+class NoTextLayer(DocumentError):
+    """A document has pages but no text on them (a scan): it needs OCR first."""
+
+    reason = "no_text_layer"
+
+
 class UnreadableDocument(DocumentError):
     """A document's file cannot be read, or it vanished since it was observed."""
 
@@ -116,6 +128,11 @@ class DuplicateDocumentId(DocumentError):
     """Two documents of the source declare the same id (a source-wide conflict, not quarantined)."""
 
     reason = "duplicate_id"
+
+
+class MissingExtra(SourceError):
+    """Files of an enabled format are present, but its loader's optional dependency (an
+    extra, ``pip install 'ragstate[pdf]'``) is not installed."""
 
 
 class MappingError(SourceError):

@@ -2,7 +2,11 @@
 
 Rows (one table per generation): a section (``level`` 0, ``text`` its heading, its span
 the whole section) or a chunk (``level`` 1, ``text`` exactly ``Document.text[start:end]``,
-``parent_id`` its section). Chunks never exceed the model's window, counted with the
+``parent_id`` its section). Each row also says where it lies, so an answer can cite
+"p. 4, Methods": ``page_start``/``page_end`` (PDF pages, else NULL) and ``section``, the
+section path the loader found (``Document.layout``: "Methods > Design"), else the
+heading of the chunker's section. The loaders' versions are part of the recipe, so a
+better extraction re-chunks as a new generation. Chunks never exceed the model's window, counted with the
 model's own tokenizer (``compute.chunkers``).
 
 Ids are stable: a chunk's id is a hash of its document id, its text and how many equal
@@ -29,6 +33,7 @@ from ragstate.compute.embedders import Embedder, make_embedder
 from ragstate.errors import SpecError
 from ragstate.hashing import item_id, text_hash
 from ragstate.sources.base import DocRef, Document
+from ragstate.sources.loaders import loader_versions
 from ragstate.spec.model import Spec
 from ragstate.stores.base import Session, Store
 from ragstate.stores.dialect import Col
@@ -79,7 +84,8 @@ def window(embedder: Embedder) -> int:
 
 class Chunks(ArtifactKind):
     name = "chunks"
-    code_version = 1
+    #: 2: rows carry page_start, page_end and section
+    code_version = 2
     invariants = ("every chunk's parent section exists", "chunk offsets lie inside their document")
     multi_row = True
 
@@ -100,6 +106,8 @@ class Chunks(ArtifactKind):
                 "tokenizer": tokenizer_identity(embedder),
                 "chunker": chunker.identity(),
                 "chunker_name": params.chunker,
+                # A folder's loaders decide the text and its pages and sections.
+                "loaders": loader_versions(getattr(spec.source, "formats", ())),
             },
             default_rate=200.0,
         )
@@ -119,6 +127,9 @@ class Chunks(ArtifactKind):
                 col("n_tokens", I, null=False),
                 col("text_hash", T, null=False),
                 col("text", T, null=False),
+                col("page_start", I),
+                col("page_end", I),
+                col("section", T),
             ),
             primary_key=("doc_id", "chunk_id"),
         )
@@ -136,6 +147,10 @@ class Chunks(ArtifactKind):
             ids = piece_ids(doc.doc_id, pieces)
             for seq, (piece, pid) in enumerate(zip(pieces, ids, strict=True)):
                 parent = ids[piece.parent] if piece.parent is not None else None
+                page_start, page_end, section = doc.place(piece.start, piece.end)
+                if section is None:  # no layout: the chunker's section heading
+                    heading = piece if piece.level == 0 or piece.parent is None else pieces[piece.parent]
+                    section = heading.text if heading.level == 0 else ""
                 built.rows.append(
                     (
                         doc.doc_id,
@@ -152,6 +167,9 @@ class Chunks(ArtifactKind):
                         piece.n_tokens,
                         text_hash(piece.text),
                         piece.text,
+                        page_start,
+                        page_end,
+                        section or None,
                     )
                 )
             built.items[doc.doc_id] = len(pieces)

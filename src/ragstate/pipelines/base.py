@@ -52,6 +52,11 @@ class Hit:
     generation: int | None = None
     #: what the pipeline adds: the chunk, the entities, the fused ranks, ...
     details: Mapping[str, Any] = field(default_factory=dict)
+    #: where the passage lies, when it is a chunk: its first and last page (PDF; else
+    #: None) and its section path ("Methods > Design"), so an answer can cite them
+    page: int | None = None
+    page_end: int | None = None
+    section: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

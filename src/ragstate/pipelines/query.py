@@ -146,7 +146,7 @@ class Pipeline:
             generations = self._generations(s)
             ctx = QueryContext(self.spec, self.store, s, self.desired, generations, prepared=prepared)
             found = self.retriever.retrieve(ctx, query, k)
-            hits = _with_spans(ctx, self._describe(s, found))
+            hits = _placed(ctx, self._describe(s, found))
         timings["retrieve_s"] = round(time.perf_counter() - t2, 4)
         timings["total_s"] = round(time.perf_counter() - t0, 4)
         return Retrieval(
@@ -202,7 +202,7 @@ class Pipeline:
             ref = refs.get(h.doc_id)
             title = ref.title if ref is not None and ref.title else (doc.title if doc is not None else "")
             passage = h.passage or (cut(doc.summary) if doc is not None else "")
-            out.append(Hit(h.doc_id, h.score, title, passage, h.kind, h.generation, h.details))
+            out.append(replace(h, title=title, passage=passage))
         return out
 
     def _load(self, refs: dict[str, DocRef], ids: list[str]) -> dict[str, Any]:
@@ -227,22 +227,38 @@ class Pipeline:
             return docs
 
 
-def _with_spans(ctx: QueryContext, hits: list[Hit]) -> list[Hit]:
-    """Add ``start_char`` and ``end_char`` (the chunk's place in its document) to the
-    details of each hit whose passage is a chunk of the active ``chunks`` generation."""
-    keys = [(h.doc_id, h.details.get("chunk_id")) for h in hits if h.details.get("chunk_id") is not None]
-    if not keys or "chunks" not in ctx.generations:
+def _placed(ctx: QueryContext, hits: list[Hit]) -> list[Hit]:
+    """Hits whose passage is a chunk of the active ``chunks`` generation, with the chunk's
+    place: ``start_char`` and ``end_char`` in the details, its pages and section."""
+    wanted = [(h.doc_id, h.details.get("chunk_id")) for h in hits if h.details.get("chunk_id") is not None]
+    if not wanted or "chunks" not in ctx.generations:
         return hits
-    rows = ctx.session.query(
-        "SELECT doc_id, chunk_id, start_char, end_char FROM {t} WHERE doc_id = ANY(?) AND chunk_id = ANY(?)",
-        (sorted({d for d, _ in keys}), sorted({c for _, c in keys})),
-        t=ctx.table("chunks"),
-    )
-    spans = {(d, c): (int(start), int(end)) for d, c, start, end in rows}
+    table = ctx.table("chunks")
+    # a generation built before chunks kept pages and sections (code version 1) has no such columns
+    if "section" in (ctx.store.columns(ctx.session, table) or {}):
+        statement = (
+            "SELECT doc_id, chunk_id, start_char, end_char, page_start, page_end, section FROM {t} "
+            "WHERE doc_id = ANY(?) AND chunk_id = ANY(?)"
+        )
+    else:
+        statement = (
+            "SELECT doc_id, chunk_id, start_char, end_char, NULL, NULL, NULL FROM {t} "
+            "WHERE doc_id = ANY(?) AND chunk_id = ANY(?)"
+        )
+    keys = (sorted({d for d, _ in wanted}), sorted({c for _, c in wanted}))
+    places = {
+        (d, c): (int(start), int(end), p0, p1, sec)
+        for d, c, start, end, p0, p1, sec in ctx.session.query(statement, keys, t=table)
+    }
     out = []
     for h in hits:
-        span = spans.get((h.doc_id, h.details.get("chunk_id")))
-        out.append(h if span is None else replace(h, details={**h.details, "start_char": span[0], "end_char": span[1]}))
+        place = places.get((h.doc_id, h.details.get("chunk_id")))
+        if place is None:
+            out.append(h)
+            continue
+        start, end, p0, p1, sec = place
+        details = {**h.details, "start_char": start, "end_char": end}
+        out.append(replace(h, details=details, page=p0, page_end=p1, section=sec))
     return out
 
 

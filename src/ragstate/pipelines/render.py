@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ragstate.pipelines.base import Retrieval
+from ragstate.pipelines.base import Hit, Retrieval
 
 #: characters of each passage shown
 SHOWN_CHARS = 240
@@ -20,9 +20,23 @@ def render_retrieval(result: Retrieval) -> str:
         lines.append(f"  healed first: run {result.healed['run_id']} ({built})")
     for rank, hit in enumerate(result, start=1):
         lines.append(f"{rank:>3}. {hit.score:8.4f}  {hit.doc_id}  {hit.title}")
+        where = citation(hit)
+        if where:
+            lines.append(f"       ({where})")
         passage = " ".join(hit.passage.split())
         if passage:
             lines.append("       " + (passage[:SHOWN_CHARS] + " …" if len(passage) > SHOWN_CHARS else passage))
     if not len(result):
         lines.append("  no document matched")
     return "\n".join(lines)
+
+
+def citation(hit: Hit) -> str:
+    """Where a hit's passage lies, as an answer cites it: "p. 4, Methods", "pp. 4-5", "Methods"."""
+    parts = []
+    if hit.page is not None:
+        same = hit.page_end in (None, hit.page)
+        parts.append(f"p. {hit.page}" if same else f"pp. {hit.page}-{hit.page_end}")
+    if hit.section:
+        parts.append(hit.section)
+    return ", ".join(parts)

@@ -12,6 +12,7 @@ what differs.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -24,6 +25,16 @@ if TYPE_CHECKING:
 
 #: how many characters of body text stand in for a missing abstract in ``summary``
 SUMMARY_CHARS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """From ``offset`` in ``Document.text`` on, the text is on ``page`` (1-based; ``None``
+    where the format has no pages) under the section path ``section`` ("Methods > Design")."""
+
+    offset: int
+    page: int | None
+    section: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +57,19 @@ class Document:
     #: the content hash as the source computed it, when it hashes elsewhere (an
     #: in-place source hashes inside the database); None: computed here from the fields
     source_hash: str | None = None
+    #: where pages and sections start in ``text`` (PDF, HTML, DOCX loaders); empty when
+    #: the format keeps none. Not hashed: the content hash is over the text fields alone.
+    layout: tuple[Mark, ...] = ()
+
+    def place(self, start: int, end: int) -> tuple[int | None, int | None, str | None]:
+        """``(first page, last page, section path)`` of ``text[start:end]``, from ``layout``
+        (``None`` for what the format does not keep)."""
+        if not self.layout:
+            return None, None, None
+        offsets = [m.offset for m in self.layout]
+        first = self.layout[max(0, bisect_right(offsets, start) - 1)]
+        last = self.layout[max(0, bisect_right(offsets, max(start, end - 1)) - 1)]
+        return first.page, last.page, first.section
 
     @property
     def content_hash(self) -> str:
@@ -130,7 +154,7 @@ class DocumentProblem:
     key: str
     path: str
     doc_id: str | None
-    #: undecodable | empty | too_large | malformed | unreadable | outside_source
+    #: undecodable | empty | too_large | malformed | unreadable | outside_source | encrypted | no_text_layer
     reason: str
     error_type: str
     message: str

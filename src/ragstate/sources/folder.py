@@ -22,20 +22,24 @@ from collections import Counter, defaultdict
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
-from ragstate.errors import DocumentError, DocumentTooLarge, OutsideSource, SourceError, UnreadableDocument
-from ragstate.sources.base import DocRef, Document, DocumentProblem, FileStat, Snapshot, check_unique_ids
-from ragstate.sources.loaders import (
-    FORMAT_OF_SUFFIX,
-    SINGLE_DOCUMENT_PARSERS,
-    RecordError,
-    iter_jsonl,
-    parse_jsonl_record,
+from ragstate.errors import (
+    DocumentError,
+    DocumentTooLarge,
+    MalformedDocument,
+    MissingExtra,
+    OutsideSource,
+    PluginError,
+    SourceError,
+    UnreadableDocument,
 )
+from ragstate.sources.base import DocRef, Document, DocumentProblem, FileStat, Snapshot, check_unique_ids
+from ragstate.sources.loaders import Limits, RecordError, iter_jsonl, loader, parse_jsonl_record
 from ragstate.spec.model import SourceSpec
 
 
 class FolderSource:
-    """Documents from files under one folder: ``.txt``, ``.md``, JATS ``.xml``, ``.jsonl``."""
+    """Documents from files under one folder, in the formats ``source.formats`` enables
+    (``.txt``, ``.md``, JATS ``.xml``, ``.jsonl``, ``.pdf``, ``.html``, ``.docx``, plugins)."""
 
     def __init__(self, spec: SourceSpec):
         path = Path(spec.path)
@@ -50,6 +54,13 @@ class FolderSource:
         else:
             raise SourceError(f"source path {path} is neither a folder nor a file", path=path)
         self.formats = frozenset(spec.formats)
+        try:
+            self.loaders = {name: loader(name) for name in sorted(self.formats)}
+        except PluginError as exc:
+            raise SourceError(str(exc), path=path) from None
+        self._format_of = {suffix: ld.name for ld in self.loaders.values() for suffix in ld.suffixes}
+        self._checked: set[str] = set()
+        self.limits = Limits(spec.max_document_bytes, spec.max_pages)
         self.follow_symlinks = spec.follow_symlinks
         self.max_document_bytes = spec.max_document_bytes
         self.description = f"folder {path}"
@@ -103,8 +114,23 @@ class FolderSource:
     # --- internals --------------------------------------------------------------------
 
     def _format(self, rel: str) -> str | None:
-        fmt = FORMAT_OF_SUFFIX.get(os.path.splitext(rel)[1].lower())
-        return fmt if fmt in self.formats else None
+        fmt = self._format_of.get(os.path.splitext(rel)[1].lower())
+        if fmt is not None and fmt not in self._checked:
+            self._require(fmt, rel)
+        return fmt
+
+    def _require(self, fmt: str, rel: str) -> None:
+        """Refuse a file whose format's optional dependency is missing, naming the extra."""
+        ld = self.loaders[fmt]
+        module = ld.missing()
+        if module is not None:
+            install = f"pip install 'ragstate[{ld.extra}]'" if ld.extra else f"install the Python module {module}"
+            raise MissingExtra(
+                f"{rel}: reading .{fmt} files needs the Python module '{module}', which is not installed; "
+                f"{install}, or remove '{fmt}' from source.formats",
+                path=self.root / rel,
+            )
+        self._checked.add(fmt)
 
     def _walk(self, skipped: Counter[str]) -> Iterator[tuple[FileStat, DocumentError | None]]:
         """Each file (or refused folder link) in order, with the error that keeps it from being
@@ -215,7 +241,7 @@ class FolderSource:
             with open(full, "rb") as f:
                 data = f.read()
             assert fmt is not None
-            return SINGLE_DOCUMENT_PARSERS[fmt](data, rel), []
+            return self._read(fmt, data, rel), []
         except OSError as exc:
             error: DocumentError = UnreadableDocument(f"{rel}: cannot read: {exc.strerror}", path=rel)
         except DocumentError as exc:
@@ -223,6 +249,18 @@ class FolderSource:
         if error.doc_id is None and fmt != "jsonl":
             error.doc_id = rel
         return [], [(rel, error)]
+
+    def _read(self, fmt: str, data: bytes, rel: str) -> list[Document]:
+        try:
+            return self.loaders[fmt].read(data, rel, self.limits)
+        except DocumentError:
+            raise
+        except RecursionError:
+            raise MalformedDocument(f"{rel}: nested too deeply to read", path=rel) from None
+        except Exception as exc:  # a loader (a plugin's too) must not stop the other documents
+            raise MalformedDocument(
+                f"{rel}: the {fmt} loader cannot read it ({type(exc).__name__}: {exc})", path=rel
+            ) from None
 
     def _read_file(self, rel: str) -> list[Document]:
         """The readable documents of ``rel``; a one-document file that cannot be read raises."""

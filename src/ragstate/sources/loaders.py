@@ -1,4 +1,10 @@
-"""Parsers from file bytes to ``Document`` values: plain text, Markdown, JATS XML, JSONL.
+"""Parsers from file bytes to ``Document`` values, and the loader registry (one per format).
+
+Built in: plain text, Markdown, JATS XML, JSONL (here), and with their extras PDF
+(``sources.pdf``), HTML (``sources.web``) and DOCX (``sources.word``), which keep pages
+and sections (``Document.layout``). A package adds a format, or a heavier extractor for
+one, through the entry-point group ``ragstate.loaders`` (see ``Loader``); the spec enables
+formats by name (``source.formats``).
 
 Document ids: a one-document file (``.txt``, ``.md``, ``.xml``) is identified by its path
 relative to the source root, with POSIX separators (``jats/PMC12429890.xml``); a JSONL
@@ -21,10 +27,13 @@ exception escapes. The source turns these into quarantine entries, not failed pl
 from __future__ import annotations
 
 import functools
+import importlib
+import io
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 from xml.etree.ElementTree import Element, ParseError
 
@@ -32,16 +41,17 @@ import defusedxml.ElementTree as SafeET
 import yaml
 from defusedxml import DefusedXmlException
 
+from ragstate.compute.plugins import load_plugin
 from ragstate.errors import (
     DocumentError,
     DocumentTooLarge,
     EmptyDocument,
     MalformedDocument,
+    PluginError,
     UndecodableDocument,
 )
 from ragstate.sources.base import Document
 
-FORMAT_OF_SUFFIX = {".txt": "txt", ".text": "txt", ".md": "md", ".markdown": "md", ".xml": "xml", ".jsonl": "jsonl"}
 
 #: JSONL fields that are document text rather than metadata
 _JSONL_TEXT_FIELDS = {"doc_id", "id", "title", "abstract", "body", "text"}
@@ -250,12 +260,124 @@ def parse_jsonl_record(raw: bytes, path: str, lineno: int | str, *, pos: int, of
     )
 
 
-#: one-document parsers by format
-SINGLE_DOCUMENT_PARSERS: dict[str, Callable[[bytes, str], list[Document]]] = {
-    "txt": parse_text,
-    "md": parse_markdown,
-    "xml": parse_jats,
+# --- the loader registry ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a loader may read of one file: its bytes (unpacked, for an archive) and pages."""
+
+    max_document_bytes: int
+    max_pages: int
+
+
+@dataclass(frozen=True)
+class Loader:
+    """One file format: which files, how to read one, and what it needs installed.
+
+    A plugin registers an instance (or a callable returning one) under the entry-point
+    group ``ragstate.loaders``; its name is the format's name in ``source.formats``::
+
+        [project.entry-points."ragstate.loaders"]
+        pptx = "my_package.loaders:PPTX_LOADER"
+
+    ``version`` is part of the ``chunks`` recipe: raising it re-chunks the documents as a
+    new, verified generation (text that changes also changes the documents' content hash).
+    ``read`` returns the file's documents or raises a ``DocumentError`` leaf naming the file;
+    any other exception from it is reported as ``MalformedDocument``.
+    """
+
+    name: str
+    suffixes: tuple[str, ...]
+    read: Callable[[bytes, str, Limits], list[Document]]
+    version: int = 1
+    #: the ragstate extra that installs ``modules`` (None: part of the core install)
+    extra: str | None = None
+    #: modules the loader imports; a missing one makes the format unusable (``missing``)
+    modules: tuple[str, ...] = ()
+
+    def missing(self) -> str | None:
+        """The first module it needs that is not installed, or None."""
+        for module in self.modules:
+            try:
+                importlib.import_module(module)
+            except ImportError:
+                return module
+        return None
+
+
+def _read_pdf(data: bytes, path: str, limits: Limits) -> list[Document]:
+    from ragstate.sources.pdf import read_pdf
+
+    return [read_pdf(data, path, max_pages=limits.max_pages)]
+
+
+def _read_html(data: bytes, path: str, limits: Limits) -> list[Document]:
+    from ragstate.sources.web import read_html
+
+    return [read_html(data, path)]
+
+
+def _read_docx(data: bytes, path: str, limits: Limits) -> list[Document]:
+    from ragstate.sources.word import read_docx
+
+    return [read_docx(data, path, max_document_bytes=limits.max_document_bytes)]
+
+
+def _read_jsonl(data: bytes, path: str, limits: Limits) -> list[Document]:
+    docs = iter_jsonl(io.BytesIO(data), path, max_record_bytes=limits.max_document_bytes)
+    return [d for d in docs if isinstance(d, Document)]
+
+
+#: the formats ragstate ships, by name (checked before plugins: a package cannot replace one)
+BUILTIN_LOADERS: dict[str, Loader] = {
+    loader.name: loader
+    for loader in (
+        Loader("txt", (".txt", ".text"), lambda data, path, _: parse_text(data, path)),
+        Loader("md", (".md", ".markdown"), lambda data, path, _: parse_markdown(data, path)),
+        Loader("xml", (".xml",), lambda data, path, _: parse_jats(data, path)),
+        Loader("jsonl", (".jsonl",), _read_jsonl),
+        Loader("pdf", (".pdf",), _read_pdf, extra="pdf", modules=("pypdf",)),
+        Loader("html", (".html", ".htm"), _read_html, extra="html", modules=("trafilatura",)),
+        Loader("docx", (".docx",), _read_docx, extra="docx", modules=("docx",)),
+    )
 }
+
+
+#: extension -> format, of the built-in loaders (what a skipped file could be read as)
+FORMAT_OF_SUFFIX = {suffix: ld.name for ld in BUILTIN_LOADERS.values() for suffix in ld.suffixes}
+
+
+def loader(name: str) -> Loader:
+    """The loader of format ``name``: a built-in, else a ``ragstate.loaders`` plugin.
+
+    Raises:
+        PluginError: no such format, or its plugin failed to load or is not a ``Loader``.
+    """
+    found = load_plugin("ragstate.loaders", name, BUILTIN_LOADERS, field="source.formats")
+    if not isinstance(found, Loader) and callable(found):
+        found = found()
+    if not isinstance(found, Loader):
+        raise PluginError(f"source.formats: plugin '{name}' is not a ragstate.sources.loaders.Loader")
+    return found
+
+
+def loader_versions(formats: Iterable[str]) -> dict[str, int]:
+    """``{format: loader version}`` of the enabled formats, for the ``chunks`` recipe."""
+    return {name: loader(name).version for name in sorted(set(formats))}
+
+
+def detect_formats(root: Path) -> list[str]:
+    """The built-in formats of the files under ``root`` (hidden files left out), in
+    registry order: what ``ragstate init`` enables."""
+    found: set[str] = set()
+    paths = [root] if root.is_file() else root.rglob("*")
+    for p in paths:
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts):
+            fmt = FORMAT_OF_SUFFIX.get(p.suffix.lower())
+            if fmt is not None:
+                found.add(fmt)
+    return [name for name in BUILTIN_LOADERS if name in found]
 
 
 # --- XML helpers ----------------------------------------------------------------------

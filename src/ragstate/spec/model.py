@@ -14,7 +14,16 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    StringConstraints,
+    Tag,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "RAGSTATE_"
@@ -22,7 +31,9 @@ ENV_PREFIX = "RAGSTATE_"
 #: the seven retrieval techniques; ragstate.pipelines.registry maps each to the kinds it reads
 PipelineName = Literal["basic", "crag", "hyde", "colbert", "noderag", "graphrag", "hybrid"]
 
-SourceFormat = Literal["txt", "md", "xml", "jsonl"]
+#: a format's name: a built-in (txt, md, xml, jsonl, pdf, html, docx) or a ``ragstate.loaders``
+#: plugin's, checked against the registry when the source is opened
+SourceFormat = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$")]
 
 #: fields of a document that an embedding text template may name
 TEXT_FIELDS = ("title", "abstract", "body", "summary", "text")
@@ -103,6 +114,9 @@ class SourceSpec(_Section):
         ge=1,
         le=1 << 31,
         description="larger documents (files, JSONL records) are quarantined by name, never read whole",
+    )
+    max_pages: int = Field(
+        2000, ge=1, le=1_000_000, description="a PDF with more pages is quarantined by name, never read whole"
     )
 
     @model_validator(mode="before")

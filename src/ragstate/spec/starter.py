@@ -9,10 +9,16 @@ import yaml
 
 from ragstate.errors import SpecError
 from ragstate.spec.load import spec_from_dict
+from ragstate.spec.model import SourceSpec
 
 
-def starter_spec(*, source: str, store: str, pipelines: list[str], spec_dir: Path) -> str:
+def starter_spec(
+    *, source: str, store: str, pipelines: list[str], spec_dir: Path, formats: list[str] | None = None
+) -> str:
     """YAML text of a working spec; paths are written relative to ``spec_dir``.
+
+    ``formats``: the file formats found in the source (``sources.loaders.detect_formats``);
+    written out when one is outside the default set (PDF, HTML, DOCX), so those are read.
 
     Raises:
         SpecError: the values do not make a valid spec (unknown pipeline, bad URL).
@@ -23,7 +29,10 @@ def starter_spec(*, source: str, store: str, pipelines: list[str], spec_dir: Pat
     if source_rel.split(os.sep)[0] == os.pardir:  # outside the spec's folder: say where, absolutely
         source_rel = str((Path.cwd() / source).resolve())
     store_url = _relative_store(store, spec_dir)
-    data = {"store": store_url, "source": {"path": source_rel}, "pipelines": pipelines}
+    source_section: dict[str, object] = {"path": source_rel}
+    if formats and not set(formats) <= set(SourceSpec.model_fields["formats"].default):
+        source_section["formats"] = list(formats)
+    data = {"store": store_url, "source": source_section, "pipelines": pipelines}
     spec_from_dict(data, base_dir=spec_dir)  # validate before anything is written
     body = yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
     return (
