@@ -26,6 +26,7 @@ embedded afresh (``fresh``), never served from a cache.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Collection, Sequence
@@ -176,7 +177,8 @@ class EmbeddingCache:
         found: dict[str, np.ndarray],
         out: Embedded,
     ) -> None:
-        with _MODEL_LOCK:
+        # An API embedder (``exclusive = False``) runs requests of several threads at once.
+        with _MODEL_LOCK if getattr(embedder, "exclusive", True) else contextlib.nullcontext():
             values = list(embedder.embed(texts)) if output == "vector" else embedder.embed_tokens(texts)
         counts = embedder.count_tokens(texts)
         out.misses += len(texts)
