@@ -103,6 +103,8 @@ class Embeddings:
         self.faults: list[str | None] = []
         self.reject: str | None = None
         self.texts = 0
+        #: requests being answered now, and the most at once so far
+        self.inflight = self.most = 0
         self.lock = threading.Lock()
 
     def encode(self, texts: list[str]) -> Any:
@@ -110,10 +112,22 @@ class Embeddings:
             return self.model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, show_progress_bar=False)
 
     def __call__(self, path: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> tuple[Any, ...]:
+        with self.lock:
+            self.inflight += 1
+            self.most = max(self.most, self.inflight)
+        try:
+            return self.answer(path, body, headers or {})
+        finally:
+            with self.lock:
+                self.inflight -= 1
+
+    def answer(self, path: str, body: dict[str, Any], headers: dict[str, str]) -> tuple[Any, ...]:
         if not path.endswith("/embeddings"):
             return 404, {"error": {"message": f"no route {path}"}}
-        if self.key is not None and (headers or {}).get("Authorization") != f"Bearer {self.key}":
-            return 401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}
+        if self.key is not None and headers.get("Authorization") != f"Bearer {self.key}":
+            presented = headers.get("Authorization", "").removeprefix("Bearer ")
+            # echoes the key it was given, as some servers do: the client must mask it
+            return 401, {"error": {"message": f"Incorrect API key provided: {presented}", "type": "invalid_request"}}
         with self.lock:
             fault = self.faults.pop(0) if self.faults else None
         if fault == "429":

@@ -269,6 +269,15 @@ class RunTooLarge(TerminalError):
         super().__init__(message)
 
 
+class CostLimitExceeded(TerminalError):
+    """The plan's estimated embedding cost is above ``reconcile.max_cost``; nothing was spent."""
+
+    def __init__(self, message: str, *, cost: float, limit: float):
+        self.cost = cost
+        self.limit = limit
+        super().__init__(message)
+
+
 class QuarantineNotFound(TerminalError):
     """A ``quarantine retry`` or ``drop`` named an item that is not in quarantine."""
 

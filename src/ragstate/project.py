@@ -60,6 +60,7 @@ from ragstate.artifacts import get_kind
 from ragstate.artifacts.cache import evict as cache_evict
 from ragstate.artifacts.cache import references as cache_references
 from ragstate.errors import (
+    CostLimitExceeded,
     DestructiveRefused,
     PreflightError,
     QuarantineNotFound,
@@ -313,6 +314,15 @@ class Project:
             )
             self._finish(record, log)
             raise RunTooLarge("refusing the run: " + record.error, documents=documents, limit=limit)
+        max_cost, cost = self.spec.reconcile.max_cost, fresh.estimate.cost
+        if max_cost is not None and cost is not None and cost > max_cost:
+            record.status = REFUSED
+            record.error = (
+                f"the plan's embedding would cost ~{cost:.4f} ({fresh.estimate.tokens} tokens at the models' "
+                f"price_per_million_tokens); reconcile.max_cost is {max_cost:g} (raise it, or grow the scope in steps)"
+            )
+            self._finish(record, log)
+            raise CostLimitExceeded("refusing the run: " + record.error, cost=cost, limit=max_cost)
         try:
             apply_plan(
                 fresh,

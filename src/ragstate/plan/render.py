@@ -54,7 +54,7 @@ def render_plan(plan: Plan, *, store: str = "") -> str:
             lines.append(f"    {cls:<10} {n:>6}  {shown}")
         e = k.estimate
         if e.items:
-            lines.append(f"    work: build {e.items} documents, ~{e.tokens} tokens, ~{_seconds(e.seconds)}")
+            lines.append(f"    work: build {e.items} documents, ~{e.tokens} tokens, ~{_seconds(e.seconds)}{_cost(e)}")
         if k.switch:
             lines += _switch_lines(k, plan)
     for g in plan.gc:
@@ -66,13 +66,18 @@ def render_plan(plan: Plan, *, store: str = "") -> str:
         lines.append("In sync: nothing to do.")
     else:
         e = plan.estimate
-        lines.append(f"Estimate: {e.items} documents to build, ~{e.tokens} tokens, ~{_seconds(e.seconds)}.")
+        lines.append(f"Estimate: {e.items} documents to build, ~{e.tokens} tokens, ~{_seconds(e.seconds)}{_cost(e)}.")
     if plan.destructive:
         lines.append("DESTRUCTIVE: " + "; ".join(plan.destructive_reasons))
         lines.append("  apply refuses this without --allow-destructive")
     lines += [f"Note: {n}" for n in plan.notes]
     lines += quarantine_lines(plan.quarantine)
     return "\n".join(lines)
+
+
+def _cost(e: Any) -> str:
+    """``, cost ~0.0123`` when a priced model does the work (in the price's currency), else ""."""
+    return "" if e.cost is None else f", cost ~{e.cost:.4f}"
 
 
 def quarantine_lines(quarantine: dict[str, Any]) -> list[str]:

@@ -868,6 +868,12 @@ class Spec(BaseSettings):
                     f"artifacts.{kind_name}.model names '{model_name}', which is not in models "
                     f"(defined: {', '.join(sorted(self.models)) or 'none'})"
                 )
+        if self.reconcile.max_cost is not None and all(
+            m.price_per_million_tokens is None for m in self.models.values()
+        ):
+            raise ValueError(
+                "reconcile.max_cost is set, but no entry of models has a price_per_million_tokens to count it with"
+            )
         colbert_model = self.models.get(self.artifacts.token_embeddings.model)
         if "colbert" in self.pipelines and colbert_model is not None and colbert_model.provider == "openai":
             raise ValueError(
