@@ -361,9 +361,10 @@ def embedding_api(_embedding_server: Any, monkeypatch: pytest.MonkeyPatch) -> It
     monkeypatch.setattr(embedders, "_embedders", {})
     api = _embedding_server.reply
     api.faults, api.reject, api.key, api.texts, api.most, api.slow_s = [], None, None, 0, 0, 2.0
+    api.changed = False
     _embedding_server.requests.clear()
     yield _embedding_server
-    api.faults, api.reject, api.key = [], None, None
+    api.faults, api.reject, api.key, api.changed = [], None, None, False
 
 
 def api_model(url: str, **fields: Any) -> dict[str, Any]:

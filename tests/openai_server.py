@@ -101,6 +101,8 @@ class Embeddings:
         self.retry_after = retry_after
         self.slow_s = slow_s
         self.faults: list[str | None] = []
+        #: answer as another model would, under the same name (an API that changed model silently)
+        self.changed = False
         self.reject: str | None = None
         self.texts = 0
         #: requests being answered now, and the most at once so far
@@ -146,6 +148,8 @@ class Embeddings:
         if self.reject is not None and any(self.reject in t for t in texts):
             return 400, {"error": {"message": "This input cannot be embedded", "type": "invalid_request_error"}}
         vectors = self.encode(texts)
+        if self.changed:
+            vectors = vectors[:, ::-1].copy()
         dims = body.get("dimensions")
         if dims is not None:
             vectors = vectors[:, :dims]

@@ -482,7 +482,7 @@ class _Run:
                 counts.tokens += built.tokens
                 counts.truncated += built.truncated
                 if price is not None:
-                    counts.cost = round((counts.cost or 0.0) + built.tokens * price / 1_000_000, 8)
+                    counts.cost = (counts.cost or 0.0) + built.tokens * price / 1_000_000
                 counts.batches += 1
                 progress.advance(kind.name, len(batch))
         finally:

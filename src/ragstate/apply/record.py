@@ -126,7 +126,7 @@ class RunRecord:
     def cost(self) -> float | None:
         """What this run's tokens cost where models are priced (None: none is)."""
         costs = [k.cost for k in self.kinds.values() if k.cost is not None]
-        return round(sum(costs), 6) if costs else None
+        return sum(costs) if costs else None
 
     @property
     def quarantined_total(self) -> int:

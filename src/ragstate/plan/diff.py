@@ -309,4 +309,4 @@ def _hold_advice(k: KindPlan) -> str:
 
 def cost_of(tokens: int, price_per_million: float | None) -> float | None:
     """What ``tokens`` input tokens cost at ``price_per_million`` (None: no price)."""
-    return None if price_per_million is None else round(tokens * price_per_million / 1_000_000, 6)
+    return None if price_per_million is None else tokens * price_per_million / 1_000_000

@@ -44,7 +44,7 @@ class Estimate:
             self.items + other.items,
             self.tokens + other.tokens,
             self.seconds + other.seconds,
-            round(sum(costs), 6) if costs else None,
+            sum(costs) if costs else None,
         )
 
 
