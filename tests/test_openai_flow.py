@@ -11,7 +11,7 @@ import pytest
 from conftest import api_model, edit, projects
 from helpers import artifact_ids, vector
 from ragstate.errors import CostLimitExceeded
-from ragstate.plan.render import render_plan
+from ragstate.plan.render import format_cost, render_plan
 from ragstate.stores import ledger
 
 N = 18  # documents in the small corpus
@@ -31,7 +31,7 @@ def test_build_edit_verify_change_dimensions_and_roll_back(make_project, embeddi
 
     plan = project.plan()
     assert plan.estimate.tokens > 0 and plan.estimate.cost == pytest.approx(plan.estimate.tokens * PRICE / 1e6)
-    assert f"cost ~{plan.estimate.cost:.4f}" in render_plan(plan)
+    assert f"cost ~{format_cost(plan.estimate.cost)}" in render_plan(plan)
     record = project.apply(plan)
     counts = record.kinds["doc_embeddings"]
     assert record.converged and counts.built == N and counts.tokens > 0

@@ -76,6 +76,7 @@ from ragstate.pipelines.query import Pipeline
 from ragstate.plan.desired import Desired, desired_state
 from ragstate.plan.diff import diff
 from ragstate.plan.model import Plan
+from ragstate.plan.render import format_cost
 from ragstate.reconcile import conditions as cond
 from ragstate.reconcile.daemon import Daemon
 from ragstate.reconcile.doctor import DoctorReport, doctor
@@ -318,7 +319,7 @@ class Project:
         if max_cost is not None and cost is not None and cost > max_cost:
             record.status = REFUSED
             record.error = (
-                f"the plan's embedding would cost ~{cost:.4f} ({fresh.estimate.tokens} tokens at the models' "
+                f"the plan's embedding would cost ~{format_cost(cost)} ({fresh.estimate.tokens} tokens at the models' "
                 f"price_per_million_tokens); reconcile.max_cost is {max_cost:g} (raise it, or grow the scope in steps)"
             )
             self._finish(record, log)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ragstate.plan.model import DRIFT_CLASSES, KindPlan, Plan
@@ -77,7 +78,14 @@ def render_plan(plan: Plan, *, store: str = "") -> str:
 
 def _cost(e: Any) -> str:
     """``, cost ~0.0123`` when a priced model does the work (in the price's currency), else ""."""
-    return "" if e.cost is None else f", cost ~{e.cost:.4f}"
+    return "" if e.cost is None else f", cost ~{format_cost(e.cost)}"
+
+
+def format_cost(cost: float) -> str:
+    """A cost for people: four decimals, or two significant digits below a cent (no exponent)."""
+    if cost >= 0.01 or cost <= 0:
+        return f"{cost:.4f}"
+    return f"{cost:.{1 - math.floor(math.log10(cost))}f}"
 
 
 def quarantine_lines(quarantine: dict[str, Any]) -> list[str]:
