@@ -108,6 +108,7 @@ class OpenAIEmbedder:
         self._slots: asyncio.Semaphore | None = None
         self._buckets: list[_Bucket] = []
         self._headers: dict[str, Any] = {}
+        self._key: str | None = None
         #: vectors of requests that succeeded in a call that failed, by cut text
         self._kept: dict[str, np.ndarray] = {}
         #: tokens the API reported using (its ``usage``), for this process
@@ -289,20 +290,35 @@ class OpenAIEmbedder:
     # --- the event loop -----------------------------------------------------------------
 
     def _event_loop(self) -> asyncio.AbstractEventLoop:
-        """The embedder's own loop, on a daemon thread, with its client, slots and buckets."""
+        """The embedder's own loop, on a daemon thread, with its client, slots and buckets.
+
+        The key is read on every call (a rotated key is used from the next batch on, in a
+        daemon too); a new key gets a new client."""
         with self._lock:
+            try:
+                import openai
+            except ImportError:
+                raise ModelError(
+                    f"{self.field}.provider openai needs the openai package: pip install 'ragstate[openai]'"
+                ) from None
+            key = self.api_key()
             if self._loop is None:
-                try:
-                    import openai
-                except ImportError:
-                    raise ModelError(
-                        f"{self.field}.provider openai needs the openai package: pip install 'ragstate[openai]'"
-                    ) from None
-                key = self.api_key()
                 loop = asyncio.new_event_loop()
                 threading.Thread(target=loop.run_forever, name=f"ragstate-{self.field}", daemon=True).start()
 
-                async def setup() -> None:
+                async def limits() -> None:
+                    self._slots = asyncio.Semaphore(self.spec.max_concurrency)
+                    self._buckets = []
+                    if self.spec.requests_per_minute:
+                        self._buckets.append(_Bucket(self.spec.requests_per_minute, per_request=True))
+                    if self.spec.tokens_per_minute:
+                        self._buckets.append(_Bucket(self.spec.tokens_per_minute))
+
+                asyncio.run_coroutine_threadsafe(limits(), loop).result()
+                self._loop = loop
+            if self._client is None or key != self._key:
+
+                async def client() -> None:
                     # max_retries=0: retries are faults/retry.py's, with the breaker.
                     # admin_api_key="": the client must not pick up a key from the
                     # environment that the spec did not name.
@@ -315,15 +331,9 @@ class OpenAIEmbedder:
                     )
                     # No key (a local server): no Authorization header at all.
                     self._headers = {} if key else {"Authorization": openai.Omit()}
-                    self._slots = asyncio.Semaphore(self.spec.max_concurrency)
-                    self._buckets = []
-                    if self.spec.requests_per_minute:
-                        self._buckets.append(_Bucket(self.spec.requests_per_minute, per_request=True))
-                    if self.spec.tokens_per_minute:
-                        self._buckets.append(_Bucket(self.spec.tokens_per_minute))
 
-                asyncio.run_coroutine_threadsafe(setup(), loop).result()
-                self._loop = loop
+                asyncio.run_coroutine_threadsafe(client(), self._loop).result()
+                self._key = key
             return self._loop
 
     async def _all(self, batches: list[list[str]], tokens: list[int]) -> list[Any]:
