@@ -341,3 +341,39 @@ def serve() -> Iterator[Callable[..., Any]]:
     yield start
     for server in started:
         server.__exit__()
+
+
+@pytest.fixture(scope="session")
+def _embedding_server() -> Iterator[Any]:
+    from openai_server import Embeddings, Server
+
+    with Server(Embeddings()) as server:
+        yield server
+
+
+@pytest.fixture
+def embedding_api(_embedding_server: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A real OpenAI-compatible embedding server on 127.0.0.1 serving all-MiniLM-L6-v2
+    (``openai_server.Embeddings``, as ``.reply``), shared by the session; its faults, key
+    and request log are reset for each test, and so is the process's cache of embedders."""
+    from ragstate.compute import embedders
+
+    monkeypatch.setattr(embedders, "_embedders", {})
+    api = _embedding_server.reply
+    api.faults, api.reject, api.key, api.texts, api.most, api.slow_s = [], None, None, 0, 0, 2.0
+    api.changed = False
+    _embedding_server.requests.clear()
+    yield _embedding_server
+    api.faults, api.reject, api.key, api.changed = [], None, None, False
+
+
+def api_model(url: str, **fields: Any) -> dict[str, Any]:
+    """A ``models`` entry for the test embedding server (all-MiniLM-L6-v2 behind the API)."""
+    return {
+        "provider": "openai",
+        "url": url,
+        "model": "all-MiniLM-L6-v2",
+        "dimension": 384,
+        "tokenizer": "all-MiniLM-L6-v2",
+        **fields,
+    }

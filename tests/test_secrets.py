@@ -166,3 +166,60 @@ def test_no_output_and_no_stored_row_holds_the_password(secured, tmp_path: Path)
     stored = dump()
     assert "keyed" in stored and "api_key" in stored  # the recipe is there, its secret masked
     assert PASSWORD not in stored
+
+
+API_KEY = "sk-live-Zr8Qw3Nf6Tt1"
+WRONG_KEY = "sk-wrong-Hb4Yc7Pm2Xv5"
+
+
+@pytest.mark.slow
+def test_no_output_and_no_stored_row_holds_an_embedding_api_key(
+    backend, spec_file, store_spec, embedding_api, monkeypatch, tmp_path: Path, request
+) -> None:
+    """The key of an embedding API (``models.<name>.api_key_env``), the one a server echoes
+    back in its 401 (a wrong key), and a key file: in no output and no stored row."""
+    from conftest import api_model
+
+    embedding_api.reply.key = API_KEY
+    monkeypatch.setenv("EMBED_KEY", API_KEY)
+    models = {"default": api_model(embedding_api.url, api_key_env="EMBED_KEY", price_per_million_tokens=0.02)}
+    c = str(spec_file(models=models))
+    outputs: list[str] = []
+
+    def run(*args: str) -> int:
+        code, out, err = cli(*args)
+        outputs.append(out + err)
+        return code
+
+    assert run("plan", "-c", c, "--json") == 2
+    assert run("apply", "-c", c, "--json") == 0
+    assert run("verify", "-c", c) == 0
+    assert run("status", "-c", c, "--json") == 0
+    assert run("query", "basic", "seed germination", "-c", c, "--json") == 0
+    assert all(h.get("Authorization") == f"Bearer {API_KEY}" for _, h, _ in embedding_api.requests)
+
+    monkeypatch.setenv("EMBED_KEY", WRONG_KEY)  # the server echoes it in its 401
+    (tmp_path / "corpus" / "text" / "new.txt").write_text("A new title\n\nA new abstract.\n")
+    assert run("apply", "-c", c, "--json") == 1
+    assert "environment variable EMBED_KEY" in outputs[-1] and "HTTP 401" in outputs[-1]
+    key_file = tmp_path / "embed.key"
+    key_file.write_text(API_KEY + "\n")
+    by_file = {"default": {**models["default"], "api_key_env": None, "api_key_file": str(key_file)}}
+    assert run("apply", "-c", str(spec_file("file.yaml", models=by_file))) == 0
+
+    if backend == "sqlite":
+        stored = b"".join(p.read_bytes() for p in tmp_path.glob("store.db*")).decode("utf-8", "replace")
+    else:
+        import psycopg
+
+        schema = store_spec["schema"]
+        with psycopg.connect(request.getfixturevalue("pg_url"), autocommit=True) as admin:
+            tables = admin.execute(
+                "SELECT table_name FROM information_schema.tables WHERE table_schema = %s", (schema,)
+            ).fetchall()
+            stored = "\n".join(
+                str(admin.execute(f'SELECT t::text FROM "{schema}"."{name}" t').fetchall()) for (name,) in tables
+            )
+    for secret in (API_KEY, WRONG_KEY):
+        assert not [o for o in outputs if secret in o], f"{secret} printed"
+        assert secret not in stored

@@ -22,6 +22,9 @@ class RagstateError(Exception):
 class TransientError(RagstateError):
     """Marker: the same call may succeed if tried again later."""
 
+    #: seconds the other side asked to wait before the next try (HTTP ``Retry-After``), if it said
+    retry_after: float | None = None
+
 
 class TerminalError(RagstateError):
     """Marker: trying again without a change of input or spec will fail the same way."""
@@ -205,6 +208,29 @@ class ComputeUnavailable(TransientError):
     """
 
 
+class EmbedderUnavailable(ComputeUnavailable):
+    """An embedding API cannot answer now (rate limited, server error, timeout, refused connection)."""
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None):
+        self.status = status
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class EmbedderAuthError(ModelError):
+    """An embedding API refused the key (HTTP 401 or 403), or the key's variable or file is missing."""
+
+
+class EmbedderResponseError(ModelError):
+    """An embedding API answered with the wrong number, order or size of vectors: nothing of it is written."""
+
+
+class EmbedderRejected(ItemError):
+    """An embedding API refused one input (HTTP 400): its document is quarantined."""
+
+    reason = "rejected_by_model"
+
+
 class BuildFailing(TerminalError):
     """Items fail one after another with unexpected errors: a fault of the model or plugin, not of the items."""
 
@@ -262,6 +288,15 @@ class RunTooLarge(TerminalError):
 
     def __init__(self, message: str, *, documents: int, limit: int):
         self.documents = documents
+        self.limit = limit
+        super().__init__(message)
+
+
+class CostLimitExceeded(TerminalError):
+    """The plan's estimated embedding cost is above ``reconcile.max_cost``; nothing was spent."""
+
+    def __init__(self, message: str, *, cost: float, limit: float):
+        self.cost = cost
         self.limit = limit
         super().__init__(message)
 

@@ -61,6 +61,7 @@ from ragstate.artifacts import get_kind
 from ragstate.artifacts.cache import evict as cache_evict
 from ragstate.artifacts.cache import references as cache_references
 from ragstate.errors import (
+    CostLimitExceeded,
     DestructiveRefused,
     PreflightError,
     QuarantineNotFound,
@@ -77,6 +78,7 @@ from ragstate.pipelines.query import Pipeline
 from ragstate.plan.desired import Desired, desired_state
 from ragstate.plan.diff import diff, source_notes
 from ragstate.plan.model import Plan
+from ragstate.plan.render import format_cost
 from ragstate.reconcile import conditions as cond
 from ragstate.reconcile.daemon import Daemon
 from ragstate.reconcile.doctor import DoctorReport, doctor
@@ -342,6 +344,15 @@ class Project:
             )
             self._finish(record, log)
             raise RunTooLarge("refusing the run: " + record.error, documents=documents, limit=limit)
+        max_cost, cost = self.spec.reconcile.max_cost, fresh.estimate.cost
+        if max_cost is not None and cost is not None and cost > max_cost:
+            record.status = REFUSED
+            record.error = (
+                f"the plan's embedding would cost ~{format_cost(cost)} ({fresh.estimate.tokens} tokens at the models' "
+                f"price_per_million_tokens); reconcile.max_cost is {max_cost:g} (raise it, or grow the scope in steps)"
+            )
+            self._finish(record, log)
+            raise CostLimitExceeded("refusing the run: " + record.error, cost=cost, limit=max_cost)
         try:
             apply_plan(
                 fresh,

@@ -439,6 +439,7 @@ class _Run:
         if recipe.model is not None and local:
             # before the clock starts: rates measure work, not start-up
             guard.call("embedder", lambda: job.ctx.embedder(recipe.model).load())
+        price = self.spec.models[recipe.model].price_per_million_tokens if recipe.model is not None else None
         total = len(job.refs)
         progress.start(kind.name, total)
         started = time.perf_counter()
@@ -483,6 +484,8 @@ class _Run:
                 counts.reused += built.reused
                 counts.tokens += built.tokens
                 counts.truncated += built.truncated
+                if price is not None:
+                    counts.cost = (counts.cost or 0.0) + built.tokens * price / 1_000_000
                 counts.batches += 1
                 progress.advance(kind.name, len(batch))
         finally:

@@ -48,6 +48,8 @@ class KindCounts:
     truncated: int = 0
     #: documents whose content changed past the model's window: restamped, not re-embedded
     past_window: int = 0
+    #: what the tokens cost at the model's ``price_per_million_tokens`` (None: not priced)
+    cost: float | None = None
     deleted: int = 0
     purged: int = 0
     #: documents set aside (quarantined) during this run
@@ -118,6 +120,17 @@ class RunRecord:
         return sum(k.built for k in self.kinds.values())
 
     @property
+    def tokens(self) -> int:
+        """Tokens fed to models in this run (texts served from the cache cost none)."""
+        return sum(k.tokens for k in self.kinds.values())
+
+    @property
+    def cost(self) -> float | None:
+        """What this run's tokens cost where models are priced (None: none is)."""
+        costs = [k.cost for k in self.kinds.values() if k.cost is not None]
+        return sum(costs) if costs else None
+
+    @property
     def quarantined_total(self) -> int:
         return sum(self.quarantined.values())
 
@@ -149,4 +162,6 @@ class RunRecord:
         data["converged"] = self.converged
         data["built"] = self.built
         data["quarantined_total"] = self.quarantined_total
+        data["tokens"] = self.tokens
+        data["cost"] = self.cost
         return data

@@ -30,6 +30,7 @@ both. Texts of documents found corrupt or holding placeholders are embedded afre
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Collection, Sequence
@@ -188,7 +189,8 @@ class EmbeddingCache:
         # The model is fed what it reads (the texts cut to its window): the same vectors
         # as the whole texts, for less tokenizing.
         texts = [r.text for r in reads]
-        with _MODEL_LOCK:
+        # An API embedder (``exclusive = False``) runs requests of several threads at once.
+        with _MODEL_LOCK if getattr(embedder, "exclusive", True) else contextlib.nullcontext():
             values = list(embedder.embed(texts)) if output == "vector" else embedder.embed_tokens(texts)
         out.misses += len(texts)
         out.tokens += sum(r.tokens for r in reads)

@@ -330,7 +330,18 @@ class HashEmbedder:
         return [self.embed(t.split()) for t in texts]
 
 
-BUILTIN: dict[str, Any] = {"sentence-transformers": SentenceTransformerEmbedder, "hash": HashEmbedder}
+def _openai(spec: ModelSpec, *, name: str = "default") -> Embedder:
+    # Imported on use: the openai client is only needed by a spec that names it.
+    from ragstate.compute.openai_embedder import OpenAIEmbedder
+
+    return OpenAIEmbedder(spec, name=name)
+
+
+BUILTIN: dict[str, Any] = {
+    "sentence-transformers": SentenceTransformerEmbedder,
+    "hash": HashEmbedder,
+    "openai": _openai,
+}
 
 
 # --- model files ----------------------------------------------------------------------

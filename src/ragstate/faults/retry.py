@@ -4,8 +4,9 @@
 ``embedder``, ``source``) and retries it while it fails with a *transient* error
 (``faults.taxonomy``), at most ``reconcile.retry.attempts`` times in all, waiting
 ``initial_delay_s · multiplier^n`` (capped at ``max_delay_s``) plus up to ``jitter_s`` of
-random jitter between tries, or as long as the open breaker still cools down, whichever
-is longer. Any other error is raised at once. When the tries run out the last error is
+random jitter between tries, or as long as the open breaker still cools down, or as
+long as the failing server asked (``TransientError.retry_after``: HTTP ``Retry-After``),
+whichever is longest. Any other error is raised at once. When the tries run out the last error is
 raised: the caller's run fails and the next run resumes.
 
 A ``Guard`` outlives runs (a daemon keeps its breakers between cycles); each run points
@@ -29,6 +30,9 @@ from ragstate.faults.taxonomy import is_transient
 from ragstate.spec.model import BreakerSpec, RetrySpec
 
 T = TypeVar("T")
+
+#: the longest ``Retry-After`` honoured (a server asking for hours is waited for by the next run)
+MAX_RETRY_AFTER_S = 600.0
 
 
 class Guard:
@@ -86,7 +90,11 @@ class Guard:
         ) + wait_random(0, r.jitter_s)
 
         def wait(state: RetryCallState) -> float:
-            return max(backoff(state), breaker.remaining())
+            # A server's Retry-After is a floor, not a replacement: the breaker's cool-down
+            # and our own backoff still apply when they are longer.
+            exc = state.outcome.exception() if state.outcome is not None else None
+            asked = min(getattr(exc, "retry_after", None) or 0.0, MAX_RETRY_AFTER_S)
+            return max(backoff(state), breaker.remaining(), asked)
 
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome is not None else None

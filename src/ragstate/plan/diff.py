@@ -249,7 +249,13 @@ def _kind_plan(
     ids = [d for cls in BUILD_CLASSES if cls != PAST_WINDOW for d in build.get(cls, ())]
     tokens = sum(kind.estimate_tokens(observed.refs[d], recipe, recipe.max_tokens) for d in ids if d in observed.refs)
     rate = k.rate or recipe.default_rate
-    estimate = Estimate(items=len(ids), tokens=tokens, seconds=round(len(ids) / rate, 2) if rate else 0.0)
+    price = spec.models[recipe.model].price_per_million_tokens if recipe.model in spec.models else None
+    estimate = Estimate(
+        items=len(ids),
+        tokens=tokens,
+        seconds=round(len(ids) / rate, 2) if rate else 0.0,
+        cost=cost_of(tokens, price),
+    )
     return KindPlan(
         kind=kind.name,
         recipe_fp=recipe.fingerprint,
@@ -355,3 +361,8 @@ def _hold_advice(k: KindPlan, desired: DesiredKind) -> str:
         f"; the spec asks for recipe {asked}: edit the spec back to the held recipe, or switch forward "
         f"with `ragstate rollback {k.kind} --to GENERATION`"
     )
+
+
+def cost_of(tokens: int, price_per_million: float | None) -> float | None:
+    """What ``tokens`` input tokens cost at ``price_per_million`` (None: no price)."""
+    return None if price_per_million is None else tokens * price_per_million / 1_000_000

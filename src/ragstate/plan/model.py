@@ -33,14 +33,23 @@ PLAN_FORMAT = 1
 
 @dataclass(frozen=True)
 class Estimate:
-    """Work a plan will do: items built, tokens fed to models, seconds expected."""
+    """Work a plan will do: items built, tokens fed to models, seconds expected, and what
+    the tokens cost where the model has a price (``models.<name>.price_per_million_tokens``;
+    None: no priced model does any of the work)."""
 
     items: int = 0
     tokens: int = 0
     seconds: float = 0.0
+    cost: float | None = None
 
     def __add__(self, other: Estimate) -> Estimate:
-        return Estimate(self.items + other.items, self.tokens + other.tokens, self.seconds + other.seconds)
+        costs = [c for c in (self.cost, other.cost) if c is not None]
+        return Estimate(
+            self.items + other.items,
+            self.tokens + other.tokens,
+            self.seconds + other.seconds,
+            sum(costs) if costs else None,
+        )
 
 
 @dataclass(frozen=True)

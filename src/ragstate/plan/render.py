@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ragstate.plan.model import DRIFT_CLASSES, PAST_WINDOW, KindPlan, Plan
@@ -66,7 +67,7 @@ def render_plan(plan: Plan, *, store: str = "") -> str:
             lines.append("               (content changed past the model's window: no re-embedding)")
         e = k.estimate
         if e.items:
-            lines.append(f"    work: build {e.items} documents, ~{e.tokens} tokens, ~{_seconds(e.seconds)}")
+            lines.append(f"    work: build {e.items} documents, ~{e.tokens} tokens, ~{_seconds(e.seconds)}{_cost(e)}")
         if k.switch:
             lines += _switch_lines(k, plan)
     for g in plan.gc:
@@ -78,13 +79,25 @@ def render_plan(plan: Plan, *, store: str = "") -> str:
         lines.append("In sync: nothing to do.")
     else:
         e = plan.estimate
-        lines.append(f"Estimate: {e.items} documents to build, ~{e.tokens} tokens, ~{_seconds(e.seconds)}.")
+        lines.append(f"Estimate: {e.items} documents to build, ~{e.tokens} tokens, ~{_seconds(e.seconds)}{_cost(e)}.")
     if plan.destructive:
         lines.append("DESTRUCTIVE: " + "; ".join(plan.destructive_reasons))
         lines.append("  apply refuses this without --allow-destructive")
     lines += [f"Note: {n}" for n in plan.notes]
     lines += quarantine_lines(plan.quarantine)
     return "\n".join(lines)
+
+
+def _cost(e: Any) -> str:
+    """``, cost ~0.0123`` when a priced model does the work (in the price's currency), else ""."""
+    return "" if e.cost is None else f", cost ~{format_cost(e.cost)}"
+
+
+def format_cost(cost: float) -> str:
+    """A cost for people: four decimals, or two significant digits below a cent (no exponent)."""
+    if cost >= 0.01 or cost <= 0:
+        return f"{cost:.4f}"
+    return f"{cost:.{1 - math.floor(math.log10(cost))}f}"
 
 
 def quarantine_lines(quarantine: dict[str, Any]) -> list[str]:

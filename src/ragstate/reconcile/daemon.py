@@ -291,7 +291,9 @@ class Daemon:
             self.last_success_at = now
             if cycle.verify and record is not None and record.verify is not None:
                 self.last_verify_at = now
-        self.metrics.record_run(cycle.outcome, cycle.seconds, command, record, now)
+        artifacts = self.project.spec.artifacts
+        models = {k: str(getattr(getattr(artifacts, k), "model", "") or "") for k in type(artifacts).model_fields}
+        self.metrics.record_run(cycle.outcome, cycle.seconds, command, record, now, models)
         try:
             self.last_status = self.project.status()
             self.metrics.record_status(self.last_status)

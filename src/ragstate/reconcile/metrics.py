@@ -17,6 +17,11 @@ name                                           labels     what
 ``ragstate_items_built_total``                 kind       documents built
 ``ragstate_items_failed_total``                kind       documents that failed and went to
                                                           quarantine
+``ragstate_embedding_tokens_total``            kind,      tokens fed to embedding models
+                                               model      (texts served from the cache: none)
+``ragstate_embedding_cost_total``              kind,      what they cost at the model's
+                                               model      ``price_per_million_tokens``
+                                                          (priced models only)
 ``ragstate_quarantine_items``                  kind       items in quarantine now
                                                           (``source``: unreadable documents)
 ``ragstate_breaker_state``                     target,    1 for each circuit breaker's
@@ -69,6 +74,15 @@ class Metrics:
         self.failed = Counter(
             "ragstate_items_failed", "Documents that failed and went to quarantine.", ["kind"], registry=r
         )
+        self.tokens = Counter(
+            "ragstate_embedding_tokens", "Tokens fed to embedding models.", ["kind", "model"], registry=r
+        )
+        self.cost = Counter(
+            "ragstate_embedding_cost",
+            "What the embedding tokens cost, in the currency of models' price_per_million_tokens.",
+            ["kind", "model"],
+            registry=r,
+        )
         self.quarantine = Gauge("ragstate_quarantine_items", "Items in quarantine.", ["kind"], registry=r)
         self.breaker = Gauge(
             "ragstate_breaker_state", "1 for each circuit breaker's current state.", ["target", "state"], registry=r
@@ -86,8 +100,18 @@ class Metrics:
         self.last_verify = Gauge("ragstate_last_verify_timestamp_seconds", "End of the last full verify.", registry=r)
         Info("ragstate_build", "ragstate's version.", registry=r).info({"version": version})
 
-    def record_run(self, outcome: str, seconds: float, command: str, record: RunRecord | None, at: float) -> None:
-        """A cycle ended with ``outcome`` after ``seconds`` (``record``: its run, if it got one)."""
+    def record_run(
+        self,
+        outcome: str,
+        seconds: float,
+        command: str,
+        record: RunRecord | None,
+        at: float,
+        models: Mapping[str, str] | None = None,
+    ) -> None:
+        """A cycle ended with ``outcome`` after ``seconds`` (``record``: its run, if it got one;
+        ``models``: the ``models`` entry each kind embeds with, for labels)."""
+        models = models or {}
         self.runs.labels(outcome).inc()
         self.duration.labels(command).observe(seconds)
         self.last_run.set(at)
@@ -101,6 +125,10 @@ class Metrics:
         for kind, counts in record.kinds.items():
             self.built.labels(kind).inc(counts.built)
             self.failed.labels(kind).inc(counts.quarantined)
+            model = models.get(kind, "")
+            self.tokens.labels(kind, model).inc(counts.tokens)
+            if counts.cost is not None:
+                self.cost.labels(kind, model).inc(counts.cost)
         if record.verify is not None:
             self.last_verify.set(at)
 

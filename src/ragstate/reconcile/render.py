@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from ragstate.apply.record import RunRecord
-from ragstate.plan.render import SHOWN, counts_text, quarantine_lines
+from ragstate.plan.render import SHOWN, counts_text, format_cost, quarantine_lines
 from ragstate.reconcile.doctor import DoctorReport
 from ragstate.reconcile.history import HistoryReport
 from ragstate.reconcile.reports import CacheReport, StatusReport, VerifyReport
@@ -36,6 +36,8 @@ def render_run(record: RunRecord) -> str:
             parts.append(f"{k.past_window} changed past the model's window: no re-embedding")
         if k.truncated:
             parts.append(f"{k.truncated} of them longer than the model's window (cut)")
+        if k.cost is not None and k.tokens:
+            parts.append(f"{k.tokens} tokens, cost ~{format_cost(k.cost)}")
         if k.created_generation:
             parts.append(f"new generation {k.generation}")
         if k.switched:

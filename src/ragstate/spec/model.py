@@ -342,7 +342,10 @@ Scope = Literal["all"] | FirstN
 class ModelSpec(_Section):
     """One embedding model, referred to by name from the artifact kinds."""
 
-    provider: str = Field("sentence-transformers", description="embedder plugin: sentence-transformers or hash")
+    provider: str = Field(
+        "sentence-transformers",
+        description="embedder plugin: sentence-transformers, hash, openai (an OpenAI-compatible API) or an installed one",
+    )
     name: str = Field(
         "all-MiniLM-L6-v2",
         description="model name installed as a package (all-MiniLM-L6-v2) or a local model folder",
@@ -355,8 +358,72 @@ class ModelSpec(_Section):
         None, ge=1, le=16_000, description="expected output dimension (checked; required for provider hash)"
     )
     max_tokens: int | None = Field(
-        None, ge=8, le=32_768, description="input window in tokens (default: the model's own)"
+        None, ge=8, le=32_768, description="input window in tokens (default: the model's own; openai: 8191)"
     )
+    # provider openai: an OpenAI-compatible embedding API (compute/openai_embedder.py)
+    url: str | None = Field(None, description="openai: base URL of the API, e.g. https://api.openai.com/v1")
+    model: str | None = Field(None, description="openai: model name sent with each request")
+    dimensions: int | None = Field(
+        None, ge=1, le=16_000, description="openai: output size asked of the API (models that can shorten vectors)"
+    )
+    api_key_env: str | None = Field(
+        None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="openai: environment variable holding the API key"
+    )
+    api_key_file: Path | None = Field(None, description="openai: file whose first line is the API key")
+    tokenizer: str | None = Field(
+        None,
+        description="openai: a local model (package or folder) whose tokenizer counts and cuts what the API "
+        "model reads (default: about four characters a token)",
+    )
+    max_batch_texts: int = Field(256, ge=1, le=4096, description="openai: texts per request at most")
+    max_batch_tokens: int = Field(100_000, ge=8, le=10_000_000, description="openai: tokens per request at most")
+    max_concurrency: int = Field(4, ge=1, le=256, description="openai: requests in flight at once")
+    requests_per_minute: int | None = Field(None, ge=1, description="openai: request rate limit (default: none)")
+    tokens_per_minute: int | None = Field(None, ge=1, description="openai: token rate limit (default: none)")
+    timeout_s: float = Field(60.0, gt=0, le=3600, description="openai: seconds to wait for one response")
+    price_per_million_tokens: float | None = Field(
+        None, ge=0, description="openai: price of a million input tokens, for plan estimates and reconcile.max_cost"
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, url: str | None) -> str | None:
+        if url is None:
+            return None
+        return _http_url(url)
+
+    @model_validator(mode="after")
+    def _provider_fields(self) -> ModelSpec:
+        api_fields = ("url", "model", "dimensions", "api_key_env", "api_key_file", "tokenizer")
+        if self.provider in ("sentence-transformers", "hash"):
+            given = [f for f in api_fields if getattr(self, f) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)}: only for an API provider (provider: openai), not {self.provider}")
+        if self.provider == "openai":
+            missing = [f for f in ("url", "model") if getattr(self, f) is None]
+            if missing:
+                raise ValueError(f"provider openai needs {' and '.join(missing)}")
+            if self.dimensions is None and self.dimension is None:
+                raise ValueError(
+                    "provider openai needs dimension (what the model outputs) or dimensions (what to ask for): "
+                    "the table's vector size is known before any request"
+                )
+            if self.dimensions is not None and self.dimension is not None and self.dimensions != self.dimension:
+                raise ValueError(f"dimension {self.dimension} and dimensions {self.dimensions} disagree")
+        if self.api_key_env is not None and self.api_key_file is not None:
+            raise ValueError("give api_key_env or api_key_file, not both")
+        return self
+
+
+def _http_url(url: str) -> str:
+    """``url`` without a trailing slash; an http(s) URL holding no password."""
+    from ragstate.redact import literal_secrets
+
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    if next(literal_secrets(url), None) is not None:
+        raise ValueError("must not hold a password; use api_key_env or api_key_file")
+    return url.rstrip("/")
 
 
 class DocEmbeddingsSpec(_Section):
@@ -460,6 +527,12 @@ class ReconcileSpec(_Section):
         None,
         ge=1,
         description="a run that would build more documents than this is refused before it starts (default: no limit)",
+    )
+    max_cost: float | None = Field(
+        None,
+        ge=0,
+        description="a run whose estimated embedding cost (models' price_per_million_tokens) is higher is "
+        "refused before anything is spent (default: no limit)",
     )
     max_delete_share: float = Field(
         0.5,
@@ -742,13 +815,7 @@ class GeneratorSpec(_Section):
     @field_validator("url")
     @classmethod
     def _http(cls, url: str) -> str:
-        from ragstate.redact import literal_secrets
-
-        if not url.startswith(("http://", "https://")):
-            raise ValueError("must start with http:// or https://")
-        if next(literal_secrets(url), None) is not None:
-            raise ValueError("must not hold a password; use api_key_env or api_key_file")
-        return url.rstrip("/")
+        return _http_url(url)
 
     @model_validator(mode="after")
     def _one_key(self) -> GeneratorSpec:
@@ -822,6 +889,19 @@ class Spec(BaseSettings):
                     f"artifacts.{kind_name}.model names '{model_name}', which is not in models "
                     f"(defined: {', '.join(sorted(self.models)) or 'none'})"
                 )
+        if self.reconcile.max_cost is not None and all(
+            m.price_per_million_tokens is None for m in self.models.values()
+        ):
+            raise ValueError(
+                "reconcile.max_cost is set, but no entry of models has a price_per_million_tokens to count it with"
+            )
+        colbert_model = self.models.get(self.artifacts.token_embeddings.model)
+        if "colbert" in self.pipelines and colbert_model is not None and colbert_model.provider == "openai":
+            raise ValueError(
+                f"pipeline colbert needs per-token vectors, which an embedding API (models."
+                f"{self.artifacts.token_embeddings.model}.provider: openai) does not return; set "
+                "artifacts.token_embeddings.model to a local model (provider sentence-transformers)"
+            )
         generator = self.query.hyde.generator
         if generator is not None and generator not in self.generators:
             raise ValueError(
