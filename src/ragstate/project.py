@@ -71,6 +71,7 @@ from ragstate.errors import (
 from ragstate.faults import FaultLog, Guard, classify
 from ragstate.observe.duplicates import duplicate_groups
 from ragstate.observe.observe import Observed, observe
+from ragstate.observe.throughput import with_calibration
 from ragstate.pipelines.base import Retrieval
 from ragstate.pipelines.query import Pipeline
 from ragstate.plan.desired import Desired, desired_state
@@ -192,9 +193,10 @@ class Project:
         return desired, observe(self.spec, desired, self.store, self.source(), depth=depth)
 
     def plan(self, *, depth: str = "shallow") -> Plan:
-        """What drifted and what ``apply`` would do. Reads only."""
+        """What drifted and what ``apply`` would do. Reads only (a kind that feeds a model
+        and has no measured rate times the model on a short batch, for the estimate)."""
         desired, observed = self.observe(depth=depth)
-        return diff(self.spec, self.spec_hash, desired, observed)
+        return diff(self.spec, self.spec_hash, desired, with_calibration(self.spec, desired, observed))
 
     def apply(
         self,
@@ -265,6 +267,7 @@ class Project:
         desired, observed = safety.read(
             lambda: self.observe(depth=plan.depth if plan is not None else depth, desired=self.desired(pipelines))
         )
+        observed = with_calibration(self.spec, desired, observed)
         fresh = diff(self.spec, self.spec_hash, desired, observed)
         if plan is not None and plan.fingerprint != fresh.fingerprint:
             raise StalePlanError("the store or source changed since this plan was computed; run `ragstate plan` again")
@@ -280,6 +283,7 @@ class Project:
                 # longer fits the mapping.
                 record.schema_repaired += source.repair()
             desired, observed = safety.read(lambda: self.observe(depth=fresh.depth, desired=desired))
+            observed = with_calibration(self.spec, desired, observed)
             fresh = diff(self.spec, self.spec_hash, desired, observed)
         record.drift = fresh.drift
         record.timings["plan_s"] = round(time.perf_counter() - t0, 4)

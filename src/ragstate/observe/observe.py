@@ -64,8 +64,9 @@ class KindObservation:
     mock: tuple[str, ...] = ()
     #: documents the kind's consistency checks found partial or inconsistent with upstream
     incomplete: tuple[str, ...] = ()
-    #: items per second measured by the last run of this recipe, if any
-    rate: float | None = None
+    #: the throughput measured by the last run that built this kind (with this model, or
+    #: this recipe for kinds without a model), or calibrated (``observe.throughput``)
+    rate: records.Rate | None = None
     #: the target generation's tables, when they all exist
     tables: tuple[TableDef, ...] | None = None
     #: the target tables of the kinds this one depends on
@@ -308,7 +309,7 @@ def _observe_kind(
         mock=tuple(sorted(set(mock) - bad)),
         incomplete=tuple(sorted(set(incomplete) - bad)),
         duplicates=tuple(sorted(set(duplicates))),
-        rate=records.measured_rate(store, s, kind.name, recipe.fingerprint),
+        rate=records.measured_rate(store, s, kind.name, kind.embedding_fp(recipe.params)),
         tables=tables,
         upstream={u: t for u, t in upstream.items() if t is not None},
         generations=tuple(gens),

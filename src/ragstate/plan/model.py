@@ -65,6 +65,8 @@ class KindPlan:
     #: problems of the target's table that apply repairs (create what is missing)
     repair: tuple[str, ...] = ()
     estimate: Estimate = Estimate()
+    #: where the estimate's rate comes from (measured by a run, calibrated, or a default)
+    basis: str = ""
     #: documents in scope held back by quarantine: not built, not drift
     quarantined: tuple[str, ...] = ()
     #: how the spec's recipe differs from the active generation's (``path: old → new``)
@@ -197,6 +199,7 @@ class Plan:
                     purge=tuple(str(d) for d in k["purge"]),
                     repair=tuple(str(p) for p in k["repair"]),
                     estimate=Estimate(**k["estimate"]),
+                    basis=str(k.get("basis", "")),
                     quarantined=tuple(str(d) for d in k.get("quarantined", ())),
                     changes=tuple(str(c) for c in k.get("changes", ())),
                     held=str(k.get("held", "")),
