@@ -122,6 +122,12 @@ def test_one_article_in_four_formats_converges_with_every_pipeline(make_project,
     # The four copies of the article are listed as duplicates of one another.
     groups = project.duplicates()["doc_embeddings"]
     assert ("article-jsonl", "article.md", "article.txt", "article.xml") in groups
+    code, status = cli(project, corpus, tmp_path, "status", "--duplicates", "--json")
+    assert code == 0 and ["article-jsonl", "article.md", "article.txt", "article.xml"] in status["duplicates"][
+        "doc_embeddings"
+    ]
+    code, text = cli(project, corpus, tmp_path, "status", "--duplicates")
+    assert "Duplicates (the same model input in several documents; not drift):" in text
 
 
 def test_the_estimate_of_a_second_run_of_the_same_size_is_within_a_factor_of_two(

@@ -390,7 +390,16 @@ def _past_window(
     """
     kind, recipe = desired.kind, desired.recipe
     changed = [d for d in k.rows.changed if d in refs]
-    if not kind.stamps_model_input or not changed or k.tables is None or recipe.model is None:
+    if not kind.stamps_model_input or not changed or k.tables is None or recipe.model is None or k.target is None:
+        return k
+    # Only documents whose content really changed since the build (the ledger's hash is
+    # not the current one) and whose row agrees with the ledger: a row stamped with
+    # another hash than its ledger row is stale, whatever it holds.
+    stamps = ledger.row_stamps(s, kind.name, k.target.generation, k.tables[0].name, changed)
+    changed = [
+        d for d in changed if d in stamps and stamps[d][0] == stamps[d][1] and stamps[d][0] != refs[d].content_hash
+    ]
+    if not changed:
         return k
     try:
         docs = list(source.load([refs[d] for d in changed]))
@@ -400,8 +409,7 @@ def _past_window(
     embedder = make_embedder(recipe.model, spec.models[recipe.model])
     ids = [d for d in changed if d in texts]
     reads = model_inputs(embedder, [texts[d] for d in ids])
-    stored = ledger.text_hashes(s, k.tables[0].name, ids)
-    same = {d for d, r in zip(ids, reads, strict=True) if stored.get(d) == text_hash(r.text)}
+    same = {d for d, r in zip(ids, reads, strict=True) if stamps[d][2] == text_hash(r.text)}
     if not same:
         return k
     rows = replace(k.rows, changed=tuple(d for d in k.rows.changed if d not in same))
