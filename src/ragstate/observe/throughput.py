@@ -2,14 +2,17 @@
 
 A plan's estimate divides each kind's work by a rate. Kinds that feed a model are
 measured in (estimated) tokens per second by the runs that built them
-(``stores.records.measured_rate``). Before any run has, the model is timed once per
-process on a short batch of real English text, each text a full input window, so the
-first plan's estimate comes from this machine and this model, not from a constant.
-Loading the model is not timed (a run loads it before its clock starts, too).
+(``stores.records.measured_rate``). Before any run has, a local model (an embedder with
+``calibrate = True``: sentence-transformers) is timed once per process on a short batch
+of English text, each text a full input window, so the first plan's estimate comes from
+this machine and this model, not from a constant. Loading the model is not timed (a run
+loads it before its clock starts, too). Other embedders (a remote API, the hash
+embedder) keep their default rate until a run measures one.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import replace
@@ -19,6 +22,8 @@ from ragstate.observe.observe import Observed, _to_build
 from ragstate.plan.desired import Desired
 from ragstate.spec.model import Spec
 from ragstate.stores.records import Rate
+
+log = logging.getLogger(__name__)
 
 #: texts in the calibration batch (each as long as the model's window)
 BATCH = 8
@@ -67,6 +72,13 @@ def with_calibration(spec: Spec, desired: Desired, observed: Observed) -> Observ
         output, model = d.kind.embedding_output, d.recipe.model
         if k is None or k.rate is not None or k.held or output is None or model is None or not _to_build(k):
             continue
-        rate = calibrate(make_embedder(model, spec.models[model]), output)
+        embedder = make_embedder(model, spec.models[model])
+        if not getattr(embedder, "calibrate", False):
+            continue  # a remote API or a test embedder: its default rate, no calls spent on timing
+        try:
+            rate = calibrate(embedder, output)
+        except Exception as exc:  # noqa: BLE001 - a model that cannot run is apply's to report, not plan's
+            log.debug("calibration of models.%s failed: %s", model, exc)
+            continue
         kinds[d.name] = replace(k, rate=Rate(rate, "tokens", f"calibrated on a batch of {BATCH} texts"))
     return replace(observed, kinds=kinds)
