@@ -122,3 +122,40 @@ def test_one_article_in_four_formats_converges_with_every_pipeline(make_project,
     # The four copies of the article are listed as duplicates of one another.
     groups = project.duplicates()["doc_embeddings"]
     assert ("article-jsonl", "article.md", "article.txt", "article.xml") in groups
+    code, status = cli(project, corpus, tmp_path, "status", "--duplicates", "--json")
+    assert code == 0 and ["article-jsonl", "article.md", "article.txt", "article.xml"] in status["duplicates"][
+        "doc_embeddings"
+    ]
+    code, text = cli(project, corpus, tmp_path, "status", "--duplicates")
+    assert "Duplicates (the same model input in several documents; not drift):" in text
+
+
+def test_the_estimate_of_a_second_run_of_the_same_size_is_within_a_factor_of_two(
+    make_project, tmp_path: Path
+) -> None:
+    """Issue 22: the first plan times the model on a calibration batch; the run records
+    its estimate and its build time; a second run of the same size (another text
+    template: every document embedded again) is estimated from the first run's measured
+    throughput, within a factor of two of what it then takes (recorded figures, no clock
+    in the test)."""
+    corpus = tmp_path / "docs"
+    corpus.mkdir()
+    for i, (title, paragraph) in enumerate(_long_paragraphs(12)):
+        (corpus / f"d{i:02d}.txt").write_text(f"{title}\n\n{paragraph}\n", encoding="utf-8")
+    first_plan = make_project(source={"path": str(corpus)}).plan()
+    k = first_plan.kind("doc_embeddings")
+    assert "calibrated on a batch of 8 texts" in k.basis and k.estimate.seconds > 0
+    first = make_project(source={"path": str(corpus)}).apply()
+    counts = first.kinds["doc_embeddings"]
+    assert counts.estimate_tokens == k.estimate.tokens and counts.estimate_seconds == k.estimate.seconds
+    assert counts.model_fp and counts.build_seconds > 0
+
+    second = make_project(source={"path": str(corpus)}, artifacts={"doc_embeddings": {"text": "{summary}\n{title}"}})
+    plan = second.plan()
+    assert plan.kind("doc_embeddings").basis.endswith(f"measured by run {first.run_id}")
+    record = second.apply()
+    again = record.kinds["doc_embeddings"]
+    assert again.built == 12 and again.embedded == 12
+    ratio = again.estimate_seconds / again.build_seconds
+    print(f"estimate {again.estimate_seconds:.2f} s, took {again.build_seconds:.2f} s: ratio {ratio:.2f}")
+    assert 0.5 <= ratio <= 2.0

@@ -73,6 +73,7 @@ from ragstate.errors import (
 from ragstate.faults import FaultLog, Guard, classify
 from ragstate.observe.duplicates import duplicate_groups
 from ragstate.observe.observe import Observed, observe, pinned
+from ragstate.observe.throughput import with_calibration
 from ragstate.pipelines.base import Retrieval
 from ragstate.pipelines.query import Pipeline
 from ragstate.plan.desired import Desired, desired_state
@@ -197,10 +198,12 @@ class Project:
 
     def plan(self, *, depth: str = "shallow") -> Plan:
         """What drifted and what ``apply`` would do. Reads only: against a store that does
-        not exist yet it plans from an empty one and creates nothing (a note says so)."""
+        not exist yet it plans from an empty one and creates nothing (a note says so). A kind
+        that feeds a model and has no measured rate times the model on a short batch, for
+        the estimate."""
         with self._reading() as note:
             desired, observed = self.observe(depth=depth)
-            plan = diff(self.spec, self.spec_hash, desired, observed)
+            plan = diff(self.spec, self.spec_hash, desired, with_calibration(self.spec, desired, observed))
         return replace(plan, notes=(*plan.notes, note)) if note else plan
 
     @contextmanager
@@ -293,6 +296,7 @@ class Project:
         desired, observed = safety.read(
             lambda: self.observe(depth=plan.depth if plan is not None else depth, desired=self.desired(pipelines))
         )
+        observed = with_calibration(self.spec, desired, observed)
         fresh = diff(self.spec, self.spec_hash, desired, observed)
         for note in source_notes(self.spec, observed, blocked=bool(fresh.schema or fresh.source_schema)):
             logging.getLogger(__name__).warning("%s", note)  # files left out, an empty source: never silent
@@ -310,6 +314,7 @@ class Project:
                 # longer fits the mapping.
                 record.schema_repaired += source.repair()
             desired, observed = safety.read(lambda: self.observe(depth=fresh.depth, desired=desired))
+            observed = with_calibration(self.spec, desired, observed)
             fresh = diff(self.spec, self.spec_hash, desired, observed)
         record.drift = fresh.drift
         record.timings["plan_s"] = round(time.perf_counter() - t0, 4)

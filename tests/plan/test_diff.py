@@ -254,3 +254,30 @@ def test_switch_groups_join_a_kind_with_the_kinds_built_from_it() -> None:
         ("entity_embeddings",),
     )
     assert switch_groups(desired, set()) == ()
+
+
+def test_the_estimate_divides_tokens_by_a_measured_rate_and_says_so() -> None:
+    from ragstate.stores.records import Rate
+
+    ids = tuple(f"d{i}" for i in range(10))
+    rate = Rate(500.0, "tokens", "measured by run r1")
+    plan = plan_of(observed(DriftRows(unbuilt=ids), rate=rate))
+    k = plan.kind("doc_embeddings")
+    assert k.estimate.tokens == 1000 and k.estimate.seconds == 2.0
+    assert k.basis == "~500 tokens/s, measured by run r1"
+    assert Plan.from_json(plan.to_json()).kind("doc_embeddings").basis == k.basis
+    # nothing measured: the recipe's default, said to be one
+    assert "a default (nothing measured yet)" in plan_of(observed(DriftRows(unbuilt=ids))).kind("doc_embeddings").basis
+
+
+def test_a_change_past_the_model_window_is_restamped_not_drift() -> None:
+    plan = plan_of(
+        observed(DriftRows(built=10, changed=("d1",)), active=gen(1), target=gen(1), past_window=("d2",))
+    )
+    k = plan.kind("doc_embeddings")
+    assert plan.drift == {"doc_embeddings": {"stale": 1}}
+    assert k.build == {"stale": ("d1",), "past_window": ("d2",)} and k.build_ids == ("d1", "d2")
+    assert k.estimate.items == 1  # the restamp costs no model time
+    assert not plan_of(
+        observed(DriftRows(built=10), active=gen(1), target=gen(1), past_window=("d2",))
+    ).in_sync  # the ledger still has to learn the new content hash

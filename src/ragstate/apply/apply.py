@@ -329,6 +329,8 @@ class _Run:
         kind, recipe = this.kind, this.recipe
         counts = record.kinds.setdefault(kp.kind, KindCounts(recipe_fp=recipe.fingerprint))
         counts.past_window = len(kp.build.get(PAST_WINDOW, ()))
+        counts.estimate_tokens, counts.estimate_seconds = kp.estimate.tokens, kp.estimate.seconds
+        counts.estimate_basis, counts.model_fp = kp.basis, kind.embedding_fp(recipe.params)
         generation = kp.target_generation
         if generation is None:
             created: list[int] = []
@@ -564,6 +566,9 @@ def _batch_job(
         "done": counts.built + counts.quarantined + len(doc_ids) + len(failed),
         "total": total,
         "quarantined": counts.quarantined + len(failed),
+        # the plan's estimate for the kind (measured or calibrated throughput): the ETA
+        # until the kind's own pace is known
+        "estimate_s": counts.estimate_seconds,
         "at": now(),
         **live,
     }

@@ -56,6 +56,13 @@ class KindCounts:
     quarantined: int = 0
     batches: int = 0
     build_seconds: float = 0.0
+    #: the plan's estimate of this kind's work (what the next plan's rate is measured
+    #: against: estimated tokens a second of ``build_seconds``), and its basis
+    estimate_tokens: int = 0
+    estimate_seconds: float = 0.0
+    estimate_basis: str = ""
+    #: the embedding recipe of the model the kind feeds (None: it feeds none)
+    model_fp: str | None = None
     created_generation: bool = False
     switched: bool = False
     repaired: list[str] = field(default_factory=list)

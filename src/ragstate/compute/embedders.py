@@ -133,6 +133,8 @@ class SentenceTransformerEmbedder:
     """A sentence-transformers model from a local folder or an installed package."""
 
     default_rate = 25.0
+    #: a local model: ``plan`` times it on a short batch before any run has measured it
+    calibrate = True
 
     def __init__(self, spec: ModelSpec, *, name: str = "default"):
         self.spec = spec

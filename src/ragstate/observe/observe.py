@@ -68,8 +68,9 @@ class KindObservation:
     mock: tuple[str, ...] = ()
     #: documents the kind's consistency checks found partial or inconsistent with upstream
     incomplete: tuple[str, ...] = ()
-    #: items per second measured by the last run of this recipe, if any
-    rate: float | None = None
+    #: the throughput measured by the last run that built this kind (with this model, or
+    #: this recipe for kinds without a model), or calibrated (``observe.throughput``)
+    rate: records.Rate | None = None
     #: the target generation's tables, when they all exist
     tables: tuple[TableDef, ...] | None = None
     #: the target tables of the kinds this one depends on
@@ -346,7 +347,7 @@ def _observe_kind(
         mock=tuple(sorted(set(mock) - bad)),
         incomplete=tuple(sorted(set(incomplete) - bad)),
         duplicates=tuple(sorted(set(duplicates))),
-        rate=records.measured_rate(store, s, kind.name, recipe.fingerprint),
+        rate=records.measured_rate(store, s, kind.name, kind.embedding_fp(recipe.params)),
         tables=tables,
         upstream={u: t for u, t in upstream.items() if t is not None},
         generations=tuple(gens),
@@ -437,7 +438,16 @@ def _past_window(
     """
     kind, recipe = desired.kind, desired.recipe
     changed = [d for d in k.rows.changed if d in refs]
-    if not kind.stamps_model_input or not changed or k.tables is None or recipe.model is None:
+    if not kind.stamps_model_input or not changed or k.tables is None or recipe.model is None or k.target is None:
+        return k
+    # Only documents whose content really changed since the build (the ledger's hash is
+    # not the current one) and whose row agrees with the ledger: a row stamped with
+    # another hash than its ledger row is stale, whatever it holds.
+    stamps = ledger.row_stamps(s, kind.name, k.target.generation, k.tables[0].name, changed)
+    changed = [
+        d for d in changed if d in stamps and stamps[d][0] == stamps[d][1] and stamps[d][0] != refs[d].content_hash
+    ]
+    if not changed:
         return k
     try:
         docs = list(source.load([refs[d] for d in changed]))
@@ -447,8 +457,7 @@ def _past_window(
     embedder = make_embedder(recipe.model, spec.models[recipe.model])
     ids = [d for d in changed if d in texts]
     reads = model_inputs(embedder, [texts[d] for d in ids])
-    stored = ledger.text_hashes(s, k.tables[0].name, ids)
-    same = {d for d, r in zip(ids, reads, strict=True) if stored.get(d) == text_hash(r.text)}
+    same = {d for d, r in zip(ids, reads, strict=True) if stamps[d][2] == text_hash(r.text)}
     if not same:
         return k
     rows = replace(k.rows, changed=tuple(d for d in k.rows.changed if d not in same))

@@ -248,14 +248,17 @@ def _kind_plan(
     # Documents changed past the model's window cost no model time: not in the estimate.
     ids = [d for cls in BUILD_CLASSES if cls != PAST_WINDOW for d in build.get(cls, ())]
     tokens = sum(kind.estimate_tokens(observed.refs[d], recipe, recipe.max_tokens) for d in ids if d in observed.refs)
-    rate = k.rate or recipe.default_rate
+    rate = k.rate
+    if rate is not None and rate.unit == "tokens" and rate.value > 0:
+        seconds, basis = tokens / rate.value, f"~{rate.value:,.0f} tokens/s, {rate.basis}"
+    elif rate is not None and rate.value > 0:
+        seconds, basis = len(ids) / rate.value, f"~{rate.value:,.1f} documents/s, {rate.basis}"
+    else:
+        default = recipe.default_rate
+        seconds = len(ids) / default if default else 0.0
+        basis = f"~{default:,.0f} documents/s, a default (nothing measured yet)"
     price = spec.models[recipe.model].price_per_million_tokens if recipe.model in spec.models else None
-    estimate = Estimate(
-        items=len(ids),
-        tokens=tokens,
-        seconds=round(len(ids) / rate, 2) if rate else 0.0,
-        cost=cost_of(tokens, price),
-    )
+    estimate = Estimate(items=len(ids), tokens=tokens, seconds=round(seconds, 2), cost=cost_of(tokens, price))
     return KindPlan(
         kind=kind.name,
         recipe_fp=recipe.fingerprint,
@@ -269,6 +272,7 @@ def _kind_plan(
         repair=repair,
         schema=schema,
         estimate=estimate,
+        basis=basis if ids else "",
         quarantined=k.quarantined,
         changes=_changes(desired, k, recipe_change),
         verification=_verification(spec, desired, k, None if new_generation else target) if switch else {},

@@ -78,6 +78,8 @@ class KindPlan:
     #: into a new generation
     schema: tuple[str, ...] = ()
     estimate: Estimate = Estimate()
+    #: where the estimate's rate comes from (measured by a run, calibrated, or a default)
+    basis: str = ""
     #: documents in scope held back by quarantine: not built, not drift
     quarantined: tuple[str, ...] = ()
     #: how the spec's recipe differs from the active generation's (``path: old → new``)
@@ -214,6 +216,7 @@ class Plan:
                     repair=tuple(str(p) for p in k["repair"]),
                     schema=tuple(str(p) for p in k.get("schema", ())),
                     estimate=Estimate(**k["estimate"]),
+                    basis=str(k.get("basis", "")),
                     quarantined=tuple(str(d) for d in k.get("quarantined", ())),
                     changes=tuple(str(c) for c in k.get("changes", ())),
                     held=str(k.get("held", "")),

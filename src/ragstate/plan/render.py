@@ -67,7 +67,10 @@ def render_plan(plan: Plan, *, store: str = "") -> str:
             lines.append("               (content changed past the model's window: no re-embedding)")
         e = k.estimate
         if e.items:
-            lines.append(f"    work: build {e.items} documents, ~{e.tokens} tokens, ~{_seconds(e.seconds)}{_cost(e)}")
+            basis = f" ({k.basis})" if k.basis else ""
+            lines.append(
+                f"    work: build {e.items} documents, ~{e.tokens} tokens, ~{_seconds(e.seconds)}{_cost(e)}{basis}"
+            )
         if k.switch:
             lines += _switch_lines(k, plan)
     for g in plan.gc:
@@ -80,6 +83,7 @@ def render_plan(plan: Plan, *, store: str = "") -> str:
     else:
         e = plan.estimate
         lines.append(f"Estimate: {e.items} documents to build, ~{e.tokens} tokens, ~{_seconds(e.seconds)}{_cost(e)}.")
+        lines += [f"  expensive: {line}" for line in expensive(plan)]
     if plan.destructive:
         lines.append("DESTRUCTIVE: " + "; ".join(plan.destructive_reasons))
         lines.append("  apply refuses this without --allow-destructive")
@@ -98,6 +102,34 @@ def format_cost(cost: float) -> str:
     if cost >= 0.01 or cost <= 0:
         return f"{cost:.4f}"
     return f"{cost:.{1 - math.floor(math.log10(cost))}f}"
+
+
+#: why a kind costs what it does, for the kinds that feed a model every token of a text
+_WHY = {
+    "token_embeddings": "every token of every chunk through the model, one vector each",
+    "chunk_embeddings": "every chunk of the full bodies through the model",
+    "entity_embeddings": "every entity name through the model",
+    "doc_embeddings": "one text a document, cut to the model's window",
+}
+
+#: a kind is called expensive when it takes at least this share of the estimated time
+EXPENSIVE_SHARE = 0.25
+
+
+def expensive(plan: Plan) -> list[str]:
+    """The kinds that take most of the estimated time (at least ``EXPENSIVE_SHARE``), with
+    their share and why: token and chunk embeddings of full bodies feed the model far
+    more tokens than one text a document."""
+    total = plan.estimate.seconds
+    if total <= 0:
+        return []
+    out = []
+    for k in sorted(plan.kinds, key=lambda k: -k.estimate.seconds):
+        share = k.estimate.seconds / total
+        if share >= EXPENSIVE_SHARE and k.estimate.tokens:
+            why = _WHY.get(k.kind, "its texts through the model")
+            out.append(f"{k.kind} ~{_seconds(k.estimate.seconds)} ({share:.0%} of the estimate): {why}")
+    return out
 
 
 def quarantine_lines(quarantine: dict[str, Any]) -> list[str]:

@@ -209,6 +209,9 @@ def live_progress(run: RunRow, now: float) -> dict[str, Any] | None:
         return round(rate, 3), round(max(0.0, (total - done) / rate - (now - at)), 1)
 
     rate, eta = pace(int(p["done"]), int(p.get("total") or 0), p.get("kind_started_at"))
+    estimate = p.get("estimate_s")
+    if eta is None and estimate:  # no pace yet: the plan's estimate, from the same throughput
+        eta = round(float(estimate), 1)
     run_rate, run_eta = pace(int(p.get("run_done") or 0), int(p.get("run_total") or 0), p.get("run_started_at"))
     return {
         "kind": p.get("kind"),
@@ -218,6 +221,7 @@ def live_progress(run: RunRow, now: float) -> dict[str, Any] | None:
         "quarantined": int(p.get("quarantined") or 0),
         "rate": rate,
         "eta_s": eta,
+        "estimate_s": estimate,
         "run_done": int(p.get("run_done") or 0),
         "run_total": int(p.get("run_total") or 0),
         "run_rate": run_rate,

@@ -439,12 +439,20 @@ def identical_values(session: Session, table: str, column: str) -> list[tuple[st
     return [(r[0], r[1], (r[2], r[3])) for r in rows]
 
 
-def text_hashes(session: Session, table: str, doc_ids: Sequence[str]) -> dict[str, str]:
-    """``{doc_id: text_hash}`` of the rows of ``doc_ids`` in ``table`` (one row a document)."""
+def row_stamps(
+    session: Session, kind: str, generation: int, table: str, doc_ids: Sequence[str]
+) -> dict[str, tuple[str, str, str]]:
+    """``{doc_id: (ledger source_hash, row source_hash, row text_hash)}`` of ``doc_ids`` in
+    generation ``generation`` of ``kind``, whose rows are in ``table`` (one a document)."""
     if not doc_ids:
         return {}
-    rows = session.query("SELECT doc_id, text_hash FROM {t} WHERE doc_id = ANY(?)", (list(doc_ids),), t=table)
-    return {r[0]: r[1] for r in rows}
+    rows = session.query(
+        "SELECT l.doc_id, l.source_hash, a.source_hash, a.text_hash FROM {ledger} l JOIN {t} a "
+        "ON a.doc_id = l.doc_id WHERE l.kind = ? AND l.generation = ? AND l.doc_id = ANY(?)",
+        (kind, generation, list(doc_ids)),
+        t=table,
+    )
+    return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
 
 def texts_of(session: Session, table: str, doc_ids: Sequence[str]) -> set[str]:

@@ -133,15 +133,50 @@ def get(store: Store, session: Session, run_id: str) -> RunRow | None:
     return _row(store, rows[0]) if rows else None
 
 
-def measured_rate(store: Store, session: Session, kind: str, recipe_fp: str) -> float | None:
-    """Items per second of the most recent run that built ``kind`` under ``recipe_fp``."""
+@dataclass(frozen=True)
+class Rate:
+    """A throughput that a plan's estimate divides its work by, and where it comes from."""
+
+    value: float
+    #: ``tokens`` (estimated tokens a second: what kinds that feed a model are measured
+    #: in) or ``documents`` (a second: kinds that feed none)
+    unit: str
+    #: where it comes from, in words (shown with the estimate)
+    basis: str
+
+
+#: a run that fed a model fewer estimated tokens than this measured start-up, not throughput
+MIN_TOKENS = 1000
+#: a run that built fewer documents than this measured start-up, not throughput
+MIN_DOCUMENTS = 8
+
+
+def measured_rate(store: Store, session: Session, kind: str, model_fp: str | None = None) -> Rate | None:
+    """The throughput of the most recent run on this store that built enough of ``kind``.
+
+    A kind that feeds a model (``model_fp``, its embedding recipe) is measured in the
+    plan's estimated tokens per second of build time, by any run that built it with the
+    same model (a changed text template or chunk size changes the work, not the model's
+    pace); a kind that feeds none in documents per second.
+    """
     for run in recent(store, session, limit=50):
         per_kind = (run.counts or {}).get("kinds", {}).get(kind)
-        if not per_kind or per_kind.get("recipe_fp") != recipe_fp:
+        if not per_kind:
             continue
         built, seconds = per_kind.get("built", 0), per_kind.get("build_seconds", 0.0)
-        if built >= 8 and seconds > 0:
-            return built / seconds
+        if seconds <= 0:
+            continue
+        if model_fp is not None:
+            # Texts served from the embedding cache, or items kept, cost no model time:
+            # only the share the model was fed counts.
+            fed = per_kind.get("embedded", 0)
+            texts = fed + per_kind.get("cache_hits", 0) + per_kind.get("reused", 0)
+            tokens = per_kind.get("estimate_tokens", 0) * (fed / texts if texts else 0.0)
+            if per_kind.get("model_fp") == model_fp and tokens >= MIN_TOKENS:
+                return Rate(tokens / seconds, "tokens", f"measured by run {run.run_id}")
+            continue
+        if built >= MIN_DOCUMENTS:
+            return Rate(built / seconds, "documents", f"measured by run {run.run_id}")
     return None
 
 
