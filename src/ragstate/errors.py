@@ -174,6 +174,15 @@ class DaemonRunning(StoreLocked):
     """Another ``ragstate daemon`` already reconciles this store (``daemon.on_conflict: fail``)."""
 
 
+class SpecSuperseded(TerminalError):
+    """The store's last run used a newer spec than this daemon's: the daemon does not act on its older one."""
+
+    def __init__(self, message: str, *, run_id: str, spec_hash: str):
+        self.run_id = run_id
+        self.spec_hash = spec_hash
+        super().__init__(message)
+
+
 class WriterLockLost(StoreError, TerminalError):
     """This process lost the store's writer lock to another one while applying; it stopped."""
 

@@ -121,11 +121,44 @@ class Project:
         self.guard = Guard(spec.reconcile.retry, spec.reconcile.breaker)
         self._lease: locks.WriterLease | None = None
         self._preflight_done = False
+        #: the spec file and profile the spec was loaded from (``from_file``), for ``reload``
+        self.origin: tuple[Path, str | None] | None = None
+        #: when the project took its current spec (``reload`` moves it when the file changed)
+        self.spec_since = time.time()
 
     @classmethod
     def from_file(cls, path: str | Path, *, profile: str | None = None) -> Project:
         """Load the spec at ``path`` (see ``ragstate.spec.load_spec``)."""
-        return cls(load_spec(path, profile=profile))
+        project = cls(load_spec(path, profile=profile))
+        project.origin = (Path(path), profile)
+        return project
+
+    def reload(self) -> bool:
+        """Read the spec file again (a project opened with ``from_file``) and take it if it
+        changed; True when it did. A long-lived process (the daemon) calls it before each
+        run, so that a spec edited since reaches it without a restart.
+
+        Raises:
+            SpecError: the file no longer holds a valid spec, or names another store (a
+                process bound to one store does not move to another); the project keeps
+                the spec it had.
+        """
+        if self.origin is None:
+            return False
+        path, profile = self.origin
+        spec = load_spec(path, profile=profile)
+        new_hash = spec_hash(spec)
+        if new_hash == self.spec_hash:
+            return False
+        if spec.store != self.spec.store:
+            raise SpecError(
+                f"{path}: store changed since this process started; restart it to use the new store", path=path
+            )
+        if (spec.reconcile.retry, spec.reconcile.breaker) != (self.spec.reconcile.retry, self.spec.reconcile.breaker):
+            self.guard = Guard(spec.reconcile.retry, spec.reconcile.breaker)
+        self.spec, self.spec_hash, self.spec_since = spec, new_hash, time.time()
+        self._preflight_done = False
+        return True
 
     # --- parts ------------------------------------------------------------------------
 

@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from conftest import edit
 from helpers import HASH_MODELS, check_store, http_json, metrics_of, write_tiny_corpus
+from ragstate import Project
 from ragstate.errors import DaemonRunning
 from ragstate.reconcile.daemon import Daemon
-from ragstate.stores import records
+from ragstate.stores import ledger, records
 
 #: engine mechanics the backends do not change (the lock, which they do, runs on both)
 SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -199,3 +201,64 @@ def test_sigterm_while_a_cycle_waits_for_the_writer_lock_stops_the_daemon(make_p
     assert run.status == "failed" and run.counts["error_type"] == "StoreLocked"
     assert "stopped waiting for" in run.error and "the test is over" in run.error
     assert project.status().daemon["state"] == "stopped"
+
+
+def _active_generation(project: Any) -> int:
+    with project.store.session() as s:
+        (g,) = [g.generation for g in ledger.generations(project.store, s, "doc_embeddings") if g.state == "active"]
+    return g
+
+
+def test_a_spec_change_reaches_the_daemon_and_it_never_undoes_a_newer_specs_run(
+    make_spec, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Issue 15 item 2: a daemon and an ``apply`` from different specs must not fight."""
+    path, other = tmp_path / "ragstate.yaml", tmp_path / "other.yaml"
+
+    def write(where: Path, text: str) -> None:
+        spec = make_spec(
+            models=HASH_MODELS,
+            daemon=FAST,
+            artifacts={"doc_embeddings": {"text": text}},
+            generations={"golden": {"queries": 0}},  # the hash embedder's recall says nothing here
+        )
+        where.write_text(yaml.safe_dump(spec), encoding="utf-8")
+
+    write(path, "{title}\n\n{summary}")
+    project = Project.from_file(path)
+    running = Running(Daemon(project))
+    running.until(lambda d: d.last_success_at is not None, "a first converged cycle")
+    assert _active_generation(project) == 1
+
+    # The daemon's spec file is edited and applied by hand: the daemon reads it on its next
+    # cycle and keeps generation 2 (it used to switch back to generation 1, its old spec).
+    write(path, "{title}")
+    with Project.from_file(path) as by_hand:
+        assert by_hand.apply().converged and _active_generation(by_hand) == 2
+        wanted = by_hand.spec_hash
+    seen = running.daemon.cycle
+    running.until(lambda d: d.cycle >= seen + 3 and d.state == "idle", "three more cycles")
+    assert running.daemon.project.spec_hash == wanted and _active_generation(project) == 2
+    assert running.daemon.last_error is None
+
+    # An apply from another spec file: the daemon's spec is older than that run's, so it
+    # refuses to act (and says so) rather than switch generation 3 back.
+    write(other, "{abstract}")
+    with Project.from_file(other) as elsewhere:
+        assert elsewhere.apply().converged and _active_generation(elsewhere) == 3
+        newer = elsewhere.spec_hash
+    seen = running.daemon.cycle
+    running.until(lambda d: d.cycle >= seen + 3, "three more cycles")
+    assert _active_generation(project) == 3
+    error = running.daemon.last_error or ""
+    assert "newer spec" in error and newer in error and wanted in error and str(path) in error
+    assert project.status().daemon["last_error"] == running.daemon.last_error
+    assert any("newer spec" in r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+
+    # The daemon's own file catches up (here: the same spec): it acts again, nothing to undo.
+    other_text = other.read_text(encoding="utf-8")
+    path.write_text(other_text, encoding="utf-8")
+    seen = running.daemon.cycle
+    running.until(lambda d: d.cycle >= seen + 2 and d.last_error is None, "the daemon to act again")
+    assert running.daemon.project.spec_hash == newer and _active_generation(project) == 3
+    assert running.stop() == 0

@@ -35,6 +35,16 @@ naming the first (``daemon.on_conflict: fail``) or waits, as a standby, until th
 is free (``wait``). Each cycle still takes the writer lock, so an ``apply`` typed by
 hand and a daemon's cycle never write at the same time.
 
+Two processes acting from different specs must not fight. Each cycle reads the spec file
+again once it holds the writer lock (``Project.reload``): an edited spec reaches a running
+daemon without a restart (a store changed in it fails the cycle: restart for that). And a
+cycle does not act when the store's last run, started after the daemon took its spec,
+used another spec (an ``apply`` from another file, or with other environment overrides):
+acting would undo that newer run with an older spec. The cycle is ``superseded``: the
+daemon says so (a warning, ``last_error`` in ``status`` and ``/healthz``) and looks again
+after the interval, acting once its own spec is the newer (its file edited) or the last
+run used its spec.
+
 What it is doing is recorded in ``daemon_state`` for ``ragstate status`` in any process,
 served as metrics (``reconcile.metrics``) and logged, one line a cycle.
 """
@@ -53,7 +63,14 @@ from typing import TYPE_CHECKING, Any
 
 from ragstate.apply.budget import Budget
 from ragstate.apply.record import CONVERGED, FAILED, NOT_CONVERGED, PARTIAL, REFUSED, RunRecord, new_run_id
-from ragstate.errors import DaemonRunning, DestructiveRefused, RagstateError, StoreLocked, WriterLockLost
+from ragstate.errors import (
+    DaemonRunning,
+    DestructiveRefused,
+    RagstateError,
+    SpecSuperseded,
+    StoreLocked,
+    WriterLockLost,
+)
 from ragstate.faults.taxonomy import classify, is_transient
 from ragstate.reconcile.metrics import Metrics
 from ragstate.reconcile.reports import StatusReport
@@ -63,6 +80,7 @@ from ragstate.stores import locks, records
 
 if TYPE_CHECKING:
     from ragstate.project import Project
+    from ragstate.spec.model import DaemonSpec
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +98,11 @@ STARTING, WAITING_FOR_LOCK, IDLE, RECONCILING, BACKOFF, STOPPING, STOPPED = (
     "stopping",
     "stopped",
 )
-#: outcomes after which the next cycle waits the interval (anything else backs off)
-OK_OUTCOMES = (CONVERGED, PARTIAL, NOT_CONVERGED)
+#: a cycle that did not act: the store's last run used a newer spec than the daemon's
+SUPERSEDED = "superseded"
+#: outcomes after which the next cycle waits the interval (anything else backs off); a
+#: superseded cycle waits the interval too: it waits for the spec file, not for a fault to pass
+OK_OUTCOMES = (CONVERGED, PARTIAL, NOT_CONVERGED, SUPERSEDED)
 
 
 @dataclass(frozen=True)
@@ -116,7 +137,6 @@ class Daemon:
         rng: random.Random | None = None,
     ):
         self.project = project
-        self.settings = project.spec.daemon
         self.once = once
         self.allow_destructive = allow_destructive
         self.metrics = Metrics(version)
@@ -138,6 +158,11 @@ class Daemon:
         self._trigger: str | None = None
         self._budget: Budget | None = None
         self._unrecorded: list[RunRecord] = []
+
+    @property
+    def settings(self) -> DaemonSpec:
+        """The ``daemon`` section of the spec as last read (``Project.reload``)."""
+        return self.project.spec.daemon
 
     # --- control (safe from signal handlers and other threads) -------------------------
 
@@ -189,6 +214,8 @@ class Daemon:
             if self._lease is None:
                 return 0  # stopped while waiting for the other daemon
             self._startup_checks()
+            # A daemon that starts takes its spec as the newest: runs before it do not stop it.
+            self.project.spec_since = time.time()
             self._start_server()
             self._load_state()
             log.info(
@@ -259,13 +286,21 @@ class Daemon:
             options: dict[str, Any] = dict(
                 allow_destructive=self.allow_destructive, budget=budget, run_id=run_id, daemon=context
             )
-            if verify:
-                record = self.project.reconcile(command=command, **options)
-            else:
-                record = self.project.apply(depth="shallow", command=command, **options)
+            # The spec is read again and compared with the store's last run while holding
+            # the writer lock, so that an apply that finished while this cycle waited for
+            # the lock is seen (the cycle would otherwise undo it with the older spec).
+            with self.project.writer_lock(command=command, budget=budget):
+                self._read_spec()
+                self._check_not_superseded()
+                if verify:
+                    record = self.project.reconcile(command=command, **options)
+                else:
+                    record = self.project.apply(depth="shallow", command=command, **options)
             outcome = record.status
         except WriterLockLost:
             raise
+        except SpecSuperseded as exc:
+            outcome, error = SUPERSEDED, redact(str(exc))
         except DestructiveRefused as exc:
             outcome, error = REFUSED, redact(str(exc))
         except KeyboardInterrupt:
@@ -282,11 +317,45 @@ class Daemon:
         self._after(cycle, command)
         return cycle
 
+    def _read_spec(self) -> None:
+        """Take the spec file's current content (``Project.reload``): a spec edited since the
+        last cycle reaches the daemon without a restart."""
+        before = self.project.spec_hash
+        if self.project.reload():
+            log.info(
+                "spec %s changed (%s → %s); this cycle uses it",
+                self.project.origin[0] if self.project.origin else "",
+                before,
+                self.project.spec_hash,
+                extra={"event": "spec_reloaded", "spec_hash": self.project.spec_hash, "previous": before},
+            )
+
+    def _check_not_superseded(self) -> None:
+        """Refuse to act when the store's last run, started after the daemon took its spec,
+        used another spec: that run is newer, so acting would undo it with an older spec.
+
+        Raises:
+            SpecSuperseded: naming the run, both spec hashes and the daemon's spec file.
+        """
+        project = self.project
+        with project.store.session() as s:
+            last = records.last_since(project.store, s, project.spec_since)
+        if last is None or last.spec_hash == project.spec_hash:
+            return
+        where = f" (read from {project.origin[0]})" if project.origin else ""
+        raise SpecSuperseded(
+            f"not acting: the store's last run {last.run_id} ({last.command}) used a newer spec {last.spec_hash} "
+            f"than this daemon's {project.spec_hash}{where}; edit the daemon's spec file to what it should "
+            "reconcile (it is read again every cycle), or restart the daemon",
+            run_id=last.run_id,
+            spec_hash=last.spec_hash,
+        )
+
     def _after(self, cycle: Cycle, command: str) -> None:
         now = time.time()
         record = cycle.record
         self.failures = 0 if cycle.ok else self.failures + 1
-        self.last_error = cycle.error if not cycle.ok else None
+        self.last_error = cycle.error
         if cycle.outcome == CONVERGED:
             self.last_success_at = now
             if cycle.verify and record is not None and record.verify is not None:
@@ -585,7 +654,7 @@ class Daemon:
             what += f"; next cycle in {next_delay:.1f} s"
             if self.failures:
                 what += f" (backing off after {self.failures} failed cycle(s) in a row)"
-        level = logging.INFO if cycle.ok else logging.WARNING
+        level = logging.INFO if cycle.ok and not cycle.error else logging.WARNING
         log.log(
             level,
             "cycle %d%s: %s in %.2f s%s",

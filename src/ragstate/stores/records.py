@@ -248,3 +248,11 @@ def daemon_state(store: Store, session: Session, name: str = "daemon") -> dict[s
     state = dict(zip(DAEMON_STATE.column_names, rows[0], strict=True))
     state["holder"] = store.decode_json(state["holder"]) or {}
     return state
+
+
+def last_since(store: Store, session: Session, since: float) -> RunRow | None:
+    """The run started last, if one started after ``since`` (any command, any spec)."""
+    run_id = session.scalar(
+        "SELECT run_id FROM {runs} WHERE started_at > ? ORDER BY started_at DESC, run_id DESC LIMIT 1", (since,)
+    )
+    return get(store, session, run_id) if run_id is not None else None
