@@ -468,6 +468,32 @@ class PostgresStore(Store):
                 if session.scalar("SELECT 1 FROM pg_namespace WHERE nspname = ?", (self.dialect.schema,)) is None:
                     raise
 
+    def integrity(self, session: Session) -> tuple[list[str], list[str]]:
+        # What can be checked without changing anything: indexes marked invalid, and with
+        # amcheck (when an administrator installed it) the structure of every B-tree index.
+        indexes = session.query(
+            "SELECT c.oid::regclass::text, c.relname, t.relname, i.indisvalid, a.amname FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_am a ON a.oid = c.relam "
+            "WHERE n.nspname = ? ORDER BY c.relname",
+            (self.dialect.schema,),
+        )
+        problems: list[str] = []
+        tables: set[str] = set()
+        for _, index, table, valid, _ in indexes:
+            if not valid:
+                problems.append(f"index {index} of {table} is invalid (pg_index.indisvalid is false)")
+                tables.add(table)
+        if session.scalar("SELECT 1 FROM pg_extension WHERE extname = 'amcheck'"):
+            for qualified, index, table, valid, method in indexes:
+                if valid and method == "btree":
+                    try:
+                        session.query("SELECT bt_index_check(?::regclass)", (qualified,))
+                    except StoreError as exc:
+                        problems.append(f"index {index} of {table}: {exc}")
+                        tables.add(table)
+        return problems, sorted(tables)
+
     def diagnose(self, session: Session, *, fulltext_languages: Sequence[str] = ()) -> list[Check]:
         checks = []
         server = session.scalar("SHOW server_version")
