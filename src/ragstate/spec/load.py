@@ -132,6 +132,7 @@ def table_source_from(data: Mapping[str, Any] | TableSourceSpec) -> TableSourceS
             field = _dotted(("source",) + _clean_loc(error["loc"]))
             message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
             problems.append(f"{field}: {message.removeprefix('Value error, ')}")
+        problems = _capped(problems)
         raise SpecError("invalid table source:\n  " + "\n  ".join(problems), problems=problems) from None
 
 
@@ -307,9 +308,22 @@ def _validate(
             elif "input" in error and not isinstance(error["input"], (dict, list)):
                 message += f" (got {redact(repr(error['input']))[:80]})"
             problems.append(f"{origin}: {field}: {message}")
+        problems = _capped(problems)
         raise SpecError("invalid spec:\n  " + "\n  ".join(problems), path=path, problems=problems) from None
     finally:
         ENVIRON.reset(token)
+
+
+#: problems a spec error lists; the rest are counted (10,000 bad names made a 1.4 MB error)
+MAX_PROBLEMS_SHOWN = 20
+
+
+def _capped(problems: list[str]) -> list[str]:
+    """The first ``MAX_PROBLEMS_SHOWN`` problems, then a line counting the others."""
+    if len(problems) <= MAX_PROBLEMS_SHOWN:
+        return problems
+    rest = len(problems) - MAX_PROBLEMS_SHOWN
+    return problems[:MAX_PROBLEMS_SHOWN] + [f"... and {rest:,} more problems ({len(problems):,} in all)"]
 
 
 def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
