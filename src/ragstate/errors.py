@@ -158,6 +158,11 @@ class StoreUnavailable(StoreError, TransientError):
     """The store cannot be reached now (connection refused, server gone, lock held)."""
 
 
+class StoreTimeout(StoreUnavailable):
+    """A statement ran over ``store.statement_timeout_s`` (a lock held elsewhere, a paused or
+    overloaded server): transient, the run is retried and resumed."""
+
+
 class StoreConfigError(StoreError, TerminalError):
     """The store URL or its setup is wrong (unknown scheme, missing extension, no rights)."""
 

@@ -115,3 +115,19 @@ def test_breaker_state_outlives_a_run() -> None:
         guard.call("database", call)
     assert log.fast_failed == {"database": 1} and t.sleeps[-1] == pytest.approx(60.0)
     assert [(c["from"], c["to"]) for c in log.breaker] == [("open", "half_open"), ("half_open", "open")]
+
+
+def test_a_database_outage_inside_a_build_is_counted_as_the_databases() -> None:
+    """Issue 15, item 9: a build (target embedder) reading the embedding cache while the database
+    was down logged the outage as embedder retries."""
+    t = FakeTime()
+    guard = make_guard(t)
+    call, _ = flaky(2, StoreUnavailable("connection refused"))
+    with guard.recording(FaultLog()) as log:
+        assert guard.call("embedder", call) == "done"
+    assert log.retries == {"database": 2} and log.failures == {"database": {"transient": 2}}
+    assert {e["target"] for e in log.events} == {"database"}
+    model, _ = flaky(1, ComputeUnavailable("rate limited"))
+    with guard.recording(FaultLog()) as log:
+        guard.call("embedder", model)
+    assert log.retries == {"embedder": 1}, "the model's own failures stay the embedder's"

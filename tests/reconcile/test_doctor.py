@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,9 +15,11 @@ import yaml
 from psycopg.conninfo import conninfo_to_dict
 from typer.testing import CliRunner
 
+from helpers import HASH_MODELS
 from ragstate import Project, spec_from_dict
 from ragstate.cli import app
-from ragstate.errors import PreflightError
+from ragstate.errors import PreflightError, StoreError
+from ragstate.spec import load_spec
 
 
 def doctor(path: Path, *args: str) -> tuple[int, dict[str, Any]]:
@@ -149,3 +152,58 @@ def test_a_read_only_role(admin, pg_url: str, tmp_path: Path, corpus: Path) -> N
         admin.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
         admin.execute(f'DROP OWNED BY "{role}"')
         admin.execute(f'DROP ROLE IF EXISTS "{role}"')
+
+
+def test_a_damaged_store_is_named_with_the_command_that_rebuilds_it(spec_file, backend: str, pg_url: str) -> None:
+    """Issue 15, item 5: every command said 'database disk image is malformed' and doctor said all passed."""
+    path = spec_file(models=HASH_MODELS)
+    with Project.from_file(path) as project:
+        assert project.apply().converged
+        spec = project.spec
+        if backend == "postgres":
+            # An index PostgreSQL no longer uses (a failed CREATE INDEX CONCURRENTLY leaves one so)
+            with psycopg.connect(pg_url, autocommit=True) as conn:
+                conn.execute(
+                    "UPDATE pg_index SET indisvalid = false WHERE indexrelid = %s::regclass",
+                    (f"{spec.store.schema_name}.ledger_pkey",),
+                )
+        else:
+            with project.store.session() as s:
+                s.query("PRAGMA wal_checkpoint(TRUNCATE)")  # every page in the file itself
+                root = s.scalar("SELECT rootpage FROM sqlite_master WHERE name = 'rs_ledger'")
+                page = s.scalar("PRAGMA page_size")
+    if backend == "sqlite":
+        db = Path(spec.store.url.removeprefix("sqlite:///"))
+        with open(db, "r+b") as f:  # garbage over the ledger's root page
+            f.seek((root - 1) * page)
+            f.write(b"\xde\xad\xbe\xef" * (page // 4))
+        with Project.from_file(path) as project, pytest.raises(StoreError, match="malformed.*ragstate doctor"):
+            project.status()
+
+    code, report = doctor(path)
+    assert code == 1
+    check = by_name(report)["store.integrity"]
+    assert check["status"] == "fail" and "is damaged" in check["detail"]
+    if backend == "sqlite":
+        assert "(tables: rs_ledger)" in check["detail"] and "RAGSTATE_STORE__URL=sqlite:///" in check["fix"]
+        env = {"RAGSTATE_STORE__URL": check["fix"].split("RAGSTATE_STORE__URL=")[1].split()[0]}
+    else:
+        assert "index ledger_pkey of ledger is invalid" in check["detail"] and "REINDEX" in check["fix"]
+        env = {"RAGSTATE_STORE__SCHEMA": check["fix"].split("RAGSTATE_STORE__SCHEMA=")[1].split()[0]}
+    # the command the fix gives rebuilds everything from the source into a fresh store
+    with Project(load_spec(path, environ=env)) as fresh:
+        assert fresh.reconcile().converged and fresh.verify().in_sync
+    assert by_name(doctor(path, "--cheap")[1]).get("store.integrity") is None, "not part of every apply's checks"
+
+
+def test_the_disk_check_names_the_headroom_it_keeps(make_project, tmp_path: Path) -> None:
+    """Issue 15, item 9: '3 MiB free, the next batches need 1.5 MiB' was a failure with no word of why."""
+    from ragstate.reconcile.doctor import DISK_HEADROOM, _disk_check
+
+    project = make_project(models=HASH_MODELS)
+    free = shutil.disk_usage(tmp_path).free
+    check = _disk_check(project.spec, project.store, free - 3 * 2**20, 1)  # 3 MiB left after the batches
+    assert check.status == "fail"
+    assert f"plus {DISK_HEADROOM // 2**20} MiB of headroom" in check.detail and "in all" in check.detail
+    assert "MiB more at" in check.fix
+    assert _disk_check(project.spec, project.store, 2**20, 1).status == "ok"

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from ragstate.errors import SpecError
 from ragstate.spec import load_spec, spec_from_dict, spec_hash
@@ -123,3 +125,17 @@ def test_spec_from_dict_ignores_environment(tmp_path: Path, monkeypatch) -> None
     assert spec.reconcile.batch_size == 64
     with pytest.raises(SpecError, match="reconcile.batch_size"):
         spec_from_dict({"store": "sqlite:///a.db", "source": "d", "reconcile": {"batch_size": 0}})
+
+
+def test_ten_thousand_bad_names_make_a_short_error_that_counts_them(tmp_path: Path) -> None:
+    """Issue 15, item 9: a spec with 10K bad pipeline names made a 1.4 MB error."""
+    path = tmp_path / "s.yaml"
+    names = [f"bad{i}" for i in range(10_000)]
+    path.write_text(yaml.safe_dump({"store": "sqlite:///s.db", "source": "d", "pipelines": names}))
+    with pytest.raises(SpecError) as raised:
+        load_spec(path, environ={})
+    message = str(raised.value)
+    assert len(message) < 10_000 and "pipelines.0:" in message and "pipelines.19:" in message
+    assert "pipelines.20:" not in message
+    assert re.search(r"\.\.\. and 9,98\d more problems \(10,00\d in all\)$", message)  # each name, and the list
+    assert len(raised.value.problems) == 21

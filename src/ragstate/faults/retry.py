@@ -11,6 +11,10 @@ raised: the caller's run fails and the next run resumes.
 
 A ``Guard`` outlives runs (a daemon keeps its breakers between cycles); each run points
 it at its own ``FaultLog`` with ``recording``.
+
+Failures and retries are logged under the dependency that failed (``origin``), not the
+call's target: a build (target ``embedder``) that reads the embedding cache fails with a
+``StoreError`` when the database is down, and that outage is the database's.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import TypeVar
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
-from ragstate.errors import CircuitOpen
+from ragstate.errors import CircuitOpen, SourceError, StoreError
 from ragstate.faults.breaker import CircuitBreaker
 from ragstate.faults.log import FaultLog
 from ragstate.faults.taxonomy import is_transient
@@ -101,11 +105,14 @@ class Guard:
             if isinstance(exc, CircuitOpen):
                 self.log.turned_away(target)
                 return
-            self.log.retried(target)
+            self.log.retried(origin(exc, target))
             if exc is not None:
                 delay = state.next_action.sleep if state.next_action is not None else 0.0
                 self.log.failed(
-                    target, "transient", exc, f"retry {state.attempt_number + 1}/{r.attempts} in {delay:.2f} s"
+                    origin(exc, target),
+                    "transient",
+                    exc,
+                    f"retry {state.attempt_number + 1}/{r.attempts} in {delay:.2f} s",
                 )
 
         retrying = Retrying(
@@ -120,5 +127,15 @@ class Guard:
             return retrying(breaker.call, fn)
         except BaseException as exc:
             if is_transient(exc):
-                self.log.failed(target, "transient", exc, f"gave up after {r.attempts} attempts")
+                self.log.failed(origin(exc, target), "transient", exc, f"gave up after {r.attempts} attempts")
             raise
+
+
+def origin(exc: BaseException | None, target: str) -> str:
+    """The dependency ``exc`` came from: ``database`` for a store error, ``source`` for a
+    source error, else the call's ``target``."""
+    if isinstance(exc, StoreError):
+        return "database"
+    if isinstance(exc, SourceError):
+        return "source"
+    return target

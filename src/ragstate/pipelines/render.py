@@ -6,6 +6,14 @@ from ragstate.pipelines.base import Hit, Retrieval
 
 #: characters of each passage shown
 SHOWN_CHARS = 240
+#: characters of each title shown (an untrusted document's title may be a megabyte long)
+TITLE_CHARS = 160
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` on one line, cut to ``limit`` characters (marked ``…``)."""
+    head = " ".join(text[: limit * 4].split())  # bounded work for a huge text
+    return head[:limit] + " …" if len(head) > limit or len(text) > limit * 4 else head
 
 
 def render_retrieval(result: Retrieval) -> str:
@@ -19,13 +27,13 @@ def render_retrieval(result: Retrieval) -> str:
         built = ", ".join(f"{kind} built {c['built']}" for kind, c in result.healed["kinds"].items()) or "nothing"
         lines.append(f"  healed first: run {result.healed['run_id']} ({built})")
     for rank, hit in enumerate(result, start=1):
-        lines.append(f"{rank:>3}. {hit.score:8.4f}  {hit.doc_id}  {hit.title}")
+        lines.append(f"{rank:>3}. {hit.score:8.4f}  {hit.doc_id}  {_cut(hit.title, TITLE_CHARS)}")
         where = citation(hit)
         if where:
             lines.append(f"       ({where})")
-        passage = " ".join(hit.passage.split())
+        passage = _cut(hit.passage, SHOWN_CHARS)
         if passage:
-            lines.append("       " + (passage[:SHOWN_CHARS] + " …" if len(passage) > SHOWN_CHARS else passage))
+            lines.append("       " + passage)
     if not len(result):
         lines.append("  no document matched")
     return "\n".join(lines)

@@ -15,6 +15,11 @@ right or model stops the run before it records anything; the others load models.
                       not read-only); the SQLite file and its folder are writable
 ``store.schema``      ragstate's migrations: current, pending (apply runs them), or
                       newer than this version of ragstate knows
+``store.integrity``   the database's own check of its pages and indexes (SQLite's
+                      ``PRAGMA quick_check``; PostgreSQL: indexes marked invalid, and
+                      B-tree structure with amcheck when installed); on damage, which
+                      tables it hits and the command that rebuilds the store afresh
+                      from the source (not cheap: it reads the whole store)
 ``model.<name>``      each model the enabled kinds use is on disk, with the dimension
                       the spec says (cheap); loads offline and embeds a test sentence
                       to a vector of that dimension (``model.<name>.load``, not cheap)
@@ -44,7 +49,7 @@ import psutil
 
 from ragstate.artifacts import ordered
 from ragstate.compute.embedders import Embedder, make_embedder, resolve_model_path
-from ragstate.errors import ModelError, RagstateError, StoreConfigError, StoreUnavailable
+from ragstate.errors import ModelError, RagstateError, StoreConfigError, StoreError, StoreUnavailable
 from ragstate.pipelines.registry import kinds_for
 from ragstate.plan.desired import desired_state
 from ragstate.redact import redact
@@ -60,6 +65,8 @@ ASSUMED_CHARS = 40_000
 IN_FLIGHT = 3
 #: characters of a chunk, about (256 word-pieces of English)
 CHUNK_CHARS = 1_000
+#: free space kept beyond the next batches: the database's journal, WAL and temporary files
+DISK_HEADROOM = 64 * 2**20
 
 
 @dataclass
@@ -99,7 +106,7 @@ def doctor(spec: Spec, *, store: Store | None = None, cheap: bool = False) -> Do
             checks.append(Check("store.reachable", "fail", redact(str(exc)), _store_fix(spec, exc)))
     try:
         if opened is not None:
-            checks += _store_checks(spec, opened)
+            checks += _store_checks(spec, opened, cheap=cheap)
         models = _model_checks(spec, cheap=cheap)
         checks += models
         if not any(c.failed for c in models):
@@ -125,20 +132,55 @@ def _store_fix(spec: Spec, exc: RagstateError) -> str:
     return "correct store.url and the role's rights (see the message)"
 
 
-def _store_checks(spec: Spec, store: Store) -> list[Check]:
+def _store_checks(spec: Spec, store: Store, *, cheap: bool = False) -> list[Check]:
     languages = ()
     try:
         if "fulltext" in [k.name for k in ordered(kinds_for(spec.pipelines))]:
             languages = (spec.artifacts.fulltext.language,)
     except RagstateError:
         pass  # reported by the plugin check
+    checks: list[Check] = []
     try:
         with store.session() as s:
-            checks = store.diagnose(s, fulltext_languages=languages)
-            checks.append(_schema_check(store, s))
+            checks += store.diagnose(s, fulltext_languages=languages)
+            integrity = None if cheap else _integrity_check(spec, store, s)
+            if integrity is not None:
+                checks.append(integrity)
+            if integrity is None or not integrity.failed:
+                checks.append(_schema_check(store, s))
     except StoreUnavailable as exc:
         return [Check("store.reachable", "fail", redact(str(exc)), _store_fix(spec, exc))]
+    except StoreError as exc:  # a damaged store fails its first real read
+        checks.append(Check("store.schema", "fail", redact(str(exc)), "run `ragstate doctor` (without --cheap)"))
     return checks
+
+
+#: rows the rebuild advice names: everything else ragstate keeps is derived from the source
+_NOT_REBUILT = "the run history and quarantine records start afresh"
+
+
+def _integrity_check(spec: Spec, store: Store, session: Session) -> Check:
+    problems, tables = store.integrity(session)
+    if not problems:
+        return Check("store.integrity", "ok", "the database reports no damage", cheap=False)
+    found = "; ".join(problems[:3]) + (f" and {len(problems) - 3} more" if len(problems) > 3 else "")
+    hit = f" (tables: {', '.join(tables)})" if tables else ""
+    path = getattr(store, "path", None)
+    if path is not None:
+        fresh = Path(path).with_name(Path(path).stem + ".rebuilt" + Path(path).suffix)
+        fix = (
+            f"every ragstate table, the damaged ones too, can be rebuilt from the source ({_NOT_REBUILT}): "
+            f"RAGSTATE_STORE__URL=sqlite:///{fresh} ragstate reconcile -c <spec>; when it verifies, "
+            f"replace {path} with {fresh} (keep the damaged file until then)"
+        )
+    else:
+        schema = f"{spec.store.schema_name}_rebuilt"
+        fix = (
+            "REINDEX the indexes named (as their owner); or rebuild every ragstate table from the source "
+            f"into a fresh schema ({_NOT_REBUILT}): RAGSTATE_STORE__SCHEMA={schema} ragstate reconcile -c <spec>, "
+            f"then point store.schema at {schema}"
+        )
+    return Check("store.integrity", "fail", f"{store.description} is damaged{hit}: {found}", fix, cheap=False)
 
 
 def _schema_check(store: Store, session: Session) -> Check:
@@ -391,11 +433,19 @@ def _disk_check(spec: Spec, store: Store | None, batch_bytes: int, per_doc: int)
         return Check("disk", "ok", "free space on the database server is not visible from here (not checked)")
     free = shutil.disk_usage(folder).free
     scope = documents * per_doc
-    detail = f"{free / mib:,.0f} MiB free at {folder}; the next batches need about {batch_bytes / mib:,.1f} MiB" + (
-        f", all {documents:,} recorded documents about {scope / mib:,.0f} MiB" if documents else ""
-    )
-    if free < batch_bytes + 64 * mib:
-        return Check("disk", "fail", detail, f"free space at {folder}, or lower reconcile.batch_size")
+    need = batch_bytes + DISK_HEADROOM
+    detail = (
+        f"{free / mib:,.0f} MiB free at {folder}; the next batches need about {batch_bytes / mib:,.1f} MiB "
+        f"plus {DISK_HEADROOM // mib} MiB of headroom (the database's journal and temporary files), "
+        f"{need / mib:,.1f} MiB in all"
+    ) + (f"; all {documents:,} recorded documents about {scope / mib:,.0f} MiB" if documents else "")
+    if free < need:
+        return Check(
+            "disk",
+            "fail",
+            detail,
+            f"free at least {(need - free) / mib:,.1f} MiB more at {folder}, or lower reconcile.batch_size",
+        )
     if scope and free < scope:
         return Check("disk", "warn", detail, f"free space at {folder} before building everything")
     return Check("disk", "ok", detail)

@@ -133,6 +133,7 @@ def table_source_from(data: Mapping[str, Any] | TableSourceSpec) -> TableSourceS
             field = _dotted(("source",) + _clean_loc(error["loc"]))
             message = "unknown field" if error["type"] == "extra_forbidden" else error["msg"]
             problems.append(f"{field}: {message.removeprefix('Value error, ')}")
+        problems = _capped(problems)
         raise SpecError("invalid table source:\n  " + "\n  ".join(problems), problems=problems) from None
 
 
@@ -312,6 +313,7 @@ def _validate(
             elif "input" in error and not isinstance(error["input"], (dict, list)):
                 message += f" (got {redact(repr(error['input']))[:80]})"
             problems.append(f"{origin}: {field}: {message}")
+        problems = _capped(problems)
         raise SpecError("invalid spec:\n  " + "\n  ".join(problems), path=path, problems=problems) from None
     finally:
         ENVIRON.reset(token)
@@ -337,6 +339,18 @@ def _did_you_mean(loc: tuple[Any, ...]) -> str:
     names = {f.alias or n for m in models for n, f in m.model_fields.items()}
     close = difflib.get_close_matches(str(loc[-1]), sorted(names), n=1, cutoff=0.75) if loc else []
     return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+#: problems a spec error lists; the rest are counted (10,000 bad names made a 1.4 MB error)
+MAX_PROBLEMS_SHOWN = 20
+
+
+def _capped(problems: list[str]) -> list[str]:
+    """The first ``MAX_PROBLEMS_SHOWN`` problems, then a line counting the others."""
+    if len(problems) <= MAX_PROBLEMS_SHOWN:
+        return problems
+    rest = len(problems) - MAX_PROBLEMS_SHOWN
+    return problems[:MAX_PROBLEMS_SHOWN] + [f"... and {rest:,} more problems ({len(problems):,} in all)"]
 
 
 def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -69,6 +69,13 @@ class StoreSpec(_Section):
     password_file: Path | None = Field(None, description="file whose first line is the store password")
     pool_size: int = Field(4, ge=1, le=64, description="PostgreSQL connection pool size")
     connect_timeout_s: float = Field(10.0, gt=0, le=600)
+    statement_timeout_s: float = Field(
+        300.0,
+        gt=0,
+        le=86_400,
+        description="PostgreSQL: longest one statement may run or wait for a lock (vector index builds excepted); "
+        "a longer one fails as transient (retried, then the next run resumes) instead of hanging",
+    )
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

@@ -277,6 +277,12 @@ class Store(ABC):
         create and write ragstate's tables."""
         return []
 
+    def integrity(self, session: Session) -> tuple[list[str], list[str]]:
+        """Damage the database itself reports (``doctor``): ``(problems, tables)``, the
+        problems in the database's words and the ragstate tables they hit (when known);
+        two empty lists for an undamaged store. Reads the whole store: not cheap."""
+        return [], []
+
     def data_directory(self, session: Session) -> Path | None:
         """The folder the database writes to, when this process can see it (for the
         free-space check), else None."""

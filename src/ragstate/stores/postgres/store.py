@@ -7,11 +7,20 @@ explicit transaction, so nothing is ever committed by accident.
 pgvector itself refuses NaN, infinity and vectors of the wrong dimension on input, so on
 this backend those corruptions cannot be stored; the quality checks that remain are
 zero norm and unit length.
+
+No statement hangs: the server cancels one that runs (or waits for a lock) longer than
+``store.statement_timeout_s``, and a server that does not answer at all (paused, its
+host frozen) cannot cancel anything, so ``_Watchdog`` closes the connection of a statement
+still unanswered ``connect_timeout_s`` later. Both are ``StoreTimeout``, transient.
 """
 
 from __future__ import annotations
 
+import os
+import socket
 import struct
+import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ragstate.errors import StoreConfigError, StoreError, StoreUnavailable, WriterLockLost
+from ragstate.errors import StoreConfigError, StoreError, StoreTimeout, StoreUnavailable, WriterLockLost
 from ragstate.hashing import lock_key
 from ragstate.redact import redact, register_secret, secret_from_file
 from ragstate.spec.model import StoreSpec
@@ -118,11 +127,80 @@ def _configure(conn: psycopg.Connection) -> None:
     conn.adapters.register_dumper(EncodedVector, Binary)
 
 
+class _Watchdog:
+    """Closes the connection of a statement the server has not answered by its deadline.
+
+    One thread for the process, started with the first watched statement; it looks every
+    ``TICK_S`` at the statements running now. Closing the socket makes the waiting call
+    return at once (the connection is lost; the pool discards it)."""
+
+    TICK_S = 0.25
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: dict[int, tuple[float, psycopg.Connection]] = {}
+        self._closed: set[int] = set()
+        self._thread: threading.Thread | None = None
+
+    @contextmanager
+    def watch(self, conn: psycopg.Connection, seconds: float | None, where: str) -> Iterator[None]:
+        if seconds is None:
+            yield
+            return
+        key = id(conn)
+        with self._lock:
+            nested = key in self._running
+            if not nested:
+                self._running[key] = (time.monotonic() + seconds, conn)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="ragstate-pg-watchdog", daemon=True)
+                self._thread.start()
+        try:
+            yield
+        except psycopg.Error as exc:
+            with self._lock:
+                closed = key in self._closed
+            if closed and not nested:
+                raise StoreTimeout(
+                    f"{where}: the server did not answer a statement within {seconds:g} s "
+                    "(store.statement_timeout_s, plus connect_timeout_s for a server that cannot cancel it); "
+                    "the connection was closed: is the server paused or overloaded?"
+                ) from exc
+            raise
+        finally:
+            if not nested:
+                with self._lock:
+                    self._running.pop(key, None)
+                    self._closed.discard(key)
+
+    def _loop(self) -> None:
+        while True:
+            time.sleep(self.TICK_S)
+            now = time.monotonic()
+            with self._lock:
+                overdue = [(k, c) for k, (due, c) in self._running.items() if due <= now and k not in self._closed]
+                self._closed.update(k for k, _ in overdue)
+            for _, conn in overdue:
+                try:
+                    with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+                        sock.shutdown(socket.SHUT_RDWR)
+                except (OSError, psycopg.Error):
+                    pass  # already closed: the statement ended anyway
+
+
+_WATCHDOG = _Watchdog()
+
+
 @contextmanager
 def _translated(what: str) -> Iterator[None]:
     """Map psycopg's exceptions onto ragstate's taxonomy; messages lose any secret."""
     try:
         yield
+    except pg_errors.QueryCanceled as exc:  # statement_timeout (or an administrator's cancel)
+        raise StoreTimeout(
+            f"{what}: a statement was cancelled by the server after store.statement_timeout_s "
+            f"(a lock held by another session, or an overloaded server): {redact(str(exc)).strip()}"
+        ) from exc
     except pg_errors.InsufficientPrivilege as exc:
         raise StoreConfigError(f"{what}: permission denied: {redact(str(exc)).strip()}") from exc
     except _TRANSIENT as exc:
@@ -134,26 +212,33 @@ def _translated(what: str) -> Iterator[None]:
 
 
 class PostgresSession(Session):
-    def __init__(self, conn: psycopg.Connection, dialect: PostgresDialect, where: str):
+    def __init__(
+        self, conn: psycopg.Connection, dialect: PostgresDialect, where: str, deadline_s: float | None = None
+    ):
         self.conn = conn
         self.dialect = dialect
         self.where = where
+        #: how long the client waits for an answer to one statement (None: for ever)
+        self.deadline_s = deadline_s
+
+    def _bounded(self) -> Any:
+        return _WATCHDOG.watch(self.conn, self.deadline_s, self.where)
 
     def execute(self, template: str, params: Sequence[Any] = (), **tables: str) -> int:
         sql = self.dialect.render(template, **tables)
-        with _translated(self.where):
+        with _translated(self.where), self._bounded():
             cur = self.conn.execute(sql, self.params(params))
         self.schema_changed(sql)
         return cur.rowcount
 
     def executemany(self, template: str, rows: Iterable[Sequence[Any]], **tables: str) -> None:
         sql = self.dialect.render(template, **tables)
-        with _translated(self.where), self.conn.cursor() as cur:
+        with _translated(self.where), self._bounded(), self.conn.cursor() as cur:
             cur.executemany(sql, [tuple(r) for r in rows])
 
     def query(self, template: str, params: Sequence[Any] = (), **tables: str) -> list[tuple[Any, ...]]:
         sql = self.dialect.render(template, **tables)
-        with _translated(self.where):
+        with _translated(self.where), self._bounded():
             return [tuple(r) for r in self.conn.execute(sql, self.params(params)).fetchall()]
 
     def iter_query(
@@ -161,15 +246,21 @@ class PostgresSession(Session):
     ) -> Iterator[tuple[Any, ...]]:
         sql = self.dialect.render(template, **tables)
         with _translated(self.where), self.conn.cursor() as cur:
-            cur.execute(sql, self.params(params))
-            while rows := cur.fetchmany(chunk):
+            # each round trip is bounded, not the caller's work between chunks
+            with self._bounded():
+                cur.execute(sql, self.params(params))
+            while True:
+                with self._bounded():
+                    rows = cur.fetchmany(chunk)
+                if not rows:
+                    break
                 yield from (tuple(r) for r in rows)
 
     def copy_rows(self, table: TableDef, rows: Iterable[Sequence[Any]], *, temp: bool = False) -> int:
         name = self.dialect.temp_table(table.name) if temp else self.dialect.table(table.name)
         json_cols = [i for i, c in enumerate(table.columns) if c.type is ColumnType.JSON]
         count = 0
-        with _translated(self.where), self.conn.cursor() as cur:
+        with _translated(self.where), self._bounded(), self.conn.cursor() as cur:
             with cur.copy(self.dialect.copy_from(name, table.column_names)) as copy:
                 copy.set_types([_COPY_TYPES[c.type] for c in table.columns])
                 for row in rows:
@@ -213,7 +304,7 @@ class _AdvisoryLock(ProcessLock):
     def try_acquire(self) -> bool:
         with _translated(self._store.description):
             conn = psycopg.connect(self._store.url, **self._store._kwargs, application_name=f"ragstate {self._name}")
-        session = PostgresSession(conn, self._store.dialect, self._store.description)
+        session = PostgresSession(conn, self._store.dialect, self._store.description, self._store._deadline_s)
         try:
             held = bool(session.scalar("SELECT pg_try_advisory_lock(?)", (self._key,)))
         except BaseException:
@@ -228,7 +319,9 @@ class _AdvisoryLock(ProcessLock):
     def check(self) -> None:
         if self._conn is not None and not self._conn.closed:
             try:
-                PostgresSession(self._conn, self._store.dialect, self._store.description).scalar("SELECT 1")
+                PostgresSession(
+                    self._conn, self._store.dialect, self._store.description, self._store._deadline_s
+                ).scalar("SELECT 1")
                 return
             except StoreUnavailable:
                 pass
@@ -284,7 +377,14 @@ class PostgresStore(Store):
         self.url = spec.url.replace("postgres://", "postgresql://", 1)
         self.description = f"postgresql {redact(self.url)} (schema {spec.schema_name})"
         self.max_sessions = spec.pool_size
-        self._kwargs: dict[str, Any] = {"autocommit": True, "connect_timeout": max(1, int(spec.connect_timeout_s))}
+        self.statement_timeout_s = spec.statement_timeout_s
+        # a server that cannot cancel (paused) is given connect_timeout_s more, then the client gives up
+        self._deadline_s = spec.statement_timeout_s + spec.connect_timeout_s
+        self._kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": max(1, int(spec.connect_timeout_s)),
+            "options": f"-c statement_timeout={max(1, round(spec.statement_timeout_s * 1000))}",
+        }
         if spec.password_file is not None:
             try:
                 self._kwargs["password"] = secret_from_file(spec.password_file)
@@ -328,7 +428,7 @@ class PostgresStore(Store):
     @contextmanager
     def session(self) -> Iterator[Session]:
         with _translated(self.description), self._pool.connection() as conn:
-            yield PostgresSession(conn, self.dialect, self.description)
+            yield PostgresSession(conn, self.dialect, self.description, self._deadline_s)
 
     def close(self) -> None:
         self._pool.close()
@@ -367,6 +467,32 @@ class PostgresStore(Store):
             except StoreError:
                 if session.scalar("SELECT 1 FROM pg_namespace WHERE nspname = ?", (self.dialect.schema,)) is None:
                     raise
+
+    def integrity(self, session: Session) -> tuple[list[str], list[str]]:
+        # What can be checked without changing anything: indexes marked invalid, and with
+        # amcheck (when an administrator installed it) the structure of every B-tree index.
+        indexes = session.query(
+            "SELECT c.oid::regclass::text, c.relname, t.relname, i.indisvalid, a.amname FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace JOIN pg_am a ON a.oid = c.relam "
+            "WHERE n.nspname = ? ORDER BY c.relname",
+            (self.dialect.schema,),
+        )
+        problems: list[str] = []
+        tables: set[str] = set()
+        for _, index, table, valid, _ in indexes:
+            if not valid:
+                problems.append(f"index {index} of {table} is invalid (pg_index.indisvalid is false)")
+                tables.add(table)
+        if session.scalar("SELECT 1 FROM pg_extension WHERE extname = 'amcheck'"):
+            for qualified, index, table, valid, method in indexes:
+                if valid and method == "btree":
+                    try:
+                        session.query("SELECT bt_index_check(?::regclass)", (qualified,))
+                    except StoreError as exc:
+                        problems.append(f"index {index} of {table}: {exc}")
+                        tables.add(table)
+        return problems, sorted(tables)
 
     def diagnose(self, session: Session, *, fulltext_languages: Sequence[str] = ()) -> list[Check]:
         checks = []
@@ -622,6 +748,15 @@ class PostgresStore(Store):
         return [(r[0], float(r[1])) for r in rows]
 
     def vector_index(self, session: Session, table: TableDef) -> None:
-        for ix in table.indexes:
-            if ix.method == "vector":
-                session.execute(self.dialect.create_index(table, ix))
+        # An HNSW build over a large table may rightly take longer than any statement should:
+        # it runs without the statement timeout (the server still answers meanwhile).
+        assert isinstance(session, PostgresSession)
+        deadline, session.deadline_s = session.deadline_s, None
+        session.execute("SET statement_timeout = 0")
+        try:
+            for ix in table.indexes:
+                if ix.method == "vector":
+                    session.execute(self.dialect.create_index(table, ix))
+        finally:
+            session.deadline_s = deadline
+            session.execute("RESET statement_timeout")

@@ -44,6 +44,8 @@ def _translated(what: str) -> Iterator[None]:
         raise StoreUnavailable(f"{what}: database is locked by another process ({exc})") from exc
     except apsw.CantOpenError as exc:
         raise StoreConfigError(f"{what}: cannot open the database file ({exc})") from exc
+    except (apsw.CorruptError, apsw.NotADBError) as exc:
+        raise StoreError(f"{what}: {exc}; `ragstate doctor` names the damage and how to rebuild the store") from exc
     except (apsw.ReadOnlyError, apsw.PermissionsError, apsw.AuthError) as exc:
         raise StoreConfigError(f"{what}: not allowed ({exc})") from exc
     except apsw.Error as exc:
@@ -270,6 +272,36 @@ class SQLiteStore(Store):
     def prepare(self, session: Session) -> None:
         if not os.access(self.path.parent, os.W_OK):
             raise StoreConfigError(f"store {self.path}: folder {self.path.parent} is not writable")
+
+    def integrity(self, session: Session) -> tuple[list[str], list[str]]:
+        try:
+            rows = session.query("PRAGMA quick_check")
+            problems = [line for r in rows for line in str(r[0]).splitlines() if line and not line.startswith("***")]
+        except StoreError as exc:  # too damaged to be walked through
+            problems = [str(exc.__cause__ or exc)]
+        if problems == ["ok"]:
+            return [], []
+        # quick_check names a damaged b-tree by its root page ("Tree 8 page 8 cell 29: ..."); when
+        # it names none, each table is checked alone to find those that fail
+        pages = {int(m) for p in problems for m in re.findall(r"\bTree (\d+)\b", p)}
+        tables: set[str] = set()
+        try:
+            catalog = session.query(
+                "SELECT tbl_name, rootpage, type FROM sqlite_master WHERE tbl_name LIKE ?", (self.dialect.prefix + "%",)
+            )
+        except StoreError:
+            return problems, []  # the catalog itself is damaged: the problems say so
+        for name, root, type_ in catalog:
+            if root in pages:
+                tables.add(str(name))
+            elif not pages and type_ == "table":
+                try:
+                    alone = session.query(f"PRAGMA quick_check({self.dialect.quote(str(name))})")
+                except StoreError:
+                    alone = [("damaged",)]
+                if [tuple(r) for r in alone] != [("ok",)]:
+                    tables.add(str(name))
+        return problems, sorted(tables)
 
     def diagnose(self, session: Session, *, fulltext_languages: Sequence[str] = ()) -> list[Check]:
         version, vec = session.query("SELECT sqlite_version(), vec_version()")[0]
