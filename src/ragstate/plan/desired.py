@@ -6,10 +6,10 @@ same spec gives the same desired state on any machine with the same model files.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ragstate.artifacts import ArtifactKind, Recipe, ordered
-from ragstate.pipelines.registry import REQUIREMENTS, kinds_for
+from ragstate.pipelines.registry import REQUIREMENTS, kinds_for, unusable
 from ragstate.spec.model import Spec
 
 
@@ -30,6 +30,8 @@ class Desired:
 
     kinds: tuple[DesiredKind, ...]
     pipelines: dict[str, tuple[str, ...]]
+    #: pipelines that cannot answer as the spec stands, whatever the data: pipeline -> why
+    unusable: dict[str, str] = field(default_factory=dict)
 
     def kind(self, name: str) -> DesiredKind:
         for k in self.kinds:
@@ -51,4 +53,5 @@ def desired_state(spec: Spec, *, pipelines: tuple[str, ...] | None = None) -> De
     return Desired(
         kinds=tuple(DesiredKind(k, k.recipe(spec)) for k in kinds),
         pipelines={p: tuple(k.name for k in ordered(REQUIREMENTS[p])) for p in names},
+        unusable=unusable(spec, names),
     )

@@ -149,7 +149,7 @@ def pipeline_readiness(plan: Plan, observed: Observed, desired: Desired) -> dict
     by_kind = {k.kind: k for k in plan.kinds}
     out: dict[str, PipelineStatus] = {}
     for pipeline, kinds in desired.pipelines.items():
-        reasons: list[str] = []
+        reasons: list[str] = [desired.unusable[pipeline]] if pipeline in desired.unusable else []
         if plan.schema:
             reasons.append("ragstate's tables need repair: " + "; ".join(plan.schema[:3]))
         if plan.source_schema:
