@@ -83,3 +83,20 @@ def test_an_empty_source_is_said_not_silently_converged(spec_file, tmp_path: Pat
     assert "0 documents in scope" in out and f"the source {tmp_path / 'empty'} holds no document in scope" in out
     code, _, err = run("apply", "-c", spec)
     assert code == 0 and "holds no document in scope" in err
+
+
+def test_hyde_without_a_generator_is_said_everywhere(spec_file, corpus: Path, tmp_path: Path) -> None:
+    code, _, err = run(
+        "init", "--source", str(corpus), "--pipelines", "basic,hyde", "--output", str(tmp_path / "init.yaml")
+    )
+    assert code == 0 and "pipeline hyde is enabled but no text generator is configured" in err
+
+    spec = str(spec_file(models=HASH, pipelines=["basic", "hyde"]))
+    assert run("apply", "-c", spec)[0] == 0
+    code, out, _ = run("status", "-c", spec, "--json")
+    pipelines = json.loads(out)["pipelines"]
+    assert code == 2 and pipelines["basic"]["ready"] is True and pipelines["hyde"]["ready"] is False
+    assert "hyde needs a text generator" in pipelines["hyde"]["reasons"][0]
+    code, _, _ = run("report", "-c", spec, "--html", str(tmp_path / "r.html"))
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert code == 0 and "NotConfigured" in page and "hyde needs a text generator" in page

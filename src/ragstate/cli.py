@@ -53,10 +53,12 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
+from rich.text import Text
 
 from ragstate import __version__, exits, logs
 from ragstate.apply.record import REJECTED, RunRecord
@@ -196,8 +198,26 @@ def _emit(as_json: bool, data: dict[str, Any], text: str) -> None:
         out.print(redact(text), markup=False)
 
 
+class _Eta(ProgressColumn):
+    """Time left: from the measured rate once there is one, else from the plan's estimate
+    (``estimate_s``, from the throughput of earlier runs), counting down."""
+
+    def render(self, task: Task) -> Text:
+        if task.finished:
+            return Text("done")
+        left = task.time_remaining
+        if left is None and task.fields.get("estimate_s"):
+            left = max(0.0, task.fields["estimate_s"] - (task.elapsed or 0.0))
+        if left is None:
+            return Text("ETA -:--:--")
+        return Text(f"ETA {int(left) // 3600}:{int(left) % 3600 // 60:02d}:{int(left) % 60:02d}")
+
+
 class _Bar:
-    """rich progress bar on stderr, for the library's Progress protocol."""
+    """rich progress bar on stderr, for the library's Progress protocol: a bar per kind and,
+    when several kinds build, an overall one whose ETA starts from the plan's estimate."""
+
+    OVERALL = "all kinds"
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
@@ -212,8 +232,7 @@ class _Bar:
                 MofNCompleteColumn(),
                 TextColumn("{task.fields[rate]}"),
                 TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
+                _Eta(),
                 console=err,
                 transient=False,
             )
@@ -224,17 +243,25 @@ class _Bar:
         if self._progress is not None:
             self._progress.stop()
 
+    def planned(self, estimate: Any) -> None:
+        """The plan's ``Estimate``: documents over every kind, seconds expected."""
+        if self._progress is not None and estimate.items:
+            self._tasks[self.OVERALL] = self._progress.add_task(
+                self.OVERALL, total=estimate.items, rate="", estimate_s=estimate.seconds
+            )
+
     def start(self, kind: str, total: int) -> None:
         if self._progress is not None:
             self._tasks[kind] = self._progress.add_task(kind, total=total, rate="")
 
     def advance(self, kind: str, done: int) -> None:
         if self._progress is not None and kind in self._tasks:
-            task_id = self._tasks[kind]
-            self._progress.advance(task_id, done)
-            task = self._progress.tasks[task_id]
-            speed = task.finished_speed or task.speed
-            self._progress.update(task_id, rate=f"{speed:.1f} docs/s" if speed else "")
+            for name in (kind, self.OVERALL) if self.OVERALL in self._tasks else (kind,):
+                task_id = self._tasks[name]
+                self._progress.advance(task_id, done)
+                task = self._progress.tasks[task_id]
+                speed = task.finished_speed or task.speed
+                self._progress.update(task_id, rate=f"{speed:.1f} docs/s" if speed else "")
 
     def finish(self, kind: str) -> None:
         pass

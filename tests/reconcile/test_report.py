@@ -84,3 +84,50 @@ def test_the_report_is_one_page_whose_charts_are_drawn(spec_file, corpus: Path, 
     assert figures == {"chart-drift": "5", "chart-throughput": "4", "chart-duration": "4"}
     assert 'data-charts="3"' in dom
     assert "Pipelines and artifact kinds" in dom and "doc_embeddings" in dom and "partial" in dom
+
+
+# --- scales (issue 23): no chart lets one run flatten the others, nor counts kinds as documents ---
+
+
+def _status():
+    from ragstate.reconcile.reports import StatusReport
+
+    return StatusReport(
+        store="sqlite x", source="folder y", scope_size=160, pipelines={}, kinds={}, schema=[], last_run=None, running=[]
+    )
+
+
+def _heights(page: str, chart: str) -> list[float]:
+    figure = page.split(f"id='{chart}'", 1)[1].split("</figure>", 1)[0]
+    return [float(h) for h in re.findall(r"<rect class='bar[^']*'[^>]*height='([\d.]+)'", figure)]
+
+
+def test_one_fast_tiny_run_does_not_flatten_the_throughput_chart() -> None:
+    from ragstate.reconcile.html import render_html
+    from ragstate.reconcile.reports import Report, RunPoint
+
+    rates = [(160, 20.0), (150, 18.0), (1, 1 / 519), (140, 19.0)]  # (built, build seconds): the third is 519/s
+    runs = [
+        RunPoint(run_id=f"r{i}", command="apply", status="converged", started_at=1e9 + i, seconds=s, built=b,
+                 build_seconds=s)
+        for i, (b, s) in enumerate(rates)
+    ]
+    page = render_html(Report(status=_status(), runs=runs, generated_at=1e9))
+    heights = _heights(page, "chart-throughput")
+    assert len(heights) == 4
+    assert min(heights[0], heights[1], heights[3]) > 0.25 * heights[2], "the others are not squashed"
+    assert page.count("class='bar clipped'") == 1 and "519 documents/s (above the axis)" in page
+
+
+def test_drift_counts_documents_not_kinds_times_documents() -> None:
+    from types import SimpleNamespace
+
+    from ragstate.reconcile.reports import RunPoint
+
+    kinds = ["doc_embeddings", "chunks", "fulltext", "entities", "entity_embeddings", "chunk_embeddings", "tokens"]
+    row = SimpleNamespace(
+        run_id="r", command="apply", status="converged", started_at=1.0, finished_at=2.0, heartbeat_at=None,
+        timings={"total_s": 1.0}, error=None, plan=None,
+        counts={"drift": {k: {"missing": 160} for k in kinds} | {"chunks": {"missing": 160, "stale": 3}}, "kinds": {}},
+    )
+    assert RunPoint.from_row(row).drift == {"missing": 160, "stale": 3}

@@ -81,6 +81,26 @@ from ragstate.stores.schema import TableDef
 log = logging.getLogger(__name__)
 
 
+#: a run estimated longer than this on the CPU is announced before it starts
+LONG_RUN_S = 600.0
+
+
+def _warn_if_long(plan: Plan, spec: Spec) -> None:
+    """Say before the work starts that it will take long when a model runs on the CPU."""
+    seconds = plan.estimate.seconds
+    on_cpu = sorted(name for name, m in spec.models.items() if getattr(m, "device", "cpu") == "cpu")
+    if seconds < LONG_RUN_S or not on_cpu:
+        return
+    log.warning(
+        "this run is estimated at ~%.0f min (%d documents to build) with models on the CPU (%s); a GPU "
+        "(models.<name>.device: cuda), fewer pipelines or scope: {first: N} make it shorter; committed "
+        "batches stay if it is stopped",
+        seconds / 60,
+        plan.estimate.items,
+        ", ".join(on_cpu),
+    )
+
+
 def apply_plan(
     plan: Plan,
     observed: Observed,
@@ -105,6 +125,10 @@ def apply_plan(
     safety = safety or Safety.unlocked(spec)
     budget = budget or Budget()
     tracker = _Tracker(total=sum(len(k.build_ids) for k in plan.kinds))
+    _warn_if_long(plan, spec)
+    planned = getattr(progress, "planned", None)  # optional: an overall bar with the plan's ETA
+    if planned is not None:
+        planned(plan.estimate)
     t0 = time.perf_counter()
     registry_changed = observed.snapshot is not None and observed.registry_changed
     view = observed.quarantine

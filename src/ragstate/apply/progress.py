@@ -24,6 +24,10 @@ class Progress(Protocol):
     def note(self, message: str) -> None:
         """Something worth a line of its own (a generation switched, a repair)."""
 
+    # Optional (apply calls it when present): ``planned(estimate)`` before any work, with
+    # the plan's ``Estimate`` (documents to build over every kind, seconds expected from
+    # the measured throughput), for an overall bar whose ETA is known from the start.
+
 
 class NullProgress:
     def start(self, kind: str, total: int) -> None:

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from ragstate.artifacts.base import Recipe
-from ragstate.compute.embedders import Embedder, make_embedder
+from ragstate.compute.embedders import Embedder, embed_query, make_embedder
 from ragstate.plan.desired import Desired
 from ragstate.spec.model import ModelSpec, Spec
 from ragstate.stores.base import Session, Store
@@ -159,7 +159,7 @@ class QueryContext:
         """``text`` embedded as ``kind``'s vectors were (cached per query)."""
         key = (kind, text)
         if key not in self._vectors:
-            self._vectors[key] = self.embedder(kind).embed([text])[0]
+            self._vectors[key] = embed_query(self.embedder(kind), [text])[0]
         return self._vectors[key]
 
     def nearest_documents(self, vector: np.ndarray, n: int) -> list[Hit]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from ragstate.compute.generators import Generator, make_generator
 from ragstate.errors import GeneratorConfigError
 from ragstate.pipelines.base import Found, QueryContext, Retriever, unit
+from ragstate.pipelines.registry import HYDE_NEEDS_GENERATOR
 from ragstate.spec.model import Spec
 
 
@@ -24,11 +25,7 @@ class Hyde(Retriever):
     def generator(self, spec: Spec) -> Generator:
         name = spec.query.hyde.generator
         if name is None:
-            raise GeneratorConfigError(
-                "pipeline hyde needs a text generator to write its hypothetical passage, and none is configured: "
-                "add one under generators (e.g. an OpenAI-compatible server: {provider: openai, url: "
-                "http://localhost:8000/v1, model: NAME}) and name it in query.hyde.generator (docs/retrieval.md)"
-            )
+            raise GeneratorConfigError(HYDE_NEEDS_GENERATOR)
         return make_generator(name, spec.generators[name])
 
     def check(self, spec: Spec) -> None:

@@ -20,7 +20,17 @@ and every kind those are built from, is.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ragstate.errors import SpecError
+from ragstate.spec.model import Spec
+
+#: why hyde cannot answer without a generator (the query's error, and its readiness reason)
+HYDE_NEEDS_GENERATOR = (
+    "pipeline hyde needs a text generator to write its hypothetical passage, and none is configured: "
+    "add one under generators (e.g. an OpenAI-compatible server: {provider: openai, url: "
+    "http://localhost:8000/v1, model: NAME}) and name it in query.hyde.generator (docs/retrieval.md)"
+)
 
 REQUIREMENTS: dict[str, tuple[str, ...]] = {
     "basic": ("doc_embeddings",),
@@ -46,3 +56,11 @@ def kinds_for(pipelines: tuple[str, ...]) -> tuple[str, ...]:
             if kind not in kinds:
                 kinds.append(kind)
     return tuple(kinds)
+
+
+def unusable(spec: Spec, pipelines: Iterable[str]) -> dict[str, str]:
+    """Pipelines the spec enables but that cannot answer whatever the data: pipeline -> why.
+
+    Their readiness says so (``status``, the report), rather than "ready" and a refusal.
+    """
+    return {"hyde": HYDE_NEEDS_GENERATOR} if "hyde" in pipelines and spec.query.hyde.generator is None else {}

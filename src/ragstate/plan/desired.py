@@ -7,10 +7,10 @@ same spec gives the same desired state on any machine with the same model files.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from ragstate.artifacts import ArtifactKind, Recipe, ordered
-from ragstate.pipelines.registry import REQUIREMENTS, kinds_for
+from ragstate.pipelines.registry import REQUIREMENTS, kinds_for, unusable
 from ragstate.spec.model import ModelSpec, Spec
 from ragstate.stores.ledger import ACTIVE, Generation
 
@@ -48,6 +48,8 @@ class Desired:
 
     kinds: tuple[DesiredKind, ...]
     pipelines: dict[str, tuple[str, ...]]
+    #: pipelines that cannot answer as the spec stands, whatever the data: pipeline -> why
+    unusable: dict[str, str] = field(default_factory=dict)
 
     def kind(self, name: str) -> DesiredKind:
         for k in self.kinds:
@@ -69,6 +71,7 @@ def desired_state(spec: Spec, *, pipelines: tuple[str, ...] | None = None) -> De
     return Desired(
         kinds=tuple(DesiredKind(k, k.recipe(spec)) for k in kinds),
         pipelines={p: tuple(k.name for k in ordered(REQUIREMENTS[p])) for p in names},
+        unusable=unusable(spec, names),
     )
 
 

@@ -135,7 +135,9 @@ def evaluate(
         out[(KIND, d.name)] = tuple(stamp(c) for c in conds)
     readiness = pipeline_readiness(plan, observed, desired, audit)
     for pipeline, kinds in desired.pipelines.items():
-        conds = _pipeline(pipeline, kinds, readiness[pipeline].reasons, out, quarantined)
+        conds = _pipeline(
+            pipeline, kinds, readiness[pipeline].reasons, out, quarantined, configured=pipeline not in desired.unusable
+        )
         out[(PIPELINE, pipeline)] = tuple(stamp(c) for c in conds)
     return out
 
@@ -337,10 +339,13 @@ def _pipeline(
     reasons: Sequence[str],
     by_scope: Conditions,
     quarantined: dict[str, int],
+    *,
+    configured: bool = True,
 ) -> tuple[Condition, ...]:
     mine = [(k, by_scope[(KIND, k)]) for k in kinds if (KIND, k) in by_scope]
     if reasons:
-        ready = Condition(READY, FALSE, "KindsNotReady", "; ".join(reasons))
+        # NotConfigured: the spec lacks what it needs to answer (hyde without a generator)
+        ready = Condition(READY, FALSE, "KindsNotReady" if configured else "NotConfigured", "; ".join(reasons))
     else:
         ready = Condition(READY, TRUE, "Converged", "every kind it reads is in sync: " + ", ".join(kinds))
     out = [ready]

@@ -58,7 +58,7 @@ def render_html(report: Report) -> str:
         "<section><h2>Recent runs</h2>",
         _chart(
             "chart-drift",
-            "Drift found at the start of each run (documents, by class)",
+            "Drift found at the start of each run (documents by class, the most in any one kind)",
             runs,
             lambda r: [(r.drift.get(c, 0), DRIFT_COLOURS[c], c) for c in DRIFT_CLASSES],
             legend={c: DRIFT_COLOURS[c] for c in DRIFT_CLASSES if any(r.drift.get(c) for r in runs)},
@@ -68,6 +68,7 @@ def render_html(report: Report) -> str:
             "Throughput (documents built per second of building)",
             runs,
             lambda r: [(round(r.rate, 2), "#4e79a7", "documents/s")],
+            robust=True,
         ),
         _chart(
             "chart-duration",
@@ -75,6 +76,7 @@ def render_html(report: Report) -> str:
             runs,
             lambda r: [(round(r.seconds, 2), OUTCOME_COLOURS.get(r.status, "#bab0ac"), r.status)],
             legend={o: OUTCOME_COLOURS[o] for o in OUTCOME_COLOURS if any(r.status == o for r in runs)},
+            robust=True,
         ),
         _runs_table(runs),
         "</section>",
@@ -178,11 +180,25 @@ def _runs_table(runs: Sequence[RunPoint]) -> str:
 W, H, LEFT, BOTTOM, TOP = 720, 200, 52, 24, 10
 
 
-def _chart(chart_id: str, title: str, runs: Sequence[RunPoint], segments, legend: dict[str, str] | None = None) -> str:
-    """A stacked bar chart: one column per run, ``segments(run)`` → [(value, colour, label)]."""
+def _chart(
+    chart_id: str,
+    title: str,
+    runs: Sequence[RunPoint],
+    segments,
+    legend: dict[str, str] | None = None,
+    *,
+    robust: bool = False,
+) -> str:
+    """A stacked bar chart: one column per run, ``segments(run)`` → [(value, colour, label)].
+
+    ``robust``: the axis ends at ``_robust_top`` of the columns, so one outlier (a run that
+    built one document at 519 documents/s) does not flatten every other bar; a column above
+    it is drawn to the top, marked ``clipped``, its value in its tooltip.
+    """
     stacks = [segments(r) for r in runs]
-    top = max([sum(v for v, _, _ in st) for st in stacks] + [0])
-    scale_max = _nice(top)
+    totals = [sum(v for v, _, _ in st) for st in stacks]
+    top = max(totals + [0])
+    scale_max = _nice(_robust_top(totals) if robust else top)
     plot_w, plot_h = W - LEFT - 8, H - BOTTOM - TOP
     n = max(1, len(runs))
     slot = plot_w / n
@@ -203,14 +219,20 @@ def _chart(chart_id: str, title: str, runs: Sequence[RunPoint], segments, legend
         for value, colour, label in stack:
             if value <= 0 or scale_max <= 0:
                 continue
-            h = plot_h * value / scale_max
+            h = min(plot_h * value / scale_max, y - TOP)  # a clipped column stops at the top
+            clipped = h < plot_h * value / scale_max - 0.05
             y -= h
             bars += 1
-            tip = f"{run.run_id} ({run.status}): {_num(value)} {label}"
+            tip = f"{run.run_id} ({run.status}): {_num(value)} {label}" + (" (above the axis)" if clipped else "")
             parts.append(
-                f"<rect class='bar' x='{x:.1f}' y='{y:.1f}' width='{bar_w:.1f}' height='{h:.1f}' fill='{colour}'>"
-                f"<title>{_e(tip)}</title></rect>"
+                f"<rect class='bar{' clipped' if clipped else ''}' x='{x:.1f}' y='{y:.1f}' width='{bar_w:.1f}' "
+                f"height='{h:.1f}' fill='{colour}'><title>{_e(tip)}</title></rect>"
             )
+            if clipped:
+                parts.append(
+                    f"<text class='tick' x='{x + bar_w / 2:.1f}' y='{TOP + 8:.1f}' text-anchor='middle'>"
+                    f"{_num(value)}</text>"
+                )
     if runs:
         parts.append(f"<text class='tick' x='{LEFT}' y='{H - 6}'>{_when(runs[0].started_at)}</text>")
         parts.append(
@@ -224,6 +246,16 @@ def _chart(chart_id: str, title: str, runs: Sequence[RunPoint], segments, legend
         parts.append(f"<div class='legend'>{items}</div>")
     parts.append("</figure>")
     return "".join(parts).replace("data-bars='0'", f"data-bars='{bars}'", 1)
+
+
+def _robust_top(values: Sequence[float]) -> float:
+    """The largest value that is not an outlier (over three times the median): the bars
+    above it are clipped."""
+    positive = sorted(v for v in values if v > 0)
+    if len(positive) < 3:
+        return max(positive, default=0.0)
+    median = positive[len(positive) // 2]
+    return max(v for v in positive if v <= 3 * median)
 
 
 def _nice(value: float) -> float:

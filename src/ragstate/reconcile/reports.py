@@ -153,7 +153,7 @@ def pipeline_readiness(
     by_kind = {k.kind: k for k in plan.kinds}
     out: dict[str, PipelineStatus] = {}
     for pipeline, kinds in desired.pipelines.items():
-        reasons: list[str] = []
+        reasons: list[str] = [desired.unusable[pipeline]] if pipeline in desired.unusable else []
         if plan.schema:
             reasons.append("ragstate's tables need repair: " + "; ".join(plan.schema[:3]))
         if plan.source_schema:
@@ -253,9 +253,11 @@ class RunPoint:
         """From a ``records.RunRow`` (its counts and timings)."""
         counts = row.counts or {}
         drift: dict[str, int] = {}
+        # Per class, the most documents of any one kind: a document drifting in seven kinds
+        # is one document, not seven (a sum over kinds counted kinds × documents).
         for classes in (counts.get("drift") or (row.plan or {}).get("drift") or {}).values():
             for cls_, n in classes.items():
-                drift[cls_] = drift.get(cls_, 0) + int(n)
+                drift[cls_] = max(drift.get(cls_, 0), int(n))
         kinds = (counts.get("kinds") or {}).values()
         end = row.finished_at or row.heartbeat_at or row.started_at
         return cls(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
@@ -33,7 +34,12 @@ def starter_spec(
     if formats and not set(formats) <= set(SourceSpec.model_fields["formats"].default):
         source_section["formats"] = list(formats)
     data = {"store": store_url, "source": source_section, "pipelines": pipelines}
-    spec_from_dict(data, base_dir=spec_dir)  # validate before anything is written
+    spec = spec_from_dict(data, base_dir=spec_dir)  # validate before anything is written
+    if "hyde" in pipelines and spec.query.hyde.generator is None:
+        logging.getLogger(__name__).warning(
+            "pipeline hyde is enabled but no text generator is configured: its queries are refused until "
+            "generators and query.hyde.generator are set (see the commented lines of the spec; docs/retrieval.md)"
+        )
     body = yaml.safe_dump(data, sort_keys=False, default_flow_style=None)
     return (
         "# ragstate spec: the desired state of this project's RAG data.\n"
