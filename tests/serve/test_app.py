@@ -153,6 +153,8 @@ def test_a_token_is_required_when_one_is_set(built, tmp_path: Path) -> None:
         assert client.get("/metrics", headers=good).status_code == 200
         # the probes and the schema stay open
         assert client.get("/healthz").status_code == 200 and client.get("/openapi.json").status_code == 200
+    with pytest.raises(ServeError, match="it never heals"):
+        create_app(project, ServeOptions(readiness="heal"))
 
 
 def test_a_token_that_cannot_be_read_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
