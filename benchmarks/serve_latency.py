@@ -75,6 +75,8 @@ def main() -> None:
             t0 = time.perf_counter()
             record = project.apply()
             print(f"build: {record.status} in {time.perf_counter() - t0:.1f} s ({work})")
+            if not record.converged:
+                raise SystemExit(f"the build did not converge: {record.error}")
             source = project.source()
             items = known_items(list(source.load(list(source.snapshot({}).fresh))))[: args.queries]
             pipelines = {name: project.pipeline(name) for name in names}

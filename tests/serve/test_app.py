@@ -135,6 +135,7 @@ def test_a_pipeline_not_ready_is_503_with_its_reasons_until_reconciled(built) ->
         assert client.get("/readyz").status_code == 200
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # the token's handling: the same on any store
 def test_a_token_is_required_when_one_is_set(built, tmp_path: Path) -> None:
     make, _ = built
     project = make(pipelines=["basic"])
@@ -153,6 +154,8 @@ def test_a_token_is_required_when_one_is_set(built, tmp_path: Path) -> None:
         assert client.get("/metrics", headers=good).status_code == 200
         # the probes and the schema stay open
         assert client.get("/healthz").status_code == 200 and client.get("/openapi.json").status_code == 200
+    with pytest.raises(ServeError, match="it never heals"):
+        create_app(project, ServeOptions(readiness="heal"))
 
 
 def test_a_token_that_cannot_be_read_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -177,6 +180,7 @@ def free_port() -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", ["sqlite"])  # the command's life: the store is the same code path
 def test_ragstate_serve_runs_until_sigterm_and_never_prints_the_token(built, tmp_path: Path) -> None:
     make, corpus = built
     project = make(pipelines=["basic", "hybrid"])
@@ -217,6 +221,7 @@ def test_ragstate_serve_runs_until_sigterm_and_never_prints_the_token(built, tmp
     assert f"127.0.0.1:{port}" in err and "bearer token required" in err
 
 
+@pytest.mark.parametrize("backend", ["sqlite"])  # the token's handling: the same on any store
 def test_ragstate_serve_names_a_bad_token_file(built, tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
