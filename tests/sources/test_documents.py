@@ -187,3 +187,26 @@ def test_detect_formats(tmp_path: Path) -> None:
     (tmp_path / "c.txt").write_text("x")
     (tmp_path / ".hidden.pdf").write_text("x")
     assert detect_formats(tmp_path) == ["txt", "html", "docx"]
+
+
+def test_the_shipped_mixed_sample(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ragstate.cli import app
+    from ragstate.spec.load import load_spec
+
+    mixed = Path(__file__).resolve().parents[2] / "samples" / "mixed"
+    snap = source(mixed).snapshot({})
+    assert not snap.problems and sorted(r.path for r in snap.fresh) == [
+        "PMC12430912.html",
+        "PMC12431569.pdf",
+        "PMC12431823.docx",
+    ]
+    titles = {a["doc_id"]: a["title"] for a in articles()}
+    for ref in snap.fresh:
+        assert similarity(ref.title, titles[ref.path.split(".")[0]]) > 0.95
+    # ragstate init enables the formats it finds
+    out = tmp_path / "ragstate.yaml"
+    result = CliRunner().invoke(app, ["init", "--source", str(mixed), "--output", str(out)])
+    assert result.exit_code == 0, result.stdout
+    assert load_spec(out).source.formats == ("pdf", "html", "docx")
