@@ -104,3 +104,9 @@ def test_a_document_the_api_refuses_is_quarantined_and_the_rest_converges(
     assert (counts.built, counts.quarantined) == (N, 1)
     (entry,) = project.quarantine_list()
     assert entry.doc_id == "text/refused.txt" and entry.reason == "rejected_by_model" and "HTTP 400" in entry.message
+
+    # Queries embed through the same provider.
+    embedding_api.requests.clear()
+    hits = project.query("basic", "seed germination and climate", k=3, readiness="warn")
+    assert len(list(hits)) == 3
+    assert [body["input"] for _, _, body in embedding_api.requests] == [["seed germination and climate"]]
