@@ -14,7 +14,7 @@ process on 127.0.0.1, builds a corpus of N real articles, and measures, in the s
 Prints docs/s and the ratio ragstate / server for each concurrency (machines here are shared
 and noisy: only ratios of figures measured side by side mean anything).
 
-    python benchmarks/embedding_api.py -n 96 --concurrency 1 4 16
+    python benchmarks/embedding_api.py -n 64 --concurrency 1 4 16 --repeats 2
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -68,6 +69,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--batch", type=int, default=16, help="texts per request (both sides)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the server")
+    parser.add_argument("--repeats", type=int, default=2, help="rounds (server, then each concurrency); medians")
     args = parser.parse_args()
 
     from ragstate import Project, spec_from_dict
@@ -108,27 +110,38 @@ def main() -> None:
         probe.close()
         post(url, texts[: args.batch])  # warm the server up
 
-        t0 = time.perf_counter()
-        for i in range(0, len(texts), args.batch):
-            post(url, texts[i : i + args.batch])
-        server_s = time.perf_counter() - t0
-
-        rows = []
-        for c in args.concurrency:
-            project = Project(spec_from_dict(spec(f"c{c}", c)))
+        # Rounds alternate the server alone and each concurrency, so that a busy spell of a
+        # shared machine falls on all of them alike.
+        server_times: list[float] = []
+        times: dict[int, list[float]] = {c: [] for c in args.concurrency}
+        for r in range(args.repeats):
             t0 = time.perf_counter()
-            record = project.apply()
-            seconds = time.perf_counter() - t0
-            assert record.converged and record.kinds["doc_embeddings"].built == args.n, record
-            project.close()
-            rows.append((c, seconds))
+            for i in range(0, len(texts), args.batch):
+                post(url, texts[i : i + args.batch])
+            server_times.append(time.perf_counter() - t0)
+            for c in args.concurrency:
+                project = Project(spec_from_dict(spec(f"r{r}c{c}", c)))
+                t0 = time.perf_counter()
+                record = project.apply()
+                times[c].append(time.perf_counter() - t0)
+                assert record.converged and record.kinds["doc_embeddings"].built == args.n, record
+                project.close()
+        server_s = statistics.median(server_times)
+        rows = [(c, statistics.median(ts)) for c, ts in times.items()]
 
-        print(f"documents={args.n} batch={args.batch} server_threads={args.threads} python={sys.version.split()[0]}")
-        print(f"server alone (sequential requests): {server_s:7.2f} s  {args.n / server_s:6.2f} docs/s")
+        print(
+            f"documents={args.n} batch={args.batch} server_threads={args.threads} repeats={args.repeats} "
+            f"python={sys.version.split()[0]}"
+        )
+        print(
+            f"server alone (sequential requests): {server_s:7.2f} s  {args.n / server_s:6.2f} docs/s  (runs: "
+            + ", ".join(f"{t:.2f}" for t in server_times)
+            + ")"
+        )
         for c, seconds in rows:
             print(
                 f"ragstate apply, max_concurrency {c:>2}: {seconds:7.2f} s  {args.n / seconds:6.2f} docs/s  "
-                f"ratio ragstate/server {seconds / server_s:.3f}"
+                f"ratio ragstate/server {seconds / server_s:.3f}  (runs: " + ", ".join(f"{t:.2f}" for t in times[c]) + ")"
             )
     finally:
         proc.terminate()
