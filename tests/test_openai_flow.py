@@ -66,7 +66,7 @@ def test_build_edit_verify_change_dimensions_and_roll_back(make_project, embeddi
     short = make_project(models={"default": {**model["default"], "dimension": None, "dimensions": 128}})
     plan = short.plan()
     assert plan.drift["doc_embeddings"]["recipe"] == N
-    assert any("dimensions" in c for c in plan.kind("doc_embeddings").changes)
+    assert "model.dimension: 384 → 128" in plan.kind("doc_embeddings").changes
     record = short.apply(plan)
     assert record.converged and record.kinds["doc_embeddings"].switched, record.error
     assert states(short) == {1: "retired", 2: "active"}

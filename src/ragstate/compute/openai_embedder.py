@@ -129,8 +129,9 @@ class OpenAIEmbedder:
             "provider": "openai",
             "endpoint": self.endpoint(),
             "model": self.spec.model,
+            # the output size, whether asked (dimensions) or the model's own (dimension): the same
+            # vectors either way, and chunks (tokenizer_identity) ignore it
             "dimension": self.dimension,
-            "dimensions": self.spec.dimensions,
             "max_tokens": self.max_tokens,
             "tokenizer": tokenizer,
             "normalize": self.normalize,
