@@ -141,7 +141,9 @@ def main() -> None:
         for c, seconds in rows:
             print(
                 f"ragstate apply, max_concurrency {c:>2}: {seconds:7.2f} s  {args.n / seconds:6.2f} docs/s  "
-                f"ratio ragstate/server {seconds / server_s:.3f}  (runs: " + ", ".join(f"{t:.2f}" for t in times[c]) + ")"
+                f"ratio ragstate/server {seconds / server_s:.3f}  (runs: "
+                + ", ".join(f"{t:.2f}" for t in times[c])
+                + ")"
             )
     finally:
         proc.terminate()
