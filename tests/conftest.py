@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -365,6 +366,11 @@ def embedding_api(_embedding_server: Any, monkeypatch: pytest.MonkeyPatch) -> It
     _embedding_server.requests.clear()
     yield _embedding_server
     api.faults, api.reject, api.key, api.changed = [], None, None, False
+    # a request the client gave up on (a timeout) is still being answered: let it finish,
+    # or it would count in the next test's figures
+    deadline = time.monotonic() + 30
+    while api.inflight and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def api_model(url: str, **fields: Any) -> dict[str, Any]:

@@ -39,7 +39,10 @@ class Server:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 server.requests.append((self.path, dict(self.headers), body))
                 headers = dict(self.headers)
-                answer = server.reply(self.path, body, headers) if server.with_headers else server.reply(self.path, body)
+                if server.with_headers:
+                    answer = server.reply(self.path, body, headers)
+                else:
+                    answer = server.reply(self.path, body)
                 status, payload, *extra = answer
                 data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
                 self.send_response(status)

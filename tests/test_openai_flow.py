@@ -10,7 +10,7 @@ import pytest
 
 from conftest import api_model, edit, projects
 from helpers import artifact_ids, vector
-from ragstate.errors import CostLimitExceeded
+from ragstate.errors import CostLimitExceeded, EmbedderResponseError
 from ragstate.plan.render import format_cost, render_plan
 from ragstate.stores import ledger
 
@@ -66,7 +66,7 @@ def test_build_edit_verify_change_dimensions_and_roll_back(make_project, embeddi
     short = make_project(models={"default": {**model["default"], "dimension": None, "dimensions": 128}})
     plan = short.plan()
     assert plan.drift["doc_embeddings"]["recipe"] == N
-    assert any("dimensions" in c for c in plan.kind("doc_embeddings").changes)
+    assert "model.dimension: 384 → 128" in plan.kind("doc_embeddings").changes
     record = short.apply(plan)
     assert record.converged and record.kinds["doc_embeddings"].switched, record.error
     assert states(short) == {1: "retired", 2: "active"}
@@ -90,7 +90,21 @@ def test_a_run_dearer_than_max_cost_is_refused_and_nothing_is_sent(make_project,
     with project.store.session() as s:
         assert s.scalar("SELECT count(*) FROM {ledger}") == 0
         assert s.query("SELECT status FROM {runs}")[0][0] == "refused"
-    assert make_project(models=model, reconcile={"max_cost": cost + 1}).apply().converged
+    retry = {"initial_delay_s": 0.01, "jitter_s": 0.01}
+    allowed = make_project(models=model, reconcile={"max_cost": cost + 1, "retry": retry})
+
+    # A wrong answer (after the probe passed) stops the run; nothing of it is written.
+    embedding_api.reply.faults = [None, "dimension"]
+    with pytest.raises(EmbedderResponseError, match="383 dimensions"):
+        allowed.apply()
+    with project.store.session() as s:
+        assert s.scalar("SELECT count(*) FROM {ledger}") == 0
+
+    # Rate limited, then a server error: retried (after Retry-After), and the run converges.
+    embedding_api.reply.faults = [None, "429", "500"]
+    record = allowed.apply()
+    assert record.converged and record.kinds["doc_embeddings"].built == N
+    assert "HTTP 429" in str(record.faults) and "HTTP 500" in str(record.faults)
 
 
 def test_a_document_the_api_refuses_is_quarantined_and_the_rest_converges(
@@ -104,3 +118,9 @@ def test_a_document_the_api_refuses_is_quarantined_and_the_rest_converges(
     assert (counts.built, counts.quarantined) == (N, 1)
     (entry,) = project.quarantine_list()
     assert entry.doc_id == "text/refused.txt" and entry.reason == "rejected_by_model" and "HTTP 400" in entry.message
+
+    # Queries embed through the same provider.
+    embedding_api.requests.clear()
+    hits = project.query("basic", "seed germination and climate", k=3, readiness="warn")
+    assert len(list(hits)) == 3
+    assert [body["input"] for _, _, body in embedding_api.requests] == [["seed germination and climate"]]

@@ -132,6 +132,7 @@ def test_a_trigger_runs_a_cycle_now_and_the_metrics_show_the_drift_healed(make_p
     assert all(name.startswith("ragstate_") for name, _ in before)
     assert before[("ragstate_runs_total", (("outcome", "converged"),))] == 1
     assert before[("ragstate_items_built_total", (("kind", "doc_embeddings"),))] == 18
+    assert before[("ragstate_embedding_tokens_total", (("kind", "doc_embeddings"), ("model", "default")))] > 0
     assert before[("ragstate_pipeline_ready", (("pipeline", "basic"),))] == 1
     assert before[("ragstate_breaker_state", (("state", "closed"), ("target", "database")))] == 1
     assert before[("ragstate_last_success_timestamp_seconds", ())] > 0

@@ -122,15 +122,16 @@ class OpenAIEmbedder:
         return f"{parts.hostname or ''}{parts.path.rstrip('/')}/embeddings"
 
     def identity(self) -> dict[str, Any]:
-        tokenizer = None
-        if self.spec.tokenizer is not None:
-            tokenizer = self.spec.tokenizer if self.spec.tokenizer in PACKAGED_MODELS else Path(self.spec.tokenizer).name
+        tokenizer = self.spec.tokenizer
+        if tokenizer is not None and tokenizer not in PACKAGED_MODELS:
+            tokenizer = Path(tokenizer).name
         return {
             "provider": "openai",
             "endpoint": self.endpoint(),
             "model": self.spec.model,
+            # the output size, whether asked (dimensions) or the model's own (dimension): the same
+            # vectors either way, and chunks (tokenizer_identity) ignore it
             "dimension": self.dimension,
-            "dimensions": self.spec.dimensions,
             "max_tokens": self.max_tokens,
             "tokenizer": tokenizer,
             "normalize": self.normalize,
@@ -226,7 +227,9 @@ class OpenAIEmbedder:
         try:
             self.embed([PROBE])
         except EmbedderRejected as exc:
-            raise ModelError(f"{self.field}: the API refused a one-word probe, so the spec is at fault: {exc}") from None
+            raise ModelError(
+                f"{self.field}: the API refused a one-word probe, so the spec is at fault: {exc}"
+            ) from None
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:

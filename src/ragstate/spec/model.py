@@ -351,7 +351,8 @@ class ModelSpec(_Section):
 
     provider: str = Field(
         "sentence-transformers",
-        description="embedder plugin: sentence-transformers, hash, openai (an OpenAI-compatible API) or an installed one",
+        description="embedder plugin: sentence-transformers, hash, openai (an OpenAI-compatible API) "
+        "or an installed one",
     )
     name: str = Field(
         "all-MiniLM-L6-v2",
@@ -405,7 +406,9 @@ class ModelSpec(_Section):
         if self.provider in ("sentence-transformers", "hash"):
             given = [f for f in api_fields if getattr(self, f) is not None]
             if given:
-                raise ValueError(f"{', '.join(given)}: only for an API provider (provider: openai), not {self.provider}")
+                raise ValueError(
+                    f"{', '.join(given)}: only for an API provider (provider: openai), not {self.provider}"
+                )
         if self.provider == "openai":
             missing = [f for f in ("url", "model") if getattr(self, f) is None]
             if missing:
