@@ -61,7 +61,8 @@ def test_plan_apply_verify_exit_codes_and_json(spec_file, corpus: Path) -> None:
     code, out, _ = run("verify", "-c", spec, "--json")
     assert code == 0 and as_json(out)["in_sync"] is True
 
-    edit(corpus / "text/PMC12430510.txt", new="\nMore text.\n")
+    # an edit of what the model reads (the title; one past it is a restamp, not drift)
+    edit(corpus / "text/PMC12430510.txt", old="Trap Engineering", new="Trap-Engineering")
     code, out, _ = run("verify", "-c", spec, "--json")
     assert code == 2 and as_json(out)["drift"] == {"doc_embeddings": {"stale": 1}}
 

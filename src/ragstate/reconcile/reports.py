@@ -8,7 +8,7 @@ from typing import Any
 
 from ragstate.observe.observe import KindObservation, Observed
 from ragstate.plan.desired import Desired
-from ragstate.plan.model import KindPlan, Plan
+from ragstate.plan.model import PAST_WINDOW, KindPlan, Plan
 from ragstate.stores.records import RunRow
 
 #: how many document ids a report lists per kind and class (counts are always complete)
@@ -189,7 +189,10 @@ def completeness_of(k: KindPlan, obs: KindObservation, scope: int) -> float:
         return round(min(obs.rows.built, scope) / scope, 4)
     if obs.active is None or obs.active.recipe_fp != obs.recipe_fp:
         return 0.0  # queries read no generation of the desired recipe yet
-    return round(max(0, min(obs.rows.built, scope) - len(k.build_ids)) / scope, 4)
+    # A document changed past the model's window holds what the model would make of it
+    # now: complete, though its rows wait for their new content hash.
+    pending = len(k.build_ids) - len(k.build.get(PAST_WINDOW, ()))
+    return round(max(0, min(obs.rows.built, scope) - pending) / scope, 4)
 
 
 def live_progress(run: RunRow, now: float) -> dict[str, Any] | None:
