@@ -305,6 +305,10 @@ def test_dimension_change_gets_its_own_table_and_rolls_back(make_project, backen
         assert types == {1: "vector(32)", 2: "vector(48)"}
     wide.rollback("doc_embeddings")
     assert generation_states(wide) == {1: "active", 2: "retired"}
+    # held at generation 1: queries are embedded by the model that made its vectors (32 dimensions)
+    assert wide.status().pipelines["basic"].ready
+    hits = wide.query("basic", "seed dormancy", 3, readiness="fail").results
+    assert len(hits) == 3 and {h.generation for h in hits} == {1}
 
 
 def test_rollback_waits_for_the_writer_lock(make_project) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 from ragstate.artifacts.base import Recipe
 from ragstate.compute.embedders import Embedder, embed_query, make_embedder
 from ragstate.plan.desired import Desired
-from ragstate.spec.model import ModelSpec, Spec
+from ragstate.spec.model import Spec
 from ragstate.stores.base import Session, Store
 from ragstate.stores.ledger import Generation
 from ragstate.stores.schema import TableDef
@@ -145,15 +145,10 @@ class QueryContext:
 
     def embedder(self, kind: str) -> Embedder:
         """The model that made ``kind``'s vectors (``query.readiness`` refuses any other)."""
-        model = self.desired.kind(kind).recipe.model
-        assert model is not None, f"{kind} holds no vectors"
-        # The model spec recorded with the active generation: after a rollback of a model
-        # change the spec names another model than the one that made the vectors.
-        recorded = self.generations[kind].models
-        if len(recorded) == 1:
-            name, spec = next(iter(recorded.items()))
-            return make_embedder(name, ModelSpec.model_validate(spec))
-        return make_embedder(model, self.spec.models[model])
+        d = self.desired.kind(kind)
+        assert d.recipe.model is not None, f"{kind} holds no vectors"
+        # held by a rollback: the model its generation was built with (``pin_holds``)
+        return make_embedder(d.recipe.model, d.model_spec(self.spec))
 
     def encode(self, kind: str, text: str) -> np.ndarray:
         """``text`` embedded as ``kind``'s vectors were (cached per query)."""

@@ -32,7 +32,7 @@ from ragstate.pipelines.graphrag import Graphrag
 from ragstate.pipelines.hybrid import Hybrid
 from ragstate.pipelines.hyde import Hyde
 from ragstate.pipelines.noderag import Noderag
-from ragstate.plan.desired import Desired, desired_state
+from ragstate.plan.desired import Desired, desired_state, pin_holds
 from ragstate.sources.base import DocRef, InPlaceSource, Source
 from ragstate.spec.model import Spec
 from ragstate.stores import ledger, registry
@@ -143,8 +143,10 @@ class Pipeline:
         prepared = self.retriever.prepare(self.spec, query)
         t2 = time.perf_counter()
         with self.store.session() as s, s.read_transaction():
-            generations = self._generations(s)
-            ctx = QueryContext(self.spec, self.store, s, self.desired, generations, prepared=prepared)
+            # A kind a rollback holds is read under the recipe (and model) it is held at.
+            desired = pin_holds(self.spec, self.desired, ledger.generations(self.store, s))
+            generations = self._generations(s, desired)
+            ctx = QueryContext(self.spec, self.store, s, desired, generations, prepared=prepared)
             found = self.retriever.retrieve(ctx, query, k)
             hits = _placed(ctx, self._describe(s, found))
         timings["retrieve_s"] = round(time.perf_counter() - t2, 4)
@@ -165,11 +167,11 @@ class Pipeline:
 
     # --- internals --------------------------------------------------------------------
 
-    def _generations(self, s: Session) -> dict[str, Generation]:
+    def _generations(self, s: Session, desired: Desired) -> dict[str, Generation]:
         """The active generation of every kind the pipeline needs; refuses a kind without
         one, or one whose vectors another model made (the query could not be compared)."""
         out: dict[str, Generation] = {}
-        for d in self.desired.kinds:
+        for d in desired.kinds:
             gen = ledger.active(self.store, s, d.name)
             if gen is None:
                 raise NotReady(
