@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from helpers import HASH_MODELS, artifact_ids, set_vector
-
 from ragstate.errors import IdentifierError
 from ragstate.spec.model import StoreSpec
 from ragstate.stores import open_store

@@ -214,9 +214,7 @@ def _translated(what: str) -> Iterator[None]:
 
 
 class PostgresSession(Session):
-    def __init__(
-        self, conn: psycopg.Connection, dialect: PostgresDialect, where: str, deadline_s: float | None = None
-    ):
+    def __init__(self, conn: psycopg.Connection, dialect: PostgresDialect, where: str, deadline_s: float | None = None):
         self.conn = conn
         self.dialect = dialect
         self.where = where
