@@ -121,6 +121,11 @@ class UnreadableDocument(DocumentError):
     reason = "unreadable"
 
 
+class VanishedDocument(UnreadableDocument):
+    """A document was deleted from the source after it was observed: no failure, it is simply
+    gone (not quarantined; the next observation finds its artifacts orphaned)."""
+
+
 class OutsideSource(DocumentError):
     """A symlink in the source folder leads outside it (read only with ``source.follow_symlinks``)."""
 

@@ -105,9 +105,7 @@ def redact(text: str) -> str:
     """Return ``text`` with URL passwords, ``password=...`` pairs and registered secrets masked."""
     if not text:
         return text
-    text = _URL_PASSWORD.sub(
-        lambda m: m["head"] + MASK + m["tail"] if _has_scheme(m.string, m.start()) else m[0], text
-    )
+    text = _URL_PASSWORD.sub(lambda m: m["head"] + MASK + m["tail"] if _has_scheme(m.string, m.start()) else m[0], text)
     text = _KEYWORD_PASSWORD.sub(lambda m: m["head"] + MASK, text)
     with _lock:
         secrets = sorted(_secrets, key=len, reverse=True)

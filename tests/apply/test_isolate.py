@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ALL_PIPELINES, embedder_of
-from embedders import BrokenEmbedder, HungryEmbedder, PickyEmbedder
+from embedders import BrokenEmbedder, HookEmbedder, HungryEmbedder, PickyEmbedder
 from helpers import HASH_MODELS, active_table, check_store, run_rows, write_tiny_corpus
 from ragstate.artifacts.chunks import Chunks
 from ragstate.errors import BuildFailing, QuarantineNotFound
@@ -248,3 +248,23 @@ def test_a_new_generation_is_switched_in_without_the_quarantined_documents(make_
     assert active_table(change) == "doc_embeddings_g2"
     assert bad in {e.item for e in change.quarantine_list()}
     assert f"{N}/{N + 1} documents (1 in quarantine), complete and clean" in render_run(record)
+
+
+def test_a_file_deleted_during_the_run_is_gone_not_failed(make_project, embedder_plugin, tiny, monkeypatch):
+    """Issue 15, item 9: a file deleted while apply ran was reported as 'failed and set aside'."""
+    embedder_plugin("hook", HookEmbedder)
+    last = sorted((tiny / "txt").iterdir())[-1]
+
+    def delete_once(call: int) -> None:
+        if call == 1 and last.exists():
+            last.unlink()  # while the first batch is embedded; the file is read with a later batch
+
+    monkeypatch.setattr(HookEmbedder, "hook", staticmethod(delete_once))
+    project = make_project(source={"path": str(tiny)}, models=models("hook"), reconcile={"batch_size": 4})
+    record = project.apply()
+    assert not last.exists()
+    assert record.converged and record.quarantined == {}, record
+    assert record.faults["gone"] == {"doc_embeddings": 1} and record.faults["quarantined"] == {}
+    text = render_run(record)
+    assert "1 document(s) deleted from the source during the run" in text and "set aside" not in text
+    assert project.plan().in_sync

@@ -10,7 +10,8 @@ from ragstate.pipelines.render import SHOWN_CHARS, TITLE_CHARS, render_retrieval
 
 def test_a_megabyte_title_is_cut_in_the_text_output(make_project, corpus: Path) -> None:
     """Issue 15, item 9: `ragstate query` printed a 1 MB title whole."""
-    (corpus / "text" / "huge-title.txt").write_text("Seeds " * 200_000 + "\n\nSeeds dry in the sun.\n", encoding="utf-8")
+    huge = "Seeds " * 200_000
+    (corpus / "text" / "huge-title.txt").write_text(huge + "\n\nSeeds dry in the sun.\n", encoding="utf-8")
     project = make_project(models=HASH_MODELS)
     project.apply()
     result = project.query("basic", "seeds dry in the sun", 30)

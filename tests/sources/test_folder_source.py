@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ragstate.errors import DocumentError, SourceError
+from ragstate.errors import SourceError, VanishedDocument
 from ragstate.sources.folder import FolderSource
 from ragstate.spec.model import SourceSpec
 
@@ -50,7 +50,8 @@ def test_load_reads_current_text_and_jsonl_by_offset(corpus: Path) -> None:
     assert [d.doc_id for d in docs] == [r.doc_id for r in jsonl[::-1]]
     assert all(d.content_hash == refs[d.doc_id].content_hash for d in docs)
     (corpus / "text/PMC12430510.txt").unlink()
-    with pytest.raises(DocumentError, match="text/PMC12430510.txt: cannot read: No such file"):
+    # deleted since observed: gone, not a poison document (apply neither quarantines nor fails it)
+    with pytest.raises(VanishedDocument, match="text/PMC12430510.txt: deleted from the source during the run"):
         list(source.load([refs["text/PMC12430510.txt"]]))
 
 

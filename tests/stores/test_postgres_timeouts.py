@@ -1,4 +1,5 @@
-"""PostgreSQL statement timeouts: a blocked or unanswered statement fails as transient, never hangs (issue 15, item 8)."""
+"""PostgreSQL statement timeouts: a blocked or unanswered statement fails as transient, never hangs
+(issue 15, item 8)."""
 
 from __future__ import annotations
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
+from helpers import HASH_MODELS, artifact_ids, set_vector
 from ragstate.errors import IdentifierError
 from ragstate.spec.model import StoreSpec
 from ragstate.stores import open_store
@@ -177,3 +180,17 @@ def test_fulltext_search_every_word_or_any_word(store) -> None:
     assert [d for d, _ in every] == ["c"]
     assert sorted(d for d, _ in some) == ["a", "b", "c"] and some[0][0] == "c"  # both words rank first
     assert sorted(d for d, _ in hostile) == ["b", "c"]  # query syntax in user text is only text
+
+
+def test_a_vector_of_huge_values_is_judged_without_a_numpy_warning(make_project) -> None:
+    """Issue 15, item 9: a finite float32 vector of 1e30s overflowed when squared, and numpy's
+    RuntimeWarning ended up in verify's output."""
+    project = make_project(models=HASH_MODELS)
+    project.apply()
+    doc_id = artifact_ids(project)[0]
+    set_vector(project, doc_id, project.store.encode_vector(np.full(32, 1e30, dtype=np.float32)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = project.verify()
+    ((found, reason),) = report.corrupt["doc_embeddings"]
+    assert found == doc_id and reason.startswith("norm 565685") and reason.endswith("(expected 1)")  # √32·1e30

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from ragstate.apply.batching import BatchSizer, payload_bytes, process_memory
 from ragstate.artifacts.base import ArtifactKind, BuildContext, Built, Recipe
-from ragstate.errors import BuildFailing, DocumentError, ItemError
+from ragstate.errors import BuildFailing, DocumentError, ItemError, VanishedDocument
 from ragstate.faults.retry import Guard
 from ragstate.faults.taxonomy import FaultClass, classify, quarantine_reason
 from ragstate.hashing import quarantine_fingerprint
@@ -163,6 +163,9 @@ class Isolator:
         for ref in refs:  # find which one(s) cannot be read
             try:
                 docs.extend(self.guard.call("source", lambda ref=ref: list(source.load([ref]))))
+            except VanishedDocument:
+                # deleted since observed: not a failure; the end-of-run check finds it out of scope
+                self.guard.log.vanished(self.kind.name)
             except DocumentError as exc:
                 failures.append(_failure(ref, exc))
                 self.guard.log.failed("source", "item", exc, f"quarantined {ref.doc_id}")

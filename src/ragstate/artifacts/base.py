@@ -36,7 +36,7 @@ from ragstate.errors import RagstateError
 from ragstate.hashing import fingerprint
 from ragstate.sources.base import DocRef, Document
 from ragstate.spec.model import ModelSpec, Spec
-from ragstate.stores.base import Session, Store
+from ragstate.stores.base import Session, Store, cosines
 from ragstate.stores.schema import TableDef
 
 if TYPE_CHECKING:
@@ -342,7 +342,6 @@ def disagreeing(store: Store, embedder: Embedder, rows: Sequence[tuple[str, str,
             stored = store.decode_vector(value)
         except ValueError:
             continue  # unreadable vectors are corrupt, not placeholders
-        denom = float(np.linalg.norm(stored) * np.linalg.norm(vector))
-        if stored.shape != vector.shape or denom == 0 or float(np.dot(stored, vector)) / denom < RECHECK_MIN_COSINE:
+        if stored.shape != np.shape(vector) or float(cosines(stored, vector)) < RECHECK_MIN_COSINE:
             out.append(doc_id)
     return sorted(set(out))

@@ -29,7 +29,8 @@ from ragstate.artifacts.chunks import Chunks
 from ragstate.artifacts.per_chunk import PerChunkKind, item_columns, model_recipe
 from ragstate.compute.embedders import Embedder
 from ragstate.spec.model import Spec
-from ragstate.stores.base import Store
+from ragstate.stores import ledger
+from ragstate.stores.base import Store, cosines, norms
 from ragstate.stores.schema import ARTIFACT_STAMP, ColumnType, TableDef, col
 
 #: float16 keeps about three decimal digits: unit rows are checked to this tolerance
@@ -58,10 +59,10 @@ def matrix_problem(blob: Any, n_tokens: int, dim: int, expected_dim: int, normal
         return "unreadable"
     if not np.all(np.isfinite(m)):
         return "non-finite"
-    norms = np.linalg.norm(m, axis=1)
-    if np.any(norms < 1e-6):
+    lengths = norms(m)
+    if np.any(lengths < 1e-6):
         return "zero row"
-    if normalized and np.any(np.abs(norms - 1.0) > NORM_TOLERANCE):
+    if normalized and np.any(np.abs(lengths - 1.0) > NORM_TOLERANCE):
         return "rows not unit length"
     return None
 
@@ -144,8 +145,6 @@ class TokenEmbeddings(PerChunkKind):
             if stored.shape != new.shape:
                 out.append(doc_id)
                 continue
-            norms = np.linalg.norm(stored, axis=1) * np.linalg.norm(new, axis=1)
-            cosines = np.sum(stored * new, axis=1) / np.maximum(norms, 1e-12)
-            if float(np.mean(cosines)) < RECHECK_MIN_COSINE:
+            if float(np.mean(cosines(stored, new))) < RECHECK_MIN_COSINE:
                 out.append(doc_id)
         return sorted(set(out))

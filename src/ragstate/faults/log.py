@@ -34,6 +34,8 @@ class FaultLog:
         self.events: list[dict[str, Any]] = []
         #: items quarantined during the run, by kind
         self.quarantined: dict[str, int] = {}
+        #: documents deleted from the source while the run read them, by kind (not failures)
+        self.gone: dict[str, int] = {}
         #: batch sizing: budget, measured bytes per item, sizes used, halvings
         self.memory: dict[str, Any] = {}
         #: the class of the error that stopped the run, if one did
@@ -77,6 +79,10 @@ class FaultLog:
                 }
             )
 
+    def vanished(self, kind: str, n: int = 1) -> None:
+        with self._lock:
+            self.gone[kind] = self.gone.get(kind, 0) + n
+
     def set_aside(self, kind: str, n: int = 1) -> None:
         with self._lock:
             self.quarantined[kind] = self.quarantined.get(kind, 0) + n
@@ -90,6 +96,7 @@ class FaultLog:
                 "breaker": list(self.breaker),
                 "events": list(self.events),
                 "quarantined": dict(self.quarantined),
+                "gone": dict(self.gone),
                 "memory": dict(self.memory),
                 "stopped_by": self.stopped_by,
             }

@@ -30,7 +30,7 @@ from ragstate.hashing import text_hash
 from ragstate.plan.desired import Desired
 from ragstate.spec.model import Spec
 from ragstate.stores import embedding_cache
-from ragstate.stores.base import Session
+from ragstate.stores.base import Session, cosines
 
 
 @dataclass(frozen=True)
@@ -112,9 +112,6 @@ def _disagreeing(embedder: Embedder, output: str, rows: list[tuple[str, str, int
         if stored.shape != new.shape:
             out.append(h)
             continue
-        stored2, new2 = np.atleast_2d(stored), np.atleast_2d(new)
-        norms = np.linalg.norm(stored2, axis=1) * np.linalg.norm(new2, axis=1)
-        cosines = np.sum(stored2 * new2, axis=1) / np.maximum(norms, 1e-12)
-        if float(np.mean(cosines)) < RECHECK_MIN_COSINE:
+        if float(np.mean(cosines(np.atleast_2d(stored), np.atleast_2d(new)))) < RECHECK_MIN_COSINE:
             out.append(h)
     return out

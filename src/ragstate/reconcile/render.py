@@ -64,6 +64,12 @@ def render_run(record: RunRecord) -> str:
     set_aside = sum(k.quarantined for k in record.kinds.values())
     if set_aside:
         lines.append(f"  {set_aside} document(s) failed and were set aside in quarantine")
+    gone = sum((record.faults.get("gone") or {}).values())
+    if gone:
+        lines.append(
+            f"  {gone} document(s) deleted from the source during the run: not built, not a failure "
+            "(their artifacts, if any, are orphaned and removed by the next apply)"
+        )
     if record.quarantined_total:
         lines.append(
             f"  in quarantine: {counts_text(record.quarantined)} (see `ragstate quarantine list`; "

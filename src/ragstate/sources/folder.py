@@ -31,6 +31,7 @@ from ragstate.errors import (
     PluginError,
     SourceError,
     UnreadableDocument,
+    VanishedDocument,
 )
 from ragstate.sources.base import DocRef, Document, DocumentProblem, FileStat, Snapshot, check_unique_ids
 from ragstate.sources.loaders import Limits, RecordError, iter_jsonl, loader, parse_jsonl_record
@@ -106,7 +107,7 @@ class FolderSource:
         for ref in refs:
             doc = loaded.get(ref.doc_id)
             if doc is None:
-                raise UnreadableDocument(
+                raise VanishedDocument(
                     f"document '{ref.doc_id}' is no longer in {ref.path}", path=ref.path, doc_id=ref.doc_id
                 )
             yield doc
@@ -263,7 +264,10 @@ class FolderSource:
             ) from None
 
     def _read_file(self, rel: str) -> list[Document]:
-        """The readable documents of ``rel``; a one-document file that cannot be read raises."""
+        """The readable documents of ``rel``; a one-document file that cannot be read raises
+        (``VanishedDocument`` when it was deleted since it was observed)."""
+        if not os.path.lexists(self.root / rel):
+            raise VanishedDocument(f"{rel}: deleted from the source during the run", path=rel, doc_id=rel)
         docs, errors = self._parse(rel)
         if errors and self._format(rel) != "jsonl":
             raise errors[0][1]
@@ -285,6 +289,8 @@ class FolderSource:
                         # The file was rewritten since it was observed: find the record anew.
                         return [d for d in self._read_file(rel) if d.doc_id in {r.doc_id for r in refs}]
                     docs.append(doc)
+        except FileNotFoundError:
+            raise VanishedDocument(f"{rel}: deleted from the source during the run", path=rel) from None
         except OSError as exc:
             raise UnreadableDocument(f"{rel}: cannot read: {exc.strerror}", path=rel) from None
         except DocumentError:

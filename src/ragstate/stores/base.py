@@ -398,13 +398,25 @@ def now() -> float:
     return time.time()
 
 
+def norms(values: np.ndarray) -> np.ndarray:
+    """Euclidean norms along the last axis, computed in float64: a float32 vector of huge
+    (finite) values overflows float32 when squared, and numpy warns into verify's output."""
+    return np.linalg.norm(np.asarray(values, dtype=np.float64), axis=-1)
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cosine of two arrays of the same shape (float64, see ``norms``); 0 for a zero row."""
+    a64, b64 = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return np.sum(a64 * b64, axis=-1) / np.maximum(norms(a64) * norms(b64), 1e-12)
+
+
 def check_vector(vector: np.ndarray, dimension: int, normalized: bool) -> str | None:
     """The reason ``vector`` fails the quality checks, or None. One definition for all."""
     if vector.shape != (dimension,):
         return f"dimension {vector.size}"
     if not np.all(np.isfinite(vector)):
         return "non-finite"
-    norm = float(np.linalg.norm(vector))
+    norm = float(norms(vector))
     if norm < 1e-6:
         return "zero norm"
     if normalized and abs(norm - 1.0) > 1e-3:

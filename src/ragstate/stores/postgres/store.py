@@ -177,15 +177,17 @@ class _Watchdog:
         while True:
             time.sleep(self.TICK_S)
             now = time.monotonic()
+            # Under the lock: a statement that ends meanwhile cannot hand its connection back to
+            # the pool between being found overdue and having its socket shut (a quick syscall).
             with self._lock:
                 overdue = [(k, c) for k, (due, c) in self._running.items() if due <= now and k not in self._closed]
                 self._closed.update(k for k, _ in overdue)
-            for _, conn in overdue:
-                try:
-                    with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
-                        sock.shutdown(socket.SHUT_RDWR)
-                except (OSError, psycopg.Error):
-                    pass  # already closed: the statement ended anyway
+                for _, conn in overdue:
+                    try:
+                        with socket.socket(fileno=os.dup(conn.pgconn.socket)) as sock:
+                            sock.shutdown(socket.SHUT_RDWR)
+                    except (OSError, psycopg.Error):
+                        pass  # already closed: the statement ended anyway
 
 
 _WATCHDOG = _Watchdog()
@@ -212,9 +214,7 @@ def _translated(what: str) -> Iterator[None]:
 
 
 class PostgresSession(Session):
-    def __init__(
-        self, conn: psycopg.Connection, dialect: PostgresDialect, where: str, deadline_s: float | None = None
-    ):
+    def __init__(self, conn: psycopg.Connection, dialect: PostgresDialect, where: str, deadline_s: float | None = None):
         self.conn = conn
         self.dialect = dialect
         self.where = where

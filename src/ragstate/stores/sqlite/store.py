@@ -27,7 +27,7 @@ import sqlite_vec
 
 from ragstate.errors import StoreConfigError, StoreError, StoreUnavailable
 from ragstate.hashing import content_hash
-from ragstate.stores.base import Check, ColumnInfo, ProcessLock, Session, Store, check_vector
+from ragstate.stores.base import Check, ColumnInfo, ProcessLock, Session, Store, check_vector, norms
 from ragstate.stores.dialect import Col
 from ragstate.stores.schema import TableDef, ident
 from ragstate.stores.sqlite.dialect import SQLiteDialect
@@ -467,8 +467,8 @@ class SQLiteStore(Store):
                 return
             matrix = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(keys), dimension)
             finite = np.isfinite(matrix).all(axis=1)
-            norms = np.linalg.norm(np.where(np.isfinite(matrix), matrix, 0), axis=1)
-            suspect = ~finite | (norms < 1e-6) | (normalized & (np.abs(norms - 1.0) > 1e-3))
+            lengths = norms(np.where(np.isfinite(matrix), matrix, 0))
+            suspect = ~finite | (lengths < 1e-6) | (normalized & (np.abs(lengths - 1.0) > 1e-3))
             for i in np.flatnonzero(suspect):
                 reason = check_vector(matrix[i], dimension, normalized)
                 if reason:
