@@ -102,7 +102,8 @@ ConfigOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
 ProfileOpt = Annotated[
-    str | None, typer.Option("--profile", envvar="RAGSTATE_PROFILE", metavar="NAME", help="Profile of the spec to overlay.")
+    str | None,
+    typer.Option("--profile", envvar="RAGSTATE_PROFILE", metavar="NAME", help="Profile of the spec to overlay."),
 ]
 DestructiveOpt = Annotated[
     bool, typer.Option("--allow-destructive", help="Carry out deletions beyond reconcile.max_delete_share.")
@@ -121,7 +122,12 @@ def _version(value: bool) -> None:
 
 LogFormatOpt = Annotated[
     str | None,
-    typer.Option("--log-format", envvar="RAGSTATE_LOG_FORMAT", metavar="FORMAT", help="text (for people) or json (one object a line)."),
+    typer.Option(
+        "--log-format",
+        envvar="RAGSTATE_LOG_FORMAT",
+        metavar="FORMAT",
+        help="text (for people) or json (one object a line).",
+    ),
 ]
 
 
@@ -133,7 +139,9 @@ def main_options(
     ] = False,
     log_level: Annotated[
         str | None,
-        typer.Option("--log-level", envvar="RAGSTATE_LOG_LEVEL", metavar="LEVEL", help="debug, info, warning (daemon: info)."),
+        typer.Option(
+            "--log-level", envvar="RAGSTATE_LOG_LEVEL", metavar="LEVEL", help="debug, info, warning (daemon: info)."
+        ),
     ] = None,
     log_format: LogFormatOpt = None,
 ) -> None:
@@ -305,8 +313,12 @@ def init(
     store: Annotated[
         str, typer.Option("--store", metavar="URL", help="sqlite:///path.db or postgresql://user@host/db")
     ] = "sqlite:///ragstate.db",
-    pipelines: Annotated[str, typer.Option("--pipelines", metavar="LIST", help="Comma-separated pipelines to enable.")] = "basic",
-    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="Spec file to write.")] = DEFAULT_CONFIG,
+    pipelines: Annotated[
+        str, typer.Option("--pipelines", metavar="LIST", help="Comma-separated pipelines to enable.")
+    ] = "basic",
+    output: Annotated[
+        Path, typer.Option("--output", "-o", metavar="FILE", help="Spec file to write.")
+    ] = DEFAULT_CONFIG,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing spec file.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -330,7 +342,9 @@ def plan(
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
     deep: Annotated[bool, typer.Option("--deep", help="Re-read every document and audit every vector.")] = False,
-    save: Annotated[Path | None, typer.Option("--out", metavar="FILE", help="Also save the plan as JSON for `apply PLAN`.")] = None,
+    save: Annotated[
+        Path | None, typer.Option("--out", metavar="FILE", help="Also save the plan as JSON for `apply PLAN`.")
+    ] = None,
 ) -> None:
     """Show what drifted and what apply would do."""
     with _handled(as_json), _project(config, profile) as project:
@@ -344,7 +358,9 @@ def plan(
 @app.command()
 @_exits("apply")
 def apply(
-    plan_file: Annotated[Path | None, typer.Argument(metavar="PLAN", help="A plan saved by `plan --out`.", show_default=False)] = None,
+    plan_file: Annotated[
+        Path | None, typer.Argument(metavar="PLAN", help="A plan saved by `plan --out`.", show_default=False)
+    ] = None,
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
@@ -433,9 +449,12 @@ def history(
 @app.command()
 @_exits("rollback")
 def rollback(
-    kind: Annotated[str, typer.Argument(metavar="KIND", help="Artifact kind, e.g. doc_embeddings; the kinds built from it follow.")],
+    kind: Annotated[
+        str, typer.Argument(metavar="KIND", help="Artifact kind, e.g. doc_embeddings; the kinds built from it follow.")
+    ],
     to: Annotated[
-        int | None, typer.Option("--to", metavar="GENERATION", help="Generation to switch to (default: the one active before).")
+        int | None,
+        typer.Option("--to", metavar="GENERATION", help="Generation to switch to (default: the one active before)."),
     ] = None,
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
@@ -450,12 +469,20 @@ def rollback(
 @app.command()
 @_exits("query")
 def query(
-    pipeline: Annotated[str, typer.Argument(metavar="PIPELINE", help="An enabled pipeline: basic, crag, hyde, colbert, noderag, ...")],
+    pipeline: Annotated[
+        str, typer.Argument(metavar="PIPELINE", help="An enabled pipeline: basic, crag, hyde, colbert, noderag, ...")
+    ],
     text: Annotated[str, typer.Argument(metavar="TEXT", help="The query.")],
-    k: Annotated[int | None, typer.Option("-k", "--top", metavar="N", help="Documents to return (default query.k).")] = None,
+    k: Annotated[
+        int | None, typer.Option("-k", "--top", metavar="N", help="Documents to return (default query.k).")
+    ] = None,
     readiness: Annotated[
         str | None,
-        typer.Option("--readiness", metavar="MODE", help="fail, warn or heal when the data is not ready (default query.readiness)."),
+        typer.Option(
+            "--readiness",
+            metavar="MODE",
+            help="fail, warn or heal when the data is not ready (default query.readiness).",
+        ),
     ] = None,
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
@@ -488,7 +515,8 @@ def doctor(
 
 source_app = typer.Typer(
     rich_markup_mode=None,
-    help="Use a table of your own database as the source, read in place through a view.", no_args_is_help=True
+    help="Use a table of your own database as the source, read in place through a view.",
+    no_args_is_help=True,
 )
 app.add_typer(source_app, name="source")
 
@@ -497,12 +525,17 @@ app.add_typer(source_app, name="source")
 @_exits("source map-table")
 def map_table(
     table: Annotated[
-        str, typer.Option("--table", metavar="TABLE", help="SCHEMA.TABLE (PostgreSQL) or TABLE (SQLite) in the store's database.")
+        str,
+        typer.Option(
+            "--table", metavar="TABLE", help="SCHEMA.TABLE (PostgreSQL) or TABLE (SQLite) in the store's database."
+        ),
     ],
     id_column: Annotated[str, typer.Option("--id", metavar="COLUMN", help="Column of unique, non-null document ids.")],
     text: Annotated[str, typer.Option("--text", metavar="COLUMN", help="Column holding the document's text.")],
     title: Annotated[str | None, typer.Option("--title", metavar="COLUMN", help="Column holding the title.")] = None,
-    abstract: Annotated[str | None, typer.Option("--abstract", metavar="COLUMN", help="Column holding an abstract.")] = None,
+    abstract: Annotated[
+        str | None, typer.Option("--abstract", metavar="COLUMN", help="Column holding an abstract.")
+    ] = None,
     metadata: Annotated[
         list[str] | None, typer.Option("--metadata", metavar="COLUMN", help="Column carried as metadata (repeatable).")
     ] = None,
@@ -510,11 +543,14 @@ def map_table(
         list[str] | None,
         typer.Option(
             "--where",
-            metavar="CONDITION", help="Keep rows where COLUMN=VALUE (also !=, <, <=, >, >=, 'COLUMN in A,B', 'COLUMN is null'); "
+            metavar="CONDITION",
+            help="Keep rows where COLUMN=VALUE (also !=, <, <=, >, >=, 'COLUMN in A,B', 'COLUMN is null'); "
             "repeatable; values are bound, never SQL.",
         ),
     ] = None,
-    name: Annotated[str | None, typer.Option("--name", metavar="NAME", help="Mapping name (default: the table's name).")] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", metavar="NAME", help="Mapping name (default: the table's name).")
+    ] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Check only; create nothing.")] = False,
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
@@ -533,7 +569,8 @@ def map_table(
 @_exits("source check")
 def source_check(
     name: Annotated[
-        str | None, typer.Option("--name", metavar="NAME", help="A mapping recorded by map-table (default: the spec's source).")
+        str | None,
+        typer.Option("--name", metavar="NAME", help="A mapping recorded by map-table (default: the spec's source)."),
     ] = None,
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
@@ -610,8 +647,12 @@ def quarantine_drop(
 @app.command()
 @_exits("report")
 def report(
-    html_file: Annotated[Path, typer.Option("--html", metavar="FILE", help="Write the page here (one self-contained HTML file).")],
-    runs: Annotated[int, typer.Option("--runs", min=1, max=1000, metavar="N", help="Recent runs shown in the charts.")] = 30,
+    html_file: Annotated[
+        Path, typer.Option("--html", metavar="FILE", help="Write the page here (one self-contained HTML file).")
+    ],
+    runs: Annotated[
+        int, typer.Option("--runs", min=1, max=1000, metavar="N", help="Recent runs shown in the charts.")
+    ] = 30,
     config: ConfigOpt = DEFAULT_CONFIG,
     as_json: JsonOpt = False,
     profile: ProfileOpt = None,
@@ -632,7 +673,11 @@ def daemon(
     once: Annotated[bool, typer.Option("--once", help="Run one cycle and exit (exit codes as apply).")] = False,
     metrics_port: Annotated[
         int | None,
-        typer.Option("--metrics-port", metavar="PORT", help="Serve /metrics, /healthz, /readyz, POST /reconcile (0: any free port)."),
+        typer.Option(
+            "--metrics-port",
+            metavar="PORT",
+            help="Serve /metrics, /healthz, /readyz, POST /reconcile (0: any free port).",
+        ),
     ] = None,
     log_format: LogFormatOpt = None,
     allow_destructive: DestructiveOpt = False,
@@ -680,7 +725,8 @@ def serve(
 
 cache_app = typer.Typer(
     rich_markup_mode=None,
-    help="The embedding cache: one vector per embedding recipe and exact text.", no_args_is_help=True
+    help="The embedding cache: one vector per embedding recipe and exact text.",
+    no_args_is_help=True,
 )
 app.add_typer(cache_app, name="cache")
 

@@ -62,7 +62,9 @@ def test_basic_crag_hyde_compute_document_embeddings_once(make_project) -> None:
     record = project.apply()
     assert record.converged and set(record.kinds) == {"doc_embeddings", "chunks"}
     assert record.kinds["doc_embeddings"].embedded == 18 and record.kinds["doc_embeddings"].built == 18
-    assert all(p.ready for p in project.status().pipelines.values())
+    assert all(p.ready for name, p in project.status().pipelines.items() if name != "hyde")
+    # hyde's data is built, but with no generator configured it cannot answer: not ready, saying why
+    assert "hyde needs a text generator" in project.status().pipelines["hyde"].reasons[0]
 
 
 @pytest.mark.slow
@@ -80,7 +82,7 @@ def test_mixed_scenario_one_reconcile_computes_only_what_is_missing(built) -> No
 
     status = project.status()
     ready = {name: p.ready for name, p in status.pipelines.items()}
-    assert ready == {p: p not in ("colbert", "graphrag") for p in ALL_PIPELINES}
+    assert ready == {p: p not in ("colbert", "graphrag", "hyde") for p in ALL_PIPELINES}  # hyde: no generator
     assert status.pipelines["colbert"].completeness["token_embeddings"] == round((N_SHORT - 2) / N_SHORT, 4)
     assert status.pipelines["graphrag"].completeness["entity_embeddings"] == 0.0
     assert any("token_embeddings" in r for r in status.pipelines["colbert"].reasons)
@@ -93,7 +95,7 @@ def test_mixed_scenario_one_reconcile_computes_only_what_is_missing(built) -> No
     # distinct one once (an entity however many documents name it), the model nothing.
     assert (tokens.built, tokens.embedded, tokens.cache_hits, tokens.reused) == (2, 0, matrices, 0)
     assert (entities.built, entities.embedded, entities.cache_hits) == (N_SHORT, 0, distinct)
-    assert all(p.ready for p in project.status().pipelines.values())
+    assert all(p.ready for name, p in project.status().pipelines.items() if name != "hyde")  # no generator
 
 
 @pytest.mark.slow
@@ -102,6 +104,9 @@ def test_status_json_and_exit_codes(built, tmp_path: Path) -> None:
     project = make()
     spec = {"store": project.spec.store.model_dump(by_alias=True, exclude_none=True)}
     spec |= {"source": {"path": str(corpus)}, "pipelines": ALL_PIPELINES}
+    # a generator for hyde (never called by status): without one hyde is not ready (issue 23)
+    spec |= {"generators": {"local": {"url": "http://127.0.0.1:9/v1", "model": "m"}}}
+    spec |= {"query": {"hyde": {"generator": "local"}}}
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(json.loads(json.dumps(spec, default=str))))
     runner = CliRunner()

@@ -93,7 +93,14 @@ def _status():
     from ragstate.reconcile.reports import StatusReport
 
     return StatusReport(
-        store="sqlite x", source="folder y", scope_size=160, pipelines={}, kinds={}, schema=[], last_run=None, running=[]
+        store="sqlite x",
+        source="folder y",
+        scope_size=160,
+        pipelines={},
+        kinds={},
+        schema=[],
+        last_run=None,
+        running=[],
     )
 
 
@@ -108,8 +115,9 @@ def test_one_fast_tiny_run_does_not_flatten_the_throughput_chart() -> None:
 
     rates = [(160, 20.0), (150, 18.0), (1, 1 / 519), (140, 19.0)]  # (built, build seconds): the third is 519/s
     runs = [
-        RunPoint(run_id=f"r{i}", command="apply", status="converged", started_at=1e9 + i, seconds=s, built=b,
-                 build_seconds=s)
+        RunPoint(
+            run_id=f"r{i}", command="apply", status="converged", started_at=1e9 + i, seconds=s, built=b, build_seconds=s
+        )
         for i, (b, s) in enumerate(rates)
     ]
     page = render_html(Report(status=_status(), runs=runs, generated_at=1e9))
@@ -126,8 +134,15 @@ def test_drift_counts_documents_not_kinds_times_documents() -> None:
 
     kinds = ["doc_embeddings", "chunks", "fulltext", "entities", "entity_embeddings", "chunk_embeddings", "tokens"]
     row = SimpleNamespace(
-        run_id="r", command="apply", status="converged", started_at=1.0, finished_at=2.0, heartbeat_at=None,
-        timings={"total_s": 1.0}, error=None, plan=None,
+        run_id="r",
+        command="apply",
+        status="converged",
+        started_at=1.0,
+        finished_at=2.0,
+        heartbeat_at=None,
+        timings={"total_s": 1.0},
+        error=None,
+        plan=None,
         counts={"drift": {k: {"missing": 160} for k in kinds} | {"chunks": {"missing": 160, "stale": 3}}, "kinds": {}},
     )
     assert RunPoint.from_row(row).drift == {"missing": 160, "stale": 3}

@@ -18,7 +18,6 @@ from typing import Any
 import numpy as np
 
 
-
 def _erf(x: np.ndarray) -> np.ndarray:
     """erf to within 1.5e-7 (Abramowitz and Stegun 7.1.26); numpy has none, scipy is not needed."""
     t = 1.0 / (1.0 + 0.3275911 * np.abs(x))

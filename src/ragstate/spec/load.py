@@ -320,7 +320,7 @@ def _validate(
 
 
 def _did_you_mean(loc: tuple[Any, ...]) -> str:
-    """" (did you mean 'reconcile'?)" for a misspelt field, from the fields allowed there."""
+    """ " (did you mean 'reconcile'?)" for a misspelt field, from the fields allowed there."""
     models: list[type[BaseModel]] = [Spec]
     key_next = False  # the next part is a key of a mapping of sections (models.<name>)
     for part in loc[:-1]:
