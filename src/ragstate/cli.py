@@ -711,11 +711,12 @@ def serve(
     workers: Annotated[int, typer.Option("--workers", min=1, help="Queries answered at once.")] = 8,
     max_body_bytes: Annotated[int, typer.Option("--max-body-bytes", min=1, help="Larger bodies get 413.")] = 16_384,
     log_format: LogFormatOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Answer queries over HTTP: POST /query, GET /status, /healthz, /readyz, /metrics."""
     options = ctx.obj or {}
     _configure_logs(options.get("log_level") or "info", log_format or options.get("log_format") or "text")
-    with _handled(False), _project(config, profile) as project:
+    with _handled(as_json), _project(config, profile) as project:
         from ragstate.serve import app as service  # FastAPI and uvicorn only for this command
 
         token = service.read_token(token_file, token_env)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import socket
@@ -235,3 +236,6 @@ def test_ragstate_serve_names_a_bad_token_file(built, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["serve", "-c", str(path), "--token-file", str(tmp_path / "nope")])
     assert result.exit_code == 1
     assert f"token file {tmp_path / 'nope'}: cannot read it" in result.stderr
+    as_json = CliRunner().invoke(app, ["serve", "-c", str(path), "--token-env", "RS_NOT_SET_ANYWHERE", "--json"])
+    assert as_json.exit_code == 1
+    assert json.loads(as_json.stdout)["error"] == "token variable RS_NOT_SET_ANYWHERE is unset or empty"
