@@ -238,7 +238,8 @@ def _placed(ctx: QueryContext, hits: list[Hit]) -> list[Hit]:
     places = {
         (d, c): (p0, p1, sec)
         for d, c, p0, p1, sec in ctx.session.query(
-            "SELECT doc_id, chunk_id, page_start, page_end, section FROM {t} WHERE doc_id = ANY(?) AND chunk_id = ANY(?)",
+            "SELECT doc_id, chunk_id, page_start, page_end, section FROM {t} "
+            "WHERE doc_id = ANY(?) AND chunk_id = ANY(?)",
             (sorted({d for d, _ in wanted}), sorted({c for _, c in wanted})),
             t=table,
         )
