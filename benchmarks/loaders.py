@@ -36,7 +36,6 @@ sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "src"))
 
 import documents as D  # noqa: E402
-
 from ragstate.sources.loaders import Limits, loader  # noqa: E402
 
 LIMITS = Limits(max_document_bytes=50_000_000, max_pages=10_000)

@@ -20,7 +20,18 @@ from typing import Any
 
 SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "pmc"
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")
-_SUBSTITUTES = {"‘": "'", "’": "'", "“": '"', "”": '"', "–": "-", "—": "-", "‐": "-", "−": "-", "…": "...", "\u00a0": " "}
+_SUBSTITUTES = {
+    "‘": "'",
+    "’": "'",
+    "“": '"',
+    "”": '"',
+    "–": "-",
+    "—": "-",
+    "‐": "-",
+    "−": "-",
+    "…": "...",
+    "\u00a0": " ",
+}
 
 
 def articles() -> list[dict[str, Any]]:
@@ -66,7 +77,8 @@ def sections(article: dict[str, Any], *, max_sections: int | None = None) -> lis
 
 def title_abstract_body(article: dict[str, Any], *, latin: bool = False) -> str:
     """The article's text as the writers here lay it out (``latin``: as the PDFs hold it)."""
-    text = "\n".join([article["title"], article["abstract"], *(h + "\n" + "\n".join(ps) for h, ps in sections(article))])
+    body = (h + "\n" + "\n".join(ps) for h, ps in sections(article))
+    text = "\n".join([article["title"], article["abstract"], *body])
     return _latin(text) if latin else text
 
 

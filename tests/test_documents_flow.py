@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import re
+import zipfile
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from documents import articles, latin, make_docx, make_html, make_image_only_pdf, make_pdf, sections
+from helpers import artifact_ids
 from ragstate.cli import app
+from ragstate.project import Project
 
 runner = CliRunner()
 
@@ -37,6 +40,11 @@ def test_mixed_folder_reconciles_with_pages_and_sections(spec_file, tmp_path: Pa
     make_html(arts[2], docs / "page.html", max_sections=3)
     make_image_only_pdf(docs / "scan.pdf")
     (docs / "cut.docx").write_bytes((docs / "memo.docx").read_bytes()[:2000])
+    make_pdf(arts[3], docs / "locked.pdf", max_sections=1, password="secret")
+    with zipfile.ZipFile(docs / "bomb.docx", "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("word/document.xml", b"\0" * (64 * 2**20))
+    with open(docs / "huge.html", "wb") as f:
+        f.write(b"<html><body><p>" + b"word " * (10 * 2**20) + b"</p></body></html>")  # 50 MiB
     cfg = str(
         spec_file(
             source={"path": str(docs), "formats": ["pdf", "docx", "html"]},
@@ -47,7 +55,17 @@ def test_mixed_folder_reconciles_with_pages_and_sections(spec_file, tmp_path: Pa
     assert code == 4, record
     code, listed = ragstate("quarantine", "list", "-c", cfg)
     reasons = {e["item"]: e["reason"] for e in listed["entries"]}
-    assert reasons == {"scan.pdf": "no_text_layer", "cut.docx": "malformed"}
+    assert reasons == {
+        "scan.pdf": "no_text_layer",
+        "cut.docx": "malformed",
+        "locked.pdf": "encrypted",
+        "bomb.docx": "too_large",
+        "huge.html": "too_large",
+    }
+    # nothing of a quarantined file was written
+    with Project.from_file(cfg) as project:
+        for kind in ("chunks", "chunk_embeddings"):
+            assert set(artifact_ids(project, kind)) == {"report.pdf", "memo.docx", "page.html"}
 
     # a paragraph of the PDF's last section, asked word for word, is found with its place
     heading, paras = sections(arts[0], max_sections=4)[-1]

@@ -101,7 +101,7 @@ def test_html_main_text_without_the_site_around_it(tmp_path: Path) -> None:
 
 def test_html_without_a_heading_takes_its_title_from_the_title_tag(tmp_path: Path) -> None:
     para = "<p>" + "A paragraph long enough to be the main text of the page, not navigation. " * 4 + "</p>"
-    html = f"<html><head><title>The page title</title></head><body><article><h2>Part one</h2>{para}</article></body></html>"
+    html = f"<html><head><title>The page title</title></head><body><article><h2>Part one</h2>{para}</article></body>"
     (tmp_path / "p.html").write_text(html)
     doc = read(tmp_path / "p.html")
     assert doc.title == "The page title" and doc.layout[-1].section == "Part one"
@@ -158,10 +158,9 @@ def test_a_missing_extra_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 def test_a_loader_plugin_registered_by_entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pkg = tmp_path / "site"
     (pkg / "rst_loader-1.0.dist-info").mkdir(parents=True)
-    (pkg / "rst_loader-1.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: rst-loader\nVersion: 1.0\n")
-    (pkg / "rst_loader-1.0.dist-info" / "entry_points.txt").write_text(
-        "[ragstate.loaders]\nrst = rst_loader:LOADER\n"
-    )
+    metadata = "Metadata-Version: 2.1\nName: rst-loader\nVersion: 1.0\n"
+    (pkg / "rst_loader-1.0.dist-info" / "METADATA").write_text(metadata)
+    (pkg / "rst_loader-1.0.dist-info" / "entry_points.txt").write_text("[ragstate.loaders]\nrst = rst_loader:LOADER\n")
     (pkg / "rst_loader.py").write_text(
         "from ragstate.sources.loaders import Loader, parse_text\n"
         "LOADER = Loader('rst', ('.rst',), lambda data, path, limits: parse_text(data, path), version=3)\n"

@@ -52,7 +52,6 @@ from ragstate.errors import (
 )
 from ragstate.sources.base import Document
 
-
 #: JSONL fields that are document text rather than metadata
 _JSONL_TEXT_FIELDS = {"doc_id", "id", "title", "abstract", "body", "text"}
 _ATX_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")

@@ -182,16 +182,10 @@ def _blocks(pages: list[list[_Line]]) -> list[Block]:
     for number, lines in enumerate(pages, start=1):
         usual = statistics.median([len(line.text) for line in lines if not heading(line)] or [0])
         para: list[str] = []
-
-        def flush() -> None:
-            if para:
-                blocks.append(Block(_join(para), 0, number))
-                para.clear()
-
         last_heading: Block | None = None
         for line in lines:
             if heading(line):
-                flush()
+                _flush(blocks, para, number)
                 level = level_of[line.size]
                 if last_heading is not None and last_heading.level == level and blocks and blocks[-1] is last_heading:
                     blocks[-1] = last_heading = Block(last_heading.text + " " + line.text, level, last_heading.page)
@@ -201,9 +195,16 @@ def _blocks(pages: list[list[_Line]]) -> list[Block]:
             last_heading = None
             para.append(line.text)
             if line.text.endswith(_SENTENCE_END) and len(line.text) < 0.85 * usual:
-                flush()
-        flush()
+                _flush(blocks, para, number)
+        _flush(blocks, para, number)
     return blocks
+
+
+def _flush(blocks: list[Block], para: list[str], page: int) -> None:
+    """End the paragraph being read (if any): its lines become one block of ``page``."""
+    if para:
+        blocks.append(Block(_join(para), 0, page))
+        para.clear()
 
 
 def _join(lines: list[str]) -> str:
