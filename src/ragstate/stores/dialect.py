@@ -363,6 +363,20 @@ class Dialect(ABC):
         read, and judged, rather than failing the whole read."""
         return f"CAST({column} AS BLOB)"
 
+    def cache_entries_sql(self) -> str:
+        """Every embedding cache entry, its text as undecoded bytes (``text_bytes``)."""
+        return (
+            f"SELECT model_fp, text_hash, dim, n_tokens, normalized, value, {self.text_bytes('text')} "
+            "FROM {embedding_cache} ORDER BY model_fp, text_hash"
+        )
+
+    def cache_sample_sql(self) -> str:
+        """Entries of one embedding recipe by text hash, their text as undecoded bytes."""
+        return (
+            f"SELECT text_hash, {self.text_bytes('text')}, dim, n_tokens, value FROM {{embedding_cache}} "
+            "WHERE model_fp = ? ORDER BY text_hash LIMIT ?"
+        )
+
     @abstractmethod
     def text_conversion(self, sql_type: str) -> str:
         """How a column of ``sql_type`` becomes text: ``direct``, ``convert`` or ``binary``."""

@@ -184,8 +184,7 @@ def iter_entries(session: Session) -> Iterator[tuple[Any, ...]]:
     """``(model_fp, text_hash, dim, n_tokens, normalized, value, text)`` of every entry; ``text``
     is None where the stored text is not valid UTF-8 (a corrupt entry, never a failed read)."""
     rows = session.iter_query(
-        f"SELECT model_fp, text_hash, dim, n_tokens, normalized, value, {session.dialect.text_bytes('text')} "
-        "FROM {embedding_cache} ORDER BY model_fp, text_hash",
+        session.dialect.cache_entries_sql(),
         chunk=2_000,
     )
     for row in rows:
@@ -230,8 +229,7 @@ def sample(session: Session, model_fp: str, n: int, skip: set[str]) -> list[tupl
     """``(text_hash, text, dim, n_tokens, value)`` of up to ``n`` entries of ``model_fp`` (a
     deterministic sample: the lowest hashes), none of those keyed in ``skip``."""
     rows = session.query(
-        f"SELECT text_hash, {session.dialect.text_bytes('text')}, dim, n_tokens, value FROM {{embedding_cache}} "
-        "WHERE model_fp = ? ORDER BY text_hash LIMIT ?",
+        session.dialect.cache_sample_sql(),
         (model_fp, n + len(skip)),
     )
     out = [(r[0], decoded(r[1]), int(r[2]), None if r[3] is None else int(r[3]), bytes(r[4])) for r in rows]

@@ -146,6 +146,10 @@ class SQLiteDialect(Dialect):
     def is_integer_type(self, sql_type: str) -> bool:
         return "INT" in sql_type.upper()
 
+    def quick_check(self, table: str) -> str:
+        """``PRAGMA quick_check`` of one table (``table``: a name as the catalog holds it)."""
+        return f"PRAGMA quick_check({self.quote(table)})"
+
     def null_safe_equal(self, a: str, b: str) -> str:
         return f"{a} IS {b}"
 

@@ -296,7 +296,7 @@ class SQLiteStore(Store):
                 tables.add(str(name))
             elif not pages and type_ == "table":
                 try:
-                    alone = session.query(f"PRAGMA quick_check({self.dialect.quote(str(name))})")
+                    alone = session.query(self.dialect.quick_check(str(name)))
                 except StoreError:
                     alone = [("damaged",)]
                 if [tuple(r) for r in alone] != [("ok",)]:
