@@ -143,7 +143,8 @@ def test_the_daemon_heals_a_changed_corpus_and_sigterm_mid_batch_stops_it_cleanl
 
     # Change the corpus under the running daemon: the next cycle heals it.
     mark = len(d.events)
-    edit(corpus / "markdown/PMC12429712.md", new="\nA closing remark on seedlings.\n")
+    # an edit of the title, which the document embedding reads (one past its text is no drift)
+    edit(corpus / "markdown/PMC12429712.md", old="Influence of Tension", new="Influence of Yarn Tension")
     (corpus / "text/new.txt").write_text("Kiwifruit germination\n\nSeeds sprout faster when warm.\n")
     healed = d.wait_for(lambda e: e.get("event") == "cycle" and e.get("built"), "the change built", since=mark)
     assert healed["outcome"] == "converged" and healed["built"] == {"doc_embeddings": 2}

@@ -48,7 +48,8 @@ def test_conditions_follow_the_store_and_keep_their_transition_times(make_projec
     assert again["Ready"]["last_transition_at"] == kind["Ready"]["last_transition_at"], "unchanged status, same time"
     assert again["Ready"]["observed_at"] >= kind["Ready"]["observed_at"]
 
-    edit(corpus / "markdown/PMC12429712.md", new="\nA closing remark.\n")
+    # an edit of the title, which the document embedding reads (one past its text is no drift)
+    edit(corpus / "markdown/PMC12429712.md", old="Influence of Tension", new="Influence of Yarn Tension")
     drifted = project.status()
     ready = conditions_of(drifted, "kinds", "doc_embeddings")["Ready"]
     assert (ready["status"], ready["reason"], ready["message"]) == ("False", "Drift", "1 stale")

@@ -140,7 +140,8 @@ def test_a_trigger_runs_a_cycle_now_and_the_metrics_show_the_drift_healed(make_p
     code, health = http_json(url + "/healthz")
     assert code == 200 and health["state"] == "idle" and health["cycle"] == 1
 
-    edit(corpus / "markdown/PMC12429712.md", new="\nA closing remark.\n")
+    # an edit of the title, which the document embedding reads (one past its text is no drift)
+    edit(corpus / "markdown/PMC12429712.md", old="Influence of Tension", new="Influence of Yarn Tension")
     (corpus / "text/new.txt").write_text("Kiwifruit germination\n\nSeeds sprout faster when warm.\n")
     assert http_json(url + "/reconcile", method="POST") == (202, {"triggered": True})
     running.until(lambda d: d.cycle >= 2 and d.state == "idle", "the triggered cycle")
