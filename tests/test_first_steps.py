@@ -64,16 +64,16 @@ def test_init_refuses_a_missing_folder_and_a_two_slash_sqlite_url(tmp_path: Path
 
 
 def test_files_no_loader_reads_are_counted_by_extension(spec_file, corpus: Path) -> None:
-    for name in ("a.pdf", "b.pdf", "c.zzz", "notes"):
-        (corpus / name).write_bytes(b"%PDF-1.4 or anything")
+    for name in ("a.pptx", "b.pptx", "c.zzz", "notes"):
+        (corpus / name).write_bytes(b"PK or anything")
     spec = str(spec_file(models=HASH, source={"path": str(corpus), "formats": ["txt", "md", "jsonl"]}))
     code, out, _ = run("plan", "-c", spec, "--json")
     notes = json.loads(out)["notes"]
     skipped = next(n for n in notes if "skipped" in n)
-    assert skipped.startswith("7 files in the source skipped: no loader reads 2 .pdf, 1 (no extension), 1 .zzz")
+    assert skipped.startswith("7 files in the source skipped: no loader reads 2 .pptx, 1 (no extension), 1 .zzz")
     assert skipped.endswith("source.formats leaves out 3 .xml")  # a format there is a loader for, not listed
     code, out, err = run("apply", "-c", spec)
-    assert code == 0 and "WARNING" in err and "no loader reads 2 .pdf" in err
+    assert code == 0 and "WARNING" in err and "no loader reads 2 .pptx" in err
 
 
 def test_an_empty_source_is_said_not_silently_converged(spec_file, tmp_path: Path) -> None:

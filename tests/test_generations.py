@@ -508,7 +508,7 @@ def test_a_held_kind_follows_the_source_under_the_pinned_recipe(spec_file, make_
     pinned = run("plan", "-c", first, "--json")[1]["kinds"][0]["recipe_fp"]  # generation 1's recipe
 
     edited, deleted = "text/PMC12429868.txt", "markdown/PMC12429716.md"
-    edit(corpus / edited, new="\nA sentence added after the rollback.\n")
+    edit(corpus / edited, old="Phenolic Quantification", new="Phenolic Acid Quantification")  # a title the model reads
     (corpus / deleted).unlink()
 
     # The held kind is observed under the recipe rolled back to: the edit and the deletion are drift.

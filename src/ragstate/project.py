@@ -533,7 +533,7 @@ class Project:
             kinds[k.kind] = KindStatus(
                 # the active generation's own recipe (after a rollback, not the spec's)
                 recipe_fp=active[0].recipe_fp if active else k.recipe_fp,
-                spec_recipe_fp=k.recipe_fp,
+                spec_recipe_fp=desired.kind(k.kind).asked_fp,  # what the spec asks for, even while held
                 active_generation=k.active_generation,
                 target_generation=target,
                 built=counts.get((k.kind, target), 0) if target is not None else 0,
