@@ -101,6 +101,28 @@ def secret_from_file(path: Path) -> str:
     return secret
 
 
+def api_key(field: str, env: str | None, file: Path | None) -> str | None:
+    """The key named by a spec section's ``api_key_env`` or ``api_key_file``, masked from now
+    on; None when the section names neither (a local server without keys).
+
+    Raises:
+        ValueError: the variable is not set, or the file cannot be read or starts empty; the
+            message names ``field`` and the variable or file.
+    """
+    if env is not None:
+        key = os.environ.get(env, "").strip()
+        if not key:
+            raise ValueError(f"{field}.api_key_env: the environment variable {env} is not set")
+        register_secret(key)
+        return key
+    if file is not None:
+        try:
+            return secret_from_file(file)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{field}.api_key_file {file}: cannot read a key ({exc})") from None
+    return None
+
+
 def redact(text: str) -> str:
     """Return ``text`` with URL passwords, ``password=...`` pairs and registered secrets masked."""
     if not text:

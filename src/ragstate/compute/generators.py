@@ -25,14 +25,13 @@ refused, timeout, 408,    ``GeneratorUnavailable``                yes
 from __future__ import annotations
 
 import json
-import os
 import urllib.error
 import urllib.request
 from typing import Any, Protocol
 
 from ragstate.compute.plugins import load_plugin
 from ragstate.errors import GeneratorConfigError, GeneratorUnavailable
-from ragstate.redact import redact, register_secret, secret_from_file
+from ragstate.redact import api_key, redact
 from ragstate.spec.model import GeneratorSpec
 
 #: characters of a server's error body quoted in a message
@@ -73,23 +72,10 @@ class OpenAICompatible:
 
     def api_key(self) -> str | None:
         """The key from the environment or its file, registered as a secret; None when none is configured."""
-        spec = self.spec
-        if spec.api_key_env is not None:
-            key = os.environ.get(spec.api_key_env, "").strip()
-            if not key:
-                raise GeneratorConfigError(
-                    f"{self.field}.api_key_env: the environment variable {spec.api_key_env} is not set"
-                )
-            register_secret(key)
-            return key
-        if spec.api_key_file is not None:
-            try:
-                return secret_from_file(spec.api_key_file)
-            except (OSError, ValueError) as exc:
-                raise GeneratorConfigError(
-                    f"{self.field}.api_key_file {spec.api_key_file}: cannot read a key ({exc})"
-                ) from None
-        return None
+        try:
+            return api_key(self.field, self.spec.api_key_env, self.spec.api_key_file)
+        except ValueError as exc:
+            raise GeneratorConfigError(str(exc)) from None
 
     def generate(self, prompt: str, *, max_tokens: int, temperature: float) -> str:
         spec = self.spec

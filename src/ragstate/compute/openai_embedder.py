@@ -46,7 +46,6 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import math
-import os
 import threading
 import time
 from collections.abc import Sequence
@@ -64,7 +63,7 @@ from ragstate.errors import (
     EmbedderUnavailable,
     ModelError,
 )
-from ragstate.redact import redact, register_secret, secret_from_file
+from ragstate.redact import api_key, redact
 from ragstate.spec.model import ModelSpec
 
 #: the input window of OpenAI's embedding models, the default without a tokenizer
@@ -149,23 +148,10 @@ class OpenAIEmbedder:
 
     def api_key(self) -> str:
         """The key, registered as a secret; "" when none is configured (a local server)."""
-        spec = self.spec
-        if spec.api_key_env is not None:
-            key = os.environ.get(spec.api_key_env, "").strip()
-            if not key:
-                raise EmbedderAuthError(
-                    f"{self.field}.api_key_env: the environment variable {spec.api_key_env} is not set"
-                )
-            register_secret(key)
-            return key
-        if spec.api_key_file is not None:
-            try:
-                return secret_from_file(spec.api_key_file)
-            except (OSError, ValueError) as exc:
-                raise EmbedderAuthError(
-                    f"{self.field}.api_key_file {spec.api_key_file}: cannot read a key ({exc})"
-                ) from None
-        return ""
+        try:
+            return api_key(self.field, self.spec.api_key_env, self.spec.api_key_file) or ""
+        except ValueError as exc:
+            raise EmbedderAuthError(str(exc)) from None
 
     # --- tokens -------------------------------------------------------------------------
 
