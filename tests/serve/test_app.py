@@ -38,7 +38,8 @@ def ask(client: httpx.Client, pipeline: str, text: str, **extra) -> httpx.Respon
 @pytest.mark.slow
 def test_the_service_answers_as_the_library_does(built) -> None:
     make, _ = built
-    project = make()
+    # every pipeline but hyde, which has no text generator here and so is never ready
+    project = make(pipelines=["basic", "crag", "colbert", "noderag", "graphrag", "hybrid"])
     app = create_app(project, ServeOptions(max_body_bytes=2048, max_text_chars=500, max_k=20))
     with running(app) as url, httpx.Client(base_url=url, timeout=60) as client:
         for name in ("basic", "colbert", "noderag", "hybrid"):
