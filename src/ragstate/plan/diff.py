@@ -258,7 +258,9 @@ def _kind_plan(
         seconds = len(ids) / default if default else 0.0
         basis = f"~{default:,.0f} documents/s, a default (nothing measured yet)"
     price = spec.models[recipe.model].price_per_million_tokens if recipe.model in spec.models else None
-    estimate = Estimate(items=len(ids), tokens=tokens, seconds=round(seconds, 2), cost=cost_of(tokens, price))
+    # at least 0.01 s for work to do: a fast measured rate must not round a real build to nothing
+    seconds = max(round(seconds, 2), 0.01) if ids and seconds > 0 else round(seconds, 2)
+    estimate = Estimate(items=len(ids), tokens=tokens, seconds=seconds, cost=cost_of(tokens, price))
     return KindPlan(
         kind=kind.name,
         recipe_fp=recipe.fingerprint,
