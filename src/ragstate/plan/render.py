@@ -63,7 +63,7 @@ def render_plan(plan: Plan, *, store: str = "") -> str:
                 )
         if past := k.build.get(PAST_WINDOW, ()):
             shown = ", ".join(past[:SHOWN]) + (f" … and {len(past) - SHOWN} more" if len(past) > SHOWN else "")
-            lines.append(f"    {'past window':<10} {len(past):>6}  {shown}")
+            lines.append(f"    {'past window':<10}{len(past):>6}  {shown}")  # the count in the column above
             lines.append("               (content changed past the model's window: no re-embedding)")
         e = k.estimate
         if e.items:
@@ -114,6 +114,8 @@ _WHY = {
 
 #: a kind is called expensive when it takes at least this share of the estimated time
 EXPENSIVE_SHARE = 0.25
+#: ... of a plan estimated to take at least this long (a plan of seconds has no expensive kind)
+EXPENSIVE_AFTER_S = 30.0
 
 
 def expensive(plan: Plan) -> list[str]:
@@ -121,7 +123,7 @@ def expensive(plan: Plan) -> list[str]:
     their share and why: token and chunk embeddings of full bodies feed the model far
     more tokens than one text a document."""
     total = plan.estimate.seconds
-    if total <= 0:
+    if total < EXPENSIVE_AFTER_S:
         return []
     out = []
     for k in sorted(plan.kinds, key=lambda k: -k.estimate.seconds):
