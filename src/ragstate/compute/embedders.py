@@ -78,6 +78,28 @@ def _ids_key(ids: Sequence[int]) -> str:
     return hashlib.blake2b(np.asarray(ids, dtype="<i8").tobytes(), digest_size=16).hexdigest()
 
 
+def load_tokenizer(folder: Path, field: str, *, window: int | None = None) -> Any:
+    """A model folder's own tokenizer (its ``tokenizer.json``, through the ``tokenizers``
+    package: no torch needed), without padding; cut at ``window`` tokens, special tokens
+    counted, as sentence-transformers cuts at ``max_seq_length``, or not cut when None.
+
+    Raises:
+        ModelError: the folder has no ``tokenizer.json`` (``field`` names the spec setting).
+    """
+    from tokenizers import Tokenizer
+
+    path = folder / "tokenizer.json"
+    if not path.is_file():
+        raise ModelError(f"{field}: {folder} has no tokenizer.json")
+    tok = Tokenizer.from_file(str(path))
+    tok.no_padding()
+    if window is None:
+        tok.no_truncation()
+    else:
+        tok.enable_truncation(window)
+    return tok
+
+
 class Embedder(Protocol):
     """What artifact kinds need from an embedding model."""
 
@@ -248,15 +270,7 @@ class SentenceTransformerEmbedder:
     def tokenizer(self) -> Any:
         """The model's own tokenizer (the ``tokenizers`` package: no torch needed)."""
         if self._tokenizer is None:
-            from tokenizers import Tokenizer
-
-            tokenizer_file = self.path / "tokenizer.json"
-            if not tokenizer_file.is_file():
-                raise ModelError(f"{self.field}: {self.path} has no tokenizer.json")
-            tok = Tokenizer.from_file(str(tokenizer_file))
-            tok.no_truncation()
-            tok.no_padding()
-            self._tokenizer = tok
+            self._tokenizer = load_tokenizer(self.path, self.field)
         return self._tokenizer
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
@@ -267,12 +281,7 @@ class SentenceTransformerEmbedder:
         sentence-transformers does (special tokens count), so the cut text embeds to the
         very vector the whole text does."""
         if self._window_tokenizer is None:
-            from tokenizers import Tokenizer
-
-            tok = Tokenizer.from_file(str(self.path / "tokenizer.json"))
-            tok.no_padding()
-            tok.enable_truncation(self.max_tokens)
-            self._window_tokenizer = tok
+            self._window_tokenizer = load_tokenizer(self.path, self.field, window=self.max_tokens)
         out = []
         for text, e in zip(texts, self._window_tokenizer.encode_batch(list(texts)), strict=True):
             overflow = bool(e.overflowing)

@@ -55,7 +55,8 @@ class NumpyBert:
 
     def __init__(self, path: Path, max_tokens: int):
         from safetensors.numpy import load_file
-        from tokenizers import Tokenizer
+
+        from ragstate.compute.embedders import load_tokenizer
 
         config = json.loads((path / "config.json").read_text())
         self.heads = int(config["num_attention_heads"])
@@ -63,9 +64,7 @@ class NumpyBert:
         self.eps = float(config.get("layer_norm_eps", 1e-12))
         weights = load_file(str(path / "model.safetensors"))
         self.w: dict[str, Any] = {k.removeprefix("bert."): v.astype(np.float32, copy=False) for k, v in weights.items()}
-        self.tokenizer = Tokenizer.from_file(str(path / "tokenizer.json"))
-        self.tokenizer.no_padding()
-        self.tokenizer.enable_truncation(max_tokens)  # as sentence-transformers' max_seq_length
+        self.tokenizer = load_tokenizer(path, "model", window=max_tokens)  # as sentence-transformers' max_seq_length
 
     def _norm(self, x: np.ndarray, name: str) -> np.ndarray:
         mean = x.mean(-1, keepdims=True)

@@ -55,7 +55,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from ragstate.compute.embedders import PACKAGED_MODELS, _read_dimensions, resolve_model_path
+from ragstate.compute.embedders import PACKAGED_MODELS, _read_dimensions, load_tokenizer, resolve_model_path
 from ragstate.errors import (
     EmbedderAuthError,
     EmbedderRejected,
@@ -157,15 +157,7 @@ class OpenAIEmbedder:
 
     def tokenizer(self) -> Any:
         if self._tokenizer is None and self._tokenizer_path is not None:
-            from tokenizers import Tokenizer
-
-            path = self._tokenizer_path / "tokenizer.json"
-            if not path.is_file():
-                raise ModelError(f"{self.field}.tokenizer: {self._tokenizer_path} has no tokenizer.json")
-            tok = Tokenizer.from_file(str(path))
-            tok.no_truncation()
-            tok.no_padding()
-            self._tokenizer = tok
+            self._tokenizer = load_tokenizer(self._tokenizer_path, f"{self.field}.tokenizer")
         return self._tokenizer
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
