@@ -61,7 +61,7 @@ from rich.progress import (
 from rich.text import Text
 
 from ragstate import __version__, exits, logs
-from ragstate.apply.record import REJECTED, RunRecord
+from ragstate.apply.record import RunRecord
 from ragstate.errors import NotReady, RagstateError
 from ragstate.pipelines.render import render_retrieval
 from ragstate.plan.model import Plan
@@ -78,6 +78,7 @@ from ragstate.reconcile.render import (
     render_status,
     render_verify,
 )
+from ragstate.reconcile.run import exit_code as run_exit_code
 from ragstate.redact import redact, redact_data, register_environment
 from ragstate.sources.loaders import detect_formats
 from ragstate.sources.render import render_mapping
@@ -285,12 +286,8 @@ def _bar(as_json: bool) -> _Bar:
 
 def _run_exit(record: RunRecord) -> int:
     """0 converged, 4 converged except items in quarantine, 5 a new generation failed
-    verification (and was not switched in), 1 otherwise."""
-    if record.status == REJECTED:
-        return exits.REJECTED
-    if not record.converged:
-        return 1
-    return exits.QUARANTINED if record.quarantined_total else 0
+    verification (and was not switched in), 1 otherwise (``reconcile.run``'s outcomes)."""
+    return run_exit_code(record.status, record.quarantined_total)
 
 
 def _exits(command: str) -> Callable[[F], F]:
