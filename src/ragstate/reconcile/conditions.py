@@ -243,6 +243,15 @@ def _kind(
     now: float,
     blocked: RunRow | None = None,
 ) -> tuple[Condition, ...]:
+    ready = _ready(name, k, plan, observed)
+    working = [r for r in running if name in ((r.plan or {}).get("drift") or {}) or _progress_kind(r) == name]
+    reconciling = _reconciling(name, working, ready, now, blocked)
+    degraded = _degraded(name, ready, last, quarantined)
+    stalled = _stalled(ready, last, bool(working), streak)
+    return ready, reconciling, degraded, stalled
+
+
+def _ready(name: str, k: KindPlan | None, plan: Plan, observed: Observed) -> Condition:
     obs = observed.kinds.get(name)
     drift = {c: n for c, n in k.drift.items() if n} if k is not None else {}
     if plan.schema:
@@ -266,8 +275,12 @@ def _kind(
     else:
         message = f"generation {obs.active.generation} active and in sync ({plan.scope_size} in scope)"
         ready = Condition(READY, TRUE, "Converged", message)
+    return ready
 
-    working = [r for r in running if name in ((r.plan or {}).get("drift") or {}) or _progress_kind(r) == name]
+
+def _reconciling(
+    name: str, working: Sequence[RunRow], ready: Condition, now: float, blocked: RunRow | None
+) -> Condition:
     if working:
         r = working[0]
         live = live_progress(r, now)
@@ -287,7 +300,10 @@ def _kind(
         )
     else:
         reconciling = Condition(RECONCILING, FALSE, "Pending", "no run is working on it; the next apply will")
+    return reconciling
 
+
+def _degraded(name: str, ready: Condition, last: RunRow | None, quarantined: dict[str, int]) -> Condition:
     degraded_reasons: list[tuple[str, str]] = []
     n = quarantined.get(name, 0)
     if n:
@@ -296,12 +312,15 @@ def _kind(
     if last is not None and ready.status != TRUE and last.status == "failed" and failed_class != "fatal":
         message = f"run {last.run_id} failed ({failed_class or 'error'}): {last.error or ''}; the next run retries"
         degraded_reasons.append(("LastRunFailed", message))
-    degraded = (
+    return (
         Condition(DEGRADED, TRUE, degraded_reasons[0][0], "; ".join(m for _, m in degraded_reasons))
         if degraded_reasons
         else Condition(DEGRADED, FALSE, "AsExpected")
     )
 
+
+def _stalled(ready: Condition, last: RunRow | None, working: bool, streak: int) -> Condition:
+    failed_class = _error_class(last)
     stalled = Condition(STALLED, FALSE, "AsExpected")
     if ready.status != TRUE and last is not None and not working:
         if last.status == "refused":
@@ -319,7 +338,7 @@ def _kind(
             stalled = Condition(
                 STALLED, TRUE, "RepeatedFailures", f"the last {streak} runs failed; last: {last.error or ''}"
             )
-    return ready, reconciling, degraded, stalled
+    return stalled
 
 
 def _audited(conds: tuple[Condition, ...], message: str) -> tuple[Condition, ...]:

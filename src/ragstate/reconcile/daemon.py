@@ -1,7 +1,8 @@
 """The daemon: reconcile on an interval until stopped; triggers, backoff, budget, one per store.
 
-A cycle is one run: ``Project.apply`` observing shallowly, or, when a full verify is due
-(``daemon.verify_interval_s``), ``Project.reconcile`` (deep observation, apply, verify).
+A cycle is one run: ``reconcile.run.apply`` observing shallowly, or, when a full verify is
+due (``daemon.verify_interval_s``), ``reconcile.run.reconcile`` (deep observation, apply,
+verify), over the run context its owner (a ``Project``, any ``run.Contexts``) hands out.
 Between cycles the daemon waits:
 
 =====================  ====================================================================
@@ -36,7 +37,7 @@ is free (``wait``). Each cycle still takes the writer lock, so an ``apply`` type
 hand and a daemon's cycle never write at the same time.
 
 Two processes acting from different specs must not fight. Each cycle reads the spec file
-again once it holds the writer lock (``Project.reload``): an edited spec reaches a running
+again once it holds the writer lock (``Contexts.reload``): an edited spec reaches a running
 daemon without a restart (a store changed in it fails the cycle: restart for that). And a
 cycle does not act when the store's last run, started after the daemon took its spec,
 used another spec (an ``apply`` from another file, or with other environment overrides):
@@ -72,14 +73,16 @@ from ragstate.errors import (
     WriterLockLost,
 )
 from ragstate.faults.taxonomy import classify, is_transient
+from ragstate.reconcile import run
 from ragstate.reconcile.metrics import Metrics
 from ragstate.reconcile.reports import StatusReport
+from ragstate.reconcile.run import Contexts
 from ragstate.reconcile.server import Answer, MetricsServer
+from ragstate.reconcile.status import status as status_of
 from ragstate.redact import redact, register_environment
 from ragstate.stores import locks, records
 
 if TYPE_CHECKING:
-    from ragstate.project import Project
     from ragstate.spec.model import DaemonSpec
 
 log = logging.getLogger(__name__)
@@ -124,11 +127,15 @@ class Cycle:
 
 
 class Daemon:
-    """Reconciles ``project`` until stopped (``run``); ``once`` runs one cycle."""
+    """Reconciles until stopped (``run``); ``once`` runs one cycle.
+
+    ``project`` hands out the run context of its current spec (a ``Project``); each
+    cycle reads the spec again (``reload``) and runs ``reconcile.run`` over a new one.
+    """
 
     def __init__(
         self,
-        project: Project,
+        project: Contexts,
         *,
         once: bool = False,
         metrics_port: int | None = None,
@@ -161,7 +168,7 @@ class Daemon:
 
     @property
     def settings(self) -> DaemonSpec:
-        """The ``daemon`` section of the spec as last read (``Project.reload``)."""
+        """The ``daemon`` section of the spec as last read (``Contexts.reload``)."""
         return self.project.spec.daemon
 
     # --- control (safe from signal handlers and other threads) -------------------------
@@ -220,7 +227,7 @@ class Daemon:
             self._load_state()
             log.info(
                 "daemon started on %s: every %g s, full verify every %s, budget %s%s",
-                self.project.store.description,
+                self.project.context().store.description,
                 self.settings.interval_s,
                 f"{self.settings.verify_interval_s:g} s" if self.settings.verify_interval_s else "first cycle",
                 _budget_words(self.settings.max_items, self.settings.max_seconds),
@@ -289,13 +296,13 @@ class Daemon:
             # The spec is read again and compared with the store's last run while holding
             # the writer lock, so that an apply that finished while this cycle waited for
             # the lock is seen (the cycle would otherwise undo it with the older spec).
-            with self.project.writer_lock(command=command, budget=budget):
+            with run.writer_lock(self.project.context(), command=command, budget=budget):
                 self._read_spec()
                 self._check_not_superseded()
                 if verify:
-                    record = self.project.reconcile(command=command, **options)
+                    record = run.reconcile(self.project.context(), command=command, **options)
                 else:
-                    record = self.project.apply(depth="shallow", command=command, **options)
+                    record = run.apply(self.project.context(), depth="shallow", command=command, **options)
             outcome = record.status
         except WriterLockLost:
             raise
@@ -318,7 +325,7 @@ class Daemon:
         return cycle
 
     def _read_spec(self) -> None:
-        """Take the spec file's current content (``Project.reload``): a spec edited since the
+        """Take the spec file's current content (``Contexts.reload``): a spec edited since the
         last cycle reaches the daemon without a restart."""
         before = self.project.spec_hash
         if self.project.reload():
@@ -337,9 +344,9 @@ class Daemon:
         Raises:
             SpecSuperseded: naming the run, both spec hashes and the daemon's spec file.
         """
-        project = self.project
-        with project.store.session() as s:
-            last = records.last_since(project.store, s, project.spec_since)
+        project, store = self.project, self.project.context().store
+        with store.session() as s:
+            last = records.last_since(store, s, project.spec_since)
         if last is None or last.spec_hash == project.spec_hash:
             return
         where = f" (read from {project.origin[0]})" if project.origin else ""
@@ -364,12 +371,12 @@ class Daemon:
         models = {k: str(getattr(getattr(artifacts, k), "model", "") or "") for k in type(artifacts).model_fields}
         self.metrics.record_run(cycle.outcome, cycle.seconds, command, record, now, models)
         try:
-            self.last_status = self.project.status()
+            self.last_status = status_of(self.project.context())
             self.metrics.record_status(self.last_status)
         except Exception as exc:  # the store may be down: readiness is unknown until it answers
             self.last_status = None
             log.debug("could not observe after cycle %d: %s", cycle.number, redact(str(exc)))
-        self.metrics.record_breakers(self.project.guard.states())
+        self.metrics.record_breakers(self.project.context().guard.states())
 
     # --- waiting, signals ---------------------------------------------------------------
 
@@ -426,7 +433,7 @@ class Daemon:
 
     def _acquire(self) -> locks.WriterLease | None:
         """Take the store's daemon lock; None when stopped while waiting for it."""
-        store = self.project.store
+        store = self.project.context().store
         announced = False
         failures = 0
         while not self.stopping:
@@ -436,7 +443,7 @@ class Daemon:
                     name="daemon",
                     mode="fail",
                     command="daemon",
-                    retry=lambda fn: self.project.guard.call("database", fn),
+                    retry=lambda fn: self.project.context().guard.call("database", fn),
                     reap_runs=False,
                 )
             except StoreLocked as exc:
@@ -481,8 +488,9 @@ class Daemon:
         Hook: ``ragstate doctor``'s cheap checks (store rights, extensions, disk) belong
         here once ``Project.doctor`` exists.
         """
-        self.project.desired()
-        self.project.source()
+        ctx = self.project.context()
+        ctx.desired()
+        ctx.source()
 
     # --- state ------------------------------------------------------------------------
 
@@ -497,8 +505,9 @@ class Daemon:
         if self.settings.verify_interval_s is None:
             return
         try:
-            with self.project.store.session() as s:
-                state = records.daemon_state(self.project.store, s)
+            store = self.project.context().store
+            with store.session() as s:
+                state = records.daemon_state(store, s)
         except RagstateError:
             return
         if state and state.get("last_verify_at"):
@@ -518,8 +527,9 @@ class Daemon:
             "last_error": self.last_error,
         }
         try:
-            with self.project.store.session() as s:
-                records.set_daemon_state(self.project.store, s, state)
+            store = self.project.context().store
+            with store.session() as s:
+                records.set_daemon_state(store, s, state)
         except Exception as exc:  # the store may be down; the state is written again next time
             log.debug("could not record the daemon's state: %s", redact(str(exc)))
 
@@ -528,8 +538,9 @@ class Daemon:
     ) -> None:
         """Keep a failed cycle that left no run row, to record it once the store answers."""
         try:
-            with self.project.store.session() as s:
-                if records.get(self.project.store, s, run_id) is not None:
+            store = self.project.context().store
+            with store.session() as s:
+                if records.get(store, s, run_id) is not None:
                     return
         except Exception:
             pass
@@ -557,10 +568,11 @@ class Daemon:
         if not self._unrecorded:
             return
         pending = list(self._unrecorded)
-        with self.project.store.session() as s:
+        store = self.project.context().store
+        with store.session() as s:
             for r in pending:
                 records.insert_finished(
-                    self.project.store,
+                    store,
                     s,
                     r.run_id,
                     r.command,
@@ -668,11 +680,7 @@ class Daemon:
 
 
 def _once_exit(cycle: Cycle) -> int:
-    if cycle.outcome == CONVERGED:
-        return 4 if cycle.quarantined else 0
-    if cycle.outcome == PARTIAL:
-        return 2
-    return 1
+    return run.exit_code(cycle.outcome, cycle.quarantined, once=True)
 
 
 def _budget_words(items: int | None, seconds: float | None) -> str:
