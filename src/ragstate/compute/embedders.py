@@ -368,7 +368,13 @@ class HashEmbedder:
         return [[m.span() for m in re.finditer(r"\S+", t)] for t in texts]
 
     def embed_tokens(self, texts: Sequence[str]) -> list[np.ndarray]:
-        return [self.embed(t.split()) for t in texts]
+        # Words repeat across a batch's texts: each distinct word is hashed into a vector
+        # once (the same vectors as one ``embed`` per text, at a fraction of the cost).
+        words = [t.split() for t in texts]
+        distinct = list(dict.fromkeys(w for ws in words for w in ws))
+        at = {w: i for i, w in enumerate(distinct)}
+        vectors = self.embed(distinct)
+        return [vectors[[at[w] for w in ws]] if ws else self.embed(ws) for ws in words]
 
 
 def _openai(spec: ModelSpec, *, name: str = "default") -> Embedder:
