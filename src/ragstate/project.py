@@ -60,6 +60,7 @@ from ragstate.apply.safety import Safety
 from ragstate.artifacts import get_kind
 from ragstate.artifacts.cache import evict as cache_evict
 from ragstate.artifacts.cache import references as cache_references
+from ragstate.artifacts.desired import Desired, desired_state
 from ragstate.errors import (
     CostLimitExceeded,
     DestructiveRefused,
@@ -76,7 +77,6 @@ from ragstate.observe.observe import Observed, observe, pinned
 from ragstate.observe.throughput import with_calibration
 from ragstate.pipelines.base import Retrieval
 from ragstate.pipelines.query import Pipeline
-from ragstate.plan.desired import Desired, desired_state
 from ragstate.plan.diff import diff, source_notes
 from ragstate.plan.model import Plan
 from ragstate.plan.render import format_cost
@@ -622,7 +622,7 @@ class Project:
         Raises:
             DaemonRunning: another daemon runs on the store (``daemon.on_conflict: fail``).
         """
-        from ragstate import __version__
+        from ragstate.version import __version__
 
         return Daemon(
             self, once=once, metrics_port=metrics_port, allow_destructive=allow_destructive, version=__version__

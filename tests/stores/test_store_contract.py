@@ -9,11 +9,12 @@ import pytest
 
 from helpers import HASH_MODELS, artifact_ids, set_vector
 from ragstate.errors import IdentifierError
+from ragstate.identifiers import ident
 from ragstate.spec.model import StoreSpec
 from ragstate.stores import open_store
 from ragstate.stores.dialect import Col
 from ragstate.stores.migrations import CURRENT_VERSION, migrate, repair, schema_problems
-from ragstate.stores.schema import ColumnType, Index, TableDef, col, ident
+from ragstate.stores.schema import ColumnType, Index, TableDef, col
 
 VECTORS = TableDef(
     "vectors_g1",

@@ -27,8 +27,8 @@ from typing import Any
 import numpy as np
 
 from ragstate.artifacts.base import Recipe
+from ragstate.artifacts.desired import Desired
 from ragstate.compute.embedders import Embedder, embed_query, make_embedder
-from ragstate.plan.desired import Desired
 from ragstate.spec.model import Spec
 from ragstate.stores.base import Session, Store
 from ragstate.stores.ledger import Generation

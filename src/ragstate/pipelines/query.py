@@ -22,6 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 from ragstate.apply.record import RunRecord
+from ragstate.artifacts.desired import Desired, desired_state, pin_holds
 from ragstate.errors import NotReady, QueryError, RagstateError
 from ragstate.pipelines import readiness
 from ragstate.pipelines.base import Found, Hit, QueryContext, Retrieval, Retriever, cut
@@ -32,11 +33,11 @@ from ragstate.pipelines.graphrag import Graphrag
 from ragstate.pipelines.hybrid import Hybrid
 from ragstate.pipelines.hyde import Hyde
 from ragstate.pipelines.noderag import Noderag
-from ragstate.plan.desired import Desired, desired_state, pin_holds
-from ragstate.sources.base import DocRef, InPlaceSource, Source
+from ragstate.sources.base import InPlaceSource, Source
 from ragstate.spec.model import Spec
 from ragstate.stores import ledger, registry
 from ragstate.stores.base import Session, Store
+from ragstate.stores.documents import DocRef
 from ragstate.stores.ledger import Generation
 
 log = logging.getLogger(__name__)

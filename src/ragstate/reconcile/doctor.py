@@ -48,10 +48,10 @@ import numpy as np
 import psutil
 
 from ragstate.artifacts import ordered
+from ragstate.artifacts.desired import desired_state
+from ragstate.artifacts.requirements import kinds_for
 from ragstate.compute.embedders import Embedder, make_embedder, resolve_model_path
 from ragstate.errors import ModelError, RagstateError, StoreConfigError, StoreError, StoreUnavailable
-from ragstate.pipelines.registry import kinds_for
-from ragstate.plan.desired import desired_state
 from ragstate.redact import redact
 from ragstate.spec.model import Spec
 from ragstate.stores import Store, open_store

@@ -25,11 +25,12 @@ from typing import Any
 from ragstate.errors import DocumentError, DocumentTooLarge, MappingError, SpecError, StoreError
 from ragstate.hashing import fingerprint
 from ragstate.redact import redact
-from ragstate.sources.base import DocRef, Document, SourceProblem
+from ragstate.sources.base import Document, SourceProblem
 from ragstate.spec.model import TableSourceSpec
 from ragstate.stores import registry, views
 from ragstate.stores.base import ColumnInfo, Session, Store
 from ragstate.stores.dialect import ViewLayout
+from ragstate.stores.documents import DocRef
 from ragstate.stores.migrations import migrate
 
 #: roles whose columns must read as text (binary data cannot)

@@ -27,9 +27,10 @@ import sqlite_vec
 
 from ragstate.errors import StoreConfigError, StoreError, StoreUnavailable
 from ragstate.hashing import content_hash
+from ragstate.identifiers import ident
 from ragstate.stores.base import Check, ColumnInfo, ProcessLock, Session, Store, check_vector, norms
 from ragstate.stores.dialect import Col
-from ragstate.stores.schema import TableDef, ident
+from ragstate.stores.schema import TableDef
 from ragstate.stores.sqlite.dialect import SQLiteDialect
 
 BUSY_TIMEOUT_MS = 30_000
