@@ -74,7 +74,7 @@ from ragstate.plan.model import PAST_WINDOW, KindPlan, Plan
 from ragstate.sources.base import Source
 from ragstate.spec.model import Spec
 from ragstate.stores import embedding_cache, ledger, quarantine, records, registry
-from ragstate.stores.base import Session, Store, now
+from ragstate.stores.base import Session, Store, VectorSearch, now
 from ragstate.stores.documents import DocRef
 from ragstate.stores.migrations import add_missing_columns
 from ragstate.stores.schema import TableDef
@@ -549,7 +549,7 @@ class _Run:
         def index() -> None:
             with store.session() as s:
                 for t in tables:
-                    store.vector_index(s, t)
+                    store.capability(VectorSearch).vector_index(s, t)
 
         self.safety.read(index)
 

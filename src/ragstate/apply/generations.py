@@ -63,7 +63,7 @@ from ragstate.plan.diff import last_recall
 from ragstate.plan.model import GcDrop, Plan
 from ragstate.spec.model import ModelSpec, Spec
 from ragstate.stores import embedding_cache, ledger, quarantine
-from ragstate.stores.base import Session, Store, now
+from ragstate.stores.base import Session, Store, VectorSearch, now
 from ragstate.stores.ledger import ACTIVE, DROPPED, RETIRED, Generation, collectable, holding
 from ragstate.stores.schema import TableDef
 
@@ -486,7 +486,7 @@ def _index(store: Store, desired: Desired, generations: Mapping[str, int]) -> No
         for kind, generation in generations.items():
             d = desired.kind(kind)
             for table in d.kind.tables(d.recipe, generation):
-                store.vector_index(s, table)
+                store.capability(VectorSearch).vector_index(s, table)
 
 
 # --- garbage collection -----------------------------------------------------------------

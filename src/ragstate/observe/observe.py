@@ -38,7 +38,7 @@ from ragstate.observe.quarantine import QuarantineView, held_downstream, quarant
 from ragstate.sources.base import InPlaceSource, Source, SourceProblem
 from ragstate.spec.model import Spec
 from ragstate.stores import ledger, quarantine, records, registry
-from ragstate.stores.base import SchemaProblem, Session, Store
+from ragstate.stores.base import SchemaProblem, Session, Store, VectorSearch
 from ragstate.stores.dialect import Col
 from ragstate.stores.documents import DocRef, FileStat, Snapshot
 from ragstate.stores.ledger import ACTIVE, BUILDING, DROPPED, REJECTED, DriftRows, Generation
@@ -314,7 +314,8 @@ def _observe_kind(
         if depth != "shallow":
             for vc in kind.vector_columns(recipe):
                 name = tables[vc.table].name
-                corrupt.extend(store.vector_quality(s, name, vc.column, vc.dimension, vc.normalized, vc.key))
+                vectors = store.capability(VectorSearch)
+                corrupt.extend(vectors.vector_quality(s, name, vc.column, vc.dimension, vc.normalized, vc.key))
                 fake, same = identical_rows(s, name, vc.column, embedder, kind.embedding_fp(recipe.params))
                 mock.extend(fake)
                 duplicates.extend(same)
