@@ -353,7 +353,7 @@ def bench_pipelines(args, backends: Backends, work: Path) -> None:
 
 
 def _all_refs(s):
-    from ragstate.sources.base import DocRef
+    from ragstate.stores.documents import DocRef
 
     rows = s.query(
         "SELECT doc_id, content_hash, title, path, pos, byte_offset, title_chars, abstract_chars, body_chars "

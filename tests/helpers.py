@@ -274,3 +274,36 @@ def cli(project: Any, corpus: Path, tmp_path: Path, *args: str) -> tuple[int, An
     result = CliRunner().invoke(app, [*args, "-c", str(path)])
     output = result.stdout
     return result.exit_code, json.loads(output) if "--json" in args else output
+
+
+def core_only(store: Any) -> Any:
+    """``store`` seen through the core ``Store`` alone, as a backend with no capability
+    would be: every core method delegates to the real store (no data is faked)."""
+    from ragstate.stores.base import Store
+
+    class CoreOnly(Store):
+        dialect = store.dialect
+        description = f"core-only {store.description}"
+
+        def session(self):  # type: ignore[override]
+            return store.session()
+
+        def close(self) -> None:
+            store.close()
+
+        def prepare(self, session):  # type: ignore[override]
+            store.prepare(session)
+
+        def columns(self, session, table):  # type: ignore[override]
+            return store.columns(session, table)
+
+        def indexes(self, session, table):  # type: ignore[override]
+            return store.indexes(session, table)
+
+        def encode_vector(self, vector):  # type: ignore[override]
+            return store.encode_vector(vector)
+
+        def decode_vector(self, value):  # type: ignore[override]
+            return store.decode_vector(value)
+
+    return CoreOnly()

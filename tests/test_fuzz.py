@@ -18,11 +18,11 @@ from typer.testing import CliRunner
 
 from ragstate.cli import app
 from ragstate.errors import DocumentError, IdentifierError, PlanError, SpecError
+from ragstate.identifiers import ident, user_ident
 from ragstate.plan.model import Estimate, KindPlan, Plan, action_fingerprint
 from ragstate.sources.loaders import iter_jsonl, parse_jats, parse_markdown, parse_text
 from ragstate.spec import load_spec
 from ragstate.spec.load import table_source_from
-from ragstate.stores.schema import ident, user_ident
 
 settings.register_profile(
     "ci", max_examples=150, derandomize=True, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

@@ -20,9 +20,9 @@ from helpers import HASH_MODELS
 from ragstate import Project
 from ragstate.cli import app
 from ragstate.errors import IdentifierError, SpecError
+from ragstate.identifiers import ident, user_ident
 from ragstate.reconcile.daemon import Daemon
 from ragstate.spec import load_spec
-from ragstate.stores.schema import ident, user_ident
 
 LONG = "a" * 10_000
 

@@ -115,3 +115,29 @@ def test_the_scan_catches_formatting(tmp_path: Path) -> None:
         assert len(offending_calls(bad)) == 4
     finally:
         bad.unlink()
+
+
+def sql_literals(path: Path) -> list[str]:
+    """String literals that read as SQL statements (docstrings aside)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    docstrings = {
+        id(n.body[0].value)
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and n.body
+        and isinstance(n.body[0], ast.Expr)
+        and isinstance(n.body[0].value, ast.Constant)
+    }
+    return [
+        f"{path.relative_to(REPO)}:{n.lineno}: {n.value[:60]!r}"
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in docstrings
+        if re.match(r"\s*(SELECT|INSERT INTO|UPDATE|DELETE FROM|WITH)\b", n.value)
+    ]
+
+
+def test_retrieval_reads_the_store_through_store_functions() -> None:
+    # the pipelines rank; their statements live in stores/ (stores/retrieval.py)
+    files = sorted((REPO / "src" / "ragstate" / "pipelines").rglob("*.py"))
+    assert [problem for path in files for problem in sql_literals(path)] == []
+    assert sql_literals(REPO / "src" / "ragstate" / "stores" / "retrieval.py")  # the scan sees them where they are

@@ -10,19 +10,13 @@ the least work that removes the drift, applies it in crash-safe batches and veri
             project.apply(plan)
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
 from ragstate.apply.record import RunRecord
 from ragstate.errors import RagstateError, TerminalError, TransientError
 from ragstate.plan.model import Plan
 from ragstate.project import Project
 from ragstate.reconcile.reports import StatusReport, VerifyReport
 from ragstate.spec import Spec, load_spec, spec_from_dict
-
-try:
-    __version__ = version("ragstate")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+from ragstate.version import __version__
 
 __all__ = [
     "Plan",

@@ -172,6 +172,16 @@ class StoreConfigError(StoreError, TerminalError):
     """The store URL or its setup is wrong (unknown scheme, missing extension, no rights)."""
 
 
+class MissingCapability(StoreError, TerminalError):
+    """The store's backend does not implement a capability this needs (``stores.base.CAPABILITIES``)."""
+
+    def __init__(self, backend: str, capability: str, what: str = ""):
+        self.backend = backend
+        self.capability = capability
+        gives = f" ({what})" if what else ""
+        super().__init__(f"{backend}: this backend does not implement {capability}{gives}")
+
+
 class StoreLocked(StoreUnavailable):
     """Another process holds the store's writer lock (``reconcile.lock: fail``, or the wait timed out)."""
 

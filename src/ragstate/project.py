@@ -47,7 +47,7 @@ from ragstate.observe.duplicates import duplicate_groups
 from ragstate.observe.observe import Observed
 from ragstate.pipelines.base import Retrieval
 from ragstate.pipelines.query import Pipeline
-from ragstate.plan.desired import Desired
+from ragstate.artifacts.desired import Desired
 from ragstate.plan.model import Plan
 from ragstate.reconcile import cache, quarantine, run
 from ragstate.reconcile import status as status_report
@@ -247,7 +247,7 @@ class Project:
         Raises:
             DaemonRunning: another daemon runs on the store (``daemon.on_conflict: fail``).
         """
-        from ragstate import __version__
+        from ragstate.version import __version__
 
         return Daemon(
             self, once=once, metrics_port=metrics_port, allow_destructive=allow_destructive, version=__version__

@@ -15,8 +15,8 @@ from ragstate.apply.budget import Budget
 from ragstate.apply.schedule import Gate, Stopped
 from ragstate.artifacts.entities import Entities
 from ragstate.errors import PluginError
-from ragstate.sources.base import DocRef
 from ragstate.stores import ledger
+from ragstate.stores.documents import DocRef
 
 HASH = {"default": {"provider": "hash", "dimension": 64, "max_tokens": 128}}
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ragstate.compute import plugins
+from ragstate import plugins
 from ragstate.compute.extractors import entity_key, make_extractor
 from ragstate.errors import PluginError
 

@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from conftest import ALL_PIPELINES
 from helpers import execute, query
 from ragstate import spec_from_dict
+from ragstate.artifacts.desired import desired_state
 from ragstate.cli import app
-from ragstate.plan.desired import desired_state
 
 N_SHORT = 6
 ALL_KINDS = (

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from ragstate.artifacts.base import Recipe
+from ragstate.artifacts.desired import Desired, DesiredKind
 from ragstate.artifacts.doc_embeddings import DocEmbeddings
 from ragstate.observe.observe import KindObservation, Observed
-from ragstate.plan.desired import Desired, DesiredKind
 from ragstate.plan.diff import diff
 from ragstate.plan.model import Plan
-from ragstate.sources.base import DocRef
 from ragstate.spec import spec_from_dict
 from ragstate.stores.base import SchemaProblem
+from ragstate.stores.documents import DocRef
 from ragstate.stores.ledger import DriftRows, Generation
 
 SPEC = spec_from_dict({"store": "sqlite:///x.db", "source": "d"})

@@ -15,11 +15,13 @@ import yaml
 from psycopg.conninfo import conninfo_to_dict
 from typer.testing import CliRunner
 
-from helpers import HASH_MODELS
+from helpers import HASH_MODELS, core_only
 from ragstate import Project, spec_from_dict
 from ragstate.cli import app
 from ragstate.errors import PreflightError, StoreError
+from ragstate.reconcile.doctor import doctor as run_doctor
 from ragstate.spec import load_spec
+from ragstate.stores import open_store
 
 
 def doctor(path: Path, *args: str) -> tuple[int, dict[str, Any]]:
@@ -207,3 +209,37 @@ def test_the_disk_check_names_the_headroom_it_keeps(make_project, tmp_path: Path
     assert f"plus {DISK_HEADROOM // 2**20} MiB of headroom" in check.detail and "in all" in check.detail
     assert "MiB more at" in check.fix
     assert _disk_check(project.spec, project.store, 2**20, 1).status == "ok"
+
+
+def test_doctor_reports_the_store_capabilities(spec_file, backend: str) -> None:
+    path = spec_file(pipelines=["basic", "hybrid"])
+    code, report = doctor(path, "--cheap")
+    assert code == 0 and report["capabilities"] == {
+        "VectorSearch": True,
+        "FullTextSearch": True,
+        "ProcessLocks": True,
+        "InPlaceTables": True,
+    }
+    check = by_name(report)["store.capabilities"]
+    assert check["status"] == "ok" and check["detail"] == "VectorSearch, FullTextSearch, ProcessLocks, InPlaceTables"
+    text = CliRunner().invoke(app, ["doctor", "-c", str(path), "--cheap"]).stdout
+    assert "store.capabilities" in text and "VectorSearch, FullTextSearch, ProcessLocks, InPlaceTables" in text
+
+
+def test_doctor_fails_a_backend_without_a_capability_the_spec_needs(spec_file, backend: str) -> None:
+    spec = load_spec(spec_file(pipelines=["basic", "hybrid"]))
+    store = core_only(open_store(spec.store))
+    try:
+        report = run_doctor(spec, store=store, cheap=True)
+    finally:
+        store.close()
+    check = next(c for c in report.checks if c.name == "store.capabilities")
+    assert not report.ok and check.status == "fail"
+    assert report.capabilities == dict.fromkeys(
+        ("VectorSearch", "FullTextSearch", "ProcessLocks", "InPlaceTables"), False
+    )
+    assert check.detail == (
+        f"{store.description} implements none beyond the core store; the spec needs ProcessLocks (apply's "
+        "single-writer lock); VectorSearch (every retrieval pipeline); FullTextSearch (the fulltext kind "
+        "of pipeline hybrid)"
+    )

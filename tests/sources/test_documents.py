@@ -23,7 +23,7 @@ from documents import (
     sections,
     similarity,
 )
-from ragstate.compute import plugins
+from ragstate import plugins
 from ragstate.errors import MissingExtra, SourceError
 from ragstate.sources.folder import FolderSource
 from ragstate.sources.loaders import detect_formats, loader, loader_versions

@@ -11,7 +11,7 @@ import pytest
 from helpers import active_table, artifact_ids
 from ragstate.errors import DocumentError, MappingError
 from ragstate.plan.model import Plan
-from ragstate.sources.base import DocRef
+from ragstate.stores.documents import DocRef
 from sources.conftest import ARTICLES, DRAFTS, PUBLISHED
 
 KEPT = {"where": [{"column": "status", "op": "=", "value": "published"}]}

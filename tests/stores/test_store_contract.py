@@ -7,13 +7,15 @@ import warnings
 import numpy as np
 import pytest
 
-from helpers import HASH_MODELS, artifact_ids, set_vector
-from ragstate.errors import IdentifierError
+from helpers import HASH_MODELS, artifact_ids, core_only, set_vector
+from ragstate.errors import IdentifierError, MissingCapability
+from ragstate.identifiers import ident
 from ragstate.spec.model import StoreSpec
 from ragstate.stores import open_store
+from ragstate.stores.base import CAPABILITIES, FullTextSearch, InPlaceTables, ProcessLocks, VectorSearch
 from ragstate.stores.dialect import Col
 from ragstate.stores.migrations import CURRENT_VERSION, migrate, repair, schema_problems
-from ragstate.stores.schema import ColumnType, Index, TableDef, col, ident
+from ragstate.stores.schema import ColumnType, Index, TableDef, col
 
 VECTORS = TableDef(
     "vectors_g1",
@@ -194,3 +196,23 @@ def test_a_vector_of_huge_values_is_judged_without_a_numpy_warning(make_project)
         report = project.verify()
     ((found, reason),) = report.corrupt["doc_embeddings"]
     assert found == doc_id and reason.startswith("norm 565685") and reason.endswith("(expected 1)")  # √32·1e30
+
+
+def test_each_backend_declares_every_capability(store) -> None:
+    assert store.capabilities() == {c.__name__: True for c in CAPABILITIES}
+    for capability in (VectorSearch, FullTextSearch, ProcessLocks, InPlaceTables):
+        assert store.capability(capability) is store
+
+
+def test_a_missing_capability_names_the_backend_and_the_capability(store) -> None:
+    core = core_only(store)
+    assert core.capabilities() == {c.__name__: False for c in CAPABILITIES}
+    with core.session() as s:  # the core still works
+        assert s.scalar("SELECT count(*) FROM {ledger}") == 0
+    with pytest.raises(MissingCapability) as raised:
+        core.capability(FullTextSearch)
+    assert raised.value.backend == core.description and raised.value.capability == "FullTextSearch"
+    assert str(raised.value) == (
+        f"{core.description}: this backend does not implement FullTextSearch "
+        "(rows matching words through a full-text index)"
+    )

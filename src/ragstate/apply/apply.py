@@ -56,6 +56,7 @@ from typing import Any
 
 from ragstate.apply.batching import BatchSizer
 from ragstate.apply.budget import ITEMS, Budget
+from ragstate.apply.executors import Executor, LocalExecutor, open_executor
 from ragstate.apply.generations import settle
 from ragstate.apply.isolate import BatchResult, Isolator
 from ragstate.apply.progress import NullProgress, Progress
@@ -65,16 +66,16 @@ from ragstate.apply.schedule import Gate, Overlap, Stopped
 from ragstate.apply.writer import BatchWriter
 from ragstate.artifacts.base import BuildContext
 from ragstate.artifacts.cache import EmbeddingCache, evict
+from ragstate.artifacts.desired import Desired, DesiredKind
 from ragstate.compute.embedders import make_embedder
-from ragstate.compute.executors import Executor, LocalExecutor, open_executor
 from ragstate.observe.golden import load_queries
 from ragstate.observe.observe import Observed, observe
-from ragstate.plan.desired import Desired, DesiredKind
 from ragstate.plan.model import PAST_WINDOW, KindPlan, Plan
-from ragstate.sources.base import DocRef, Source
+from ragstate.sources.base import Source
 from ragstate.spec.model import Spec
 from ragstate.stores import embedding_cache, ledger, quarantine, records, registry
-from ragstate.stores.base import Session, Store, now
+from ragstate.stores.base import Session, Store, VectorSearch, now
+from ragstate.stores.documents import DocRef
 from ragstate.stores.migrations import add_missing_columns
 from ragstate.stores.schema import TableDef
 
@@ -548,7 +549,7 @@ class _Run:
         def index() -> None:
             with store.session() as s:
                 for t in tables:
-                    store.vector_index(s, t)
+                    store.capability(VectorSearch).vector_index(s, t)
 
         self.safety.read(index)
 

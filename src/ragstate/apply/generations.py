@@ -45,9 +45,11 @@ from ragstate.apply.progress import Progress
 from ragstate.apply.record import KindCounts, RunRecord
 from ragstate.apply.safety import Safety
 from ragstate.artifacts.base import Recipe
+from ragstate.artifacts.desired import Desired, DesiredKind
 from ragstate.compute.embedders import Embedder, make_embedder
 from ragstate.errors import RagstateError, RollbackError
 from ragstate.faults.retry import Guard
+from ragstate.hashing import quarantine_fingerprint
 from ragstate.observe.golden import (
     GoldenQuery,
     embed_queries,
@@ -57,13 +59,11 @@ from ragstate.observe.golden import (
     without_documents,
 )
 from ragstate.observe.observe import KindObservation, Observed
-from ragstate.plan.desired import Desired, DesiredKind
 from ragstate.plan.diff import last_recall
 from ragstate.plan.model import GcDrop, Plan
 from ragstate.spec.model import ModelSpec, Spec
-from ragstate.hashing import quarantine_fingerprint
 from ragstate.stores import embedding_cache, ledger, quarantine
-from ragstate.stores.base import Session, Store, now
+from ragstate.stores.base import Session, Store, VectorSearch, now
 from ragstate.stores.ledger import ACTIVE, DROPPED, RETIRED, Generation, collectable, holding
 from ragstate.stores.schema import TableDef
 
@@ -486,7 +486,7 @@ def _index(store: Store, desired: Desired, generations: Mapping[str, int]) -> No
         for kind, generation in generations.items():
             d = desired.kind(kind)
             for table in d.kind.tables(d.recipe, generation):
-                store.vector_index(s, table)
+                store.capability(VectorSearch).vector_index(s, table)
 
 
 # --- garbage collection -----------------------------------------------------------------
@@ -662,7 +662,7 @@ def rollback(
     """Switch ``kind`` back (see ``choose_rollback``), in one transaction (fenced and
     retried by ``safety``), recomputing nothing. Each switched kind whose recipe differs
     from the spec's (``desired_fps``) is held there: until the spec changes, apply keeps
-    it in sync under that recipe (``plan.desired.pin_holds``) and never switches back.
+    it in sync under that recipe (``artifacts.desired.pin_holds``) and never switches back.
 
     Returns:
         ``{"kind", "switched": {kind: {"from", "to"}}, "held": [kinds], "recomputed": 0}``.

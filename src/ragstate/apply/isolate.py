@@ -35,8 +35,9 @@ from ragstate.faults.retry import Guard
 from ragstate.faults.taxonomy import FaultClass, classify, quarantine_reason
 from ragstate.hashing import quarantine_fingerprint
 from ragstate.redact import redact
-from ragstate.sources.base import DocRef, Document, Source
+from ragstate.sources.base import Document, Source
 from ragstate.stores.base import Store, check_vector
+from ragstate.stores.documents import DocRef
 from ragstate.stores.quarantine import MAX_MESSAGE, Entry
 from ragstate.stores.schema import TableDef
 

@@ -29,7 +29,7 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ragstate.sources.base import DocRef
+from ragstate.stores.documents import DocRef
 
 
 class Stopped(Exception):

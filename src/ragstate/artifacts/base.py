@@ -34,9 +34,10 @@ from pydantic import ValidationError
 from ragstate.compute.embedders import Embedder
 from ragstate.errors import RagstateError
 from ragstate.hashing import fingerprint
-from ragstate.sources.base import DocRef, Document
+from ragstate.sources.base import Document
 from ragstate.spec.model import ModelSpec, Spec
 from ragstate.stores.base import Session, Store, cosines
+from ragstate.stores.documents import DocRef
 from ragstate.stores.schema import TableDef
 
 if TYPE_CHECKING:

@@ -32,11 +32,12 @@ from ragstate.compute.chunkers import Piece, make_chunker
 from ragstate.compute.embedders import Embedder, make_embedder
 from ragstate.errors import SpecError
 from ragstate.hashing import item_id, text_hash
-from ragstate.sources.base import DocRef, Document
+from ragstate.sources.base import Document
 from ragstate.sources.loaders import loader_versions
 from ragstate.spec.model import Spec
 from ragstate.stores.base import Session, Store
 from ragstate.stores.dialect import Col
+from ragstate.stores.documents import DocRef
 from ragstate.stores.schema import ARTIFACT_STAMP, ColumnType, TableDef, col
 
 

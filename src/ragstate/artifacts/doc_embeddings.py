@@ -16,8 +16,9 @@ from collections.abc import Sequence
 
 from ragstate.artifacts.base import ArtifactKind, BuildContext, Built, Recipe, VectorColumn
 from ragstate.compute.embedders import make_embedder
-from ragstate.sources.base import DocRef, Document
+from ragstate.sources.base import Document
 from ragstate.spec.model import TEXT_FIELDS, Spec
+from ragstate.stores.documents import DocRef
 from ragstate.stores.schema import ARTIFACT_STAMP, ColumnType, Index, TableDef, col
 
 

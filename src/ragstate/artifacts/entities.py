@@ -22,9 +22,10 @@ from ragstate.artifacts.base import ArtifactKind, BuildContext, Built, Findings,
 from ragstate.artifacts.chunks import ChunkRow, Chunks, Upstream
 from ragstate.compute.extractors import make_extractor
 from ragstate.hashing import item_id, text_hash
-from ragstate.sources.base import DocRef, Document
+from ragstate.sources.base import Document
 from ragstate.spec.model import Spec
 from ragstate.stores.base import Session, Store
+from ragstate.stores.documents import DocRef
 from ragstate.stores.schema import ARTIFACT_STAMP, ColumnType, Index, TableDef, col
 
 T, I, F = ColumnType.TEXT, ColumnType.INT, ColumnType.FLOAT

@@ -17,8 +17,8 @@ from ragstate.artifacts.base import BuildContext, Recipe
 from ragstate.artifacts.chunks import ChunkRow
 from ragstate.artifacts.entities import Entities
 from ragstate.artifacts.per_chunk import PerItemKind, VectorItems, item_columns, model_recipe
-from ragstate.sources.base import DocRef
 from ragstate.spec.model import Spec
+from ragstate.stores.documents import DocRef
 from ragstate.stores.schema import ARTIFACT_STAMP, ColumnType, Index, TableDef, col
 
 

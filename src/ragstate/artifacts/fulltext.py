@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from ragstate.artifacts.base import ArtifactKind, BuildContext, Built, Findings, Inspection, Recipe
 from ragstate.artifacts.chunks import stored_text_mismatches
 from ragstate.hashing import text_hash
-from ragstate.sources.base import DocRef, Document
+from ragstate.sources.base import Document
 from ragstate.spec.model import Spec
+from ragstate.stores.documents import DocRef
 from ragstate.stores.schema import ARTIFACT_STAMP, ColumnType, Index, TableDef, col
 
 

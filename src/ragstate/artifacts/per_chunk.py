@@ -28,10 +28,11 @@ from ragstate.artifacts.base import (
 from ragstate.artifacts.chunks import ChunkRow, Upstream, window
 from ragstate.compute.embedders import Embedder, make_embedder
 from ragstate.errors import SpecError
-from ragstate.sources.base import DocRef, Document
+from ragstate.sources.base import Document
 from ragstate.spec.model import Spec
 from ragstate.stores.base import Store, check_vector
 from ragstate.stores.dialect import Col
+from ragstate.stores.documents import DocRef
 from ragstate.stores.schema import Column, ColumnType, col
 
 

@@ -10,8 +10,8 @@ from ragstate.artifacts.entities import Entities
 from ragstate.artifacts.entity_embeddings import EntityEmbeddings
 from ragstate.artifacts.fulltext import Fulltext
 from ragstate.artifacts.token_embeddings import TokenEmbeddings
-from ragstate.compute.plugins import load_plugin
 from ragstate.errors import PluginError
+from ragstate.plugins import load_plugin
 
 BUILTIN: dict[str, ArtifactKind] = {
     k.name: k

@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ragstate.compute.plugins import load_plugin
+from ragstate.plugins import load_plugin
 from ragstate.sources.base import Document
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n\s*")

@@ -23,9 +23,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ragstate.compute.plugins import load_plugin
 from ragstate.errors import ModelError
 from ragstate.hashing import file_digest, text_hash
+from ragstate.plugins import load_plugin
 from ragstate.spec.model import ModelSpec
 
 # Offline by construction: no hub lookups, ever, whatever the caller's environment says.

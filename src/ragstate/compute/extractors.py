@@ -38,8 +38,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ragstate.compute.plugins import load_plugin
 from ragstate.errors import PluginError
+from ragstate.plugins import load_plugin
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,8 @@ import urllib.error
 import urllib.request
 from typing import Any, Protocol
 
-from ragstate.compute.plugins import load_plugin
 from ragstate.errors import GeneratorConfigError, GeneratorUnavailable
+from ragstate.plugins import load_plugin
 from ragstate.redact import api_key, redact
 from ragstate.spec.model import GeneratorSpec
 

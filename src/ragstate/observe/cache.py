@@ -25,9 +25,9 @@ import numpy as np
 
 from ragstate.artifacts.base import RECHECK_MIN_COSINE
 from ragstate.artifacts.cache import decode_entry, embedding_fp, placeholders, value_problem
+from ragstate.artifacts.desired import Desired
 from ragstate.compute.embedders import Embedder, make_embedder
 from ragstate.hashing import text_hash
-from ragstate.plan.desired import Desired
 from ragstate.spec.model import Spec
 from ragstate.stores import embedding_cache
 from ragstate.stores.base import Session, cosines

@@ -9,8 +9,8 @@ apart); ``ragstate status --duplicates`` lists these groups so that a user can s
 from __future__ import annotations
 
 from ragstate.artifacts.cache import identical_rows
+from ragstate.artifacts.desired import Desired
 from ragstate.compute.embedders import make_embedder
-from ragstate.plan.desired import Desired
 from ragstate.spec.model import Spec
 from ragstate.stores import ledger
 from ragstate.stores.base import Store

@@ -33,7 +33,7 @@ import numpy as np
 from ragstate.compute.embedders import Embedder
 from ragstate.errors import GoldenSetError
 from ragstate.hashing import text_hash
-from ragstate.stores.base import Session, Store
+from ragstate.stores.base import Session, Store, VectorSearch
 
 #: queries whose documents were missed, listed in a result (the count is always complete)
 MISSES_LISTED = 5
@@ -134,9 +134,10 @@ def ranked_documents(
     (chunks), so that ``k`` distinct documents are usually found.
     """
     out = []
+    search = store.capability(VectorSearch)
     for vector in vectors:
         seen: dict[str, None] = {}
-        for doc_id, _ in store.nearest(session, table, column, vector, k * fetch, key="doc_id"):
+        for doc_id, _ in search.nearest(session, table, column, vector, k * fetch, key="doc_id"):
             seen.setdefault(doc_id)
             if len(seen) == k:
                 break

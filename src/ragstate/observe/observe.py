@@ -29,17 +29,18 @@ from typing import Any
 
 from ragstate.artifacts.base import Inspection, disagreeing
 from ragstate.artifacts.cache import identical_rows
+from ragstate.artifacts.desired import Desired, DesiredKind, pin_holds
 from ragstate.compute.embedders import make_embedder, model_inputs
 from ragstate.errors import RagstateError
 from ragstate.hashing import text_hash
 from ragstate.observe.cache import CacheFindings, observe_cache
 from ragstate.observe.quarantine import QuarantineView, held_downstream, quarantine_view
-from ragstate.plan.desired import Desired, DesiredKind, pin_holds
-from ragstate.sources.base import DocRef, FileStat, InPlaceSource, Snapshot, Source, SourceProblem
+from ragstate.sources.base import InPlaceSource, Source, SourceProblem
 from ragstate.spec.model import Spec
 from ragstate.stores import ledger, quarantine, records, registry
-from ragstate.stores.base import SchemaProblem, Session, Store
+from ragstate.stores.base import SchemaProblem, Session, Store, VectorSearch
 from ragstate.stores.dialect import Col
+from ragstate.stores.documents import DocRef, FileStat, Snapshot
 from ragstate.stores.ledger import ACTIVE, BUILDING, DROPPED, REJECTED, DriftRows, Generation
 from ragstate.stores.migrations import SCHEMA_VERSIONS, migrate, schema_problems
 from ragstate.stores.schema import GENERATIONS, TableDef
@@ -83,7 +84,7 @@ class KindObservation:
     sizes: Mapping[int, tuple[int, int]] = field(default_factory=dict)
     #: why the kind is held at its active generation (a rollback, or an upstream kind's),
     #: or "": while the spec asks for the recipe rolled back from, the kind is observed
-    #: under the recipe it is held at (``plan.desired.pin_holds``)
+    #: under the recipe it is held at (``artifacts.desired.pin_holds``)
     held: str = ""
     #: True when the held kind is left alone: this version cannot build its recipe again
     #: (``ArtifactKind.pinned``), so it is observed only as far as status needs
@@ -227,7 +228,7 @@ def observe(
 
 def pinned(spec: Spec, desired: Desired, store: Store) -> Desired:
     """``desired`` with the kinds a rollback holds pinned to the recipe held
-    (``plan.desired.pin_holds``); as it is on a store without generations yet."""
+    (``artifacts.desired.pin_holds``); as it is on a store without generations yet."""
     with store.session() as s:
         columns = store.columns(s, GENERATIONS.name)
         if columns is None or "hold" not in columns:  # new, or from before rollback holds (migrated later)
@@ -313,7 +314,8 @@ def _observe_kind(
         if depth != "shallow":
             for vc in kind.vector_columns(recipe):
                 name = tables[vc.table].name
-                corrupt.extend(store.vector_quality(s, name, vc.column, vc.dimension, vc.normalized, vc.key))
+                vectors = store.capability(VectorSearch)
+                corrupt.extend(vectors.vector_quality(s, name, vc.column, vc.dimension, vc.normalized, vc.key))
                 fake, same = identical_rows(s, name, vc.column, embedder, kind.embedding_fp(recipe.params))
                 mock.extend(fake)
                 duplicates.extend(same)

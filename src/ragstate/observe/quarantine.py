@@ -24,9 +24,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from ragstate.hashing import quarantine_fingerprint
-from ragstate.sources.base import DocumentProblem, Snapshot
 from ragstate.stores import quarantine
 from ragstate.stores.base import Session
+from ragstate.stores.documents import DocumentProblem, Snapshot
 from ragstate.stores.quarantine import DROPPED, QUARANTINED, RETRY, SOURCE, Entry
 
 

@@ -17,9 +17,9 @@ import threading
 import time
 from dataclasses import replace
 
+from ragstate.artifacts.desired import Desired
 from ragstate.compute.embedders import Embedder, make_embedder, model_inputs
 from ragstate.observe.observe import Observed, _to_build
-from ragstate.plan.desired import Desired
 from ragstate.spec.model import Spec
 from ragstate.stores.records import Rate
 

@@ -27,10 +27,10 @@ from typing import Any
 import numpy as np
 
 from ragstate.artifacts.base import Recipe
+from ragstate.artifacts.desired import Desired
 from ragstate.compute.embedders import Embedder, embed_query, make_embedder
-from ragstate.plan.desired import Desired
 from ragstate.spec.model import Spec
-from ragstate.stores.base import Session, Store
+from ragstate.stores.base import Session, Store, VectorSearch
 from ragstate.stores.ledger import Generation
 from ragstate.stores.schema import TableDef
 
@@ -160,7 +160,8 @@ class QueryContext:
     def nearest_documents(self, vector: np.ndarray, n: int) -> list[Hit]:
         """The ``n`` documents whose ``doc_embeddings`` are nearest to ``vector``; score = cosine."""
         gen = self.generation("doc_embeddings")
-        rows = self.store.nearest(self.session, self.table("doc_embeddings"), "embedding", vector, n)
+        search = self.store.capability(VectorSearch)
+        rows = search.nearest(self.session, self.table("doc_embeddings"), "embedding", vector, n)
         return [Hit(doc_id, 1.0 - d, kind="doc_embeddings", generation=gen) for doc_id, d in rows]
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from ragstate.artifacts.token_embeddings import decode_matrix
 from ragstate.pipelines.base import Found, Hit, QueryContext, Retriever
+from ragstate.stores import retrieval
 
 #: token vectors scored per matrix product (bounds memory: 32768 × 384 float32 is 48 MiB)
 TOKENS_PER_BATCH = 32768
@@ -60,10 +61,8 @@ class Colbert(Retriever):
             matrices.clear()
 
         tokens = 0
-        for doc_id, chunk_id, n_tokens, dim, blob in ctx.session.iter_query(
-            "SELECT doc_id, chunk_id, n_tokens, dim, matrix FROM {t} WHERE doc_id = ANY(?)",
-            ([c.doc_id for c in candidates],),
-            t=ctx.table("token_embeddings"),
+        for doc_id, chunk_id, n_tokens, dim, blob in retrieval.token_matrices(
+            ctx.session, ctx.table("token_embeddings"), [c.doc_id for c in candidates]
         ):
             keys.append((doc_id, chunk_id))
             matrices.append(decode_matrix(blob, n_tokens, dim))
@@ -100,9 +99,7 @@ def chunk_texts(ctx: QueryContext, keys: list[tuple[str, str]]) -> dict[tuple[st
     if not keys:
         return {}
     wanted = set(keys)
-    rows = ctx.session.query(
-        "SELECT doc_id, chunk_id, text FROM {t} WHERE doc_id = ANY(?) AND chunk_id = ANY(?)",
-        (sorted({d for d, _ in keys}), sorted({c for _, c in keys})),
-        t=ctx.table("chunks"),
+    rows = retrieval.chunk_texts(
+        ctx.session, ctx.table("chunks"), sorted({d for d, _ in keys}), sorted({c for _, c in keys})
     )
     return {(d, c): text for d, c, text in rows if (d, c) in wanted}

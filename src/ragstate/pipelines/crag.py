@@ -38,6 +38,7 @@ from ragstate.pipelines.base import (
     reciprocal_rank_fusion,
     unit,
 )
+from ragstate.stores import retrieval
 
 #: the RRF constant of the refinement's fusion
 RRF_K = 60
@@ -147,11 +148,7 @@ class Crag(Retriever):
     def strips(self, ctx: QueryContext, doc_ids: list[str]) -> dict[str, list[tuple[str, str]]]:
         """``(chunk_id, text)`` of each document's chunks, in document order."""
         out: dict[str, list[tuple[str, str]]] = defaultdict(list)
-        for d, c, text in ctx.session.query(
-            "SELECT doc_id, chunk_id, text FROM {t} WHERE level = 1 AND doc_id = ANY(?) ORDER BY doc_id, seq",
-            (doc_ids,),
-            t=ctx.table("chunks"),
-        ):
+        for d, c, text in retrieval.strips(ctx.session, ctx.table("chunks"), doc_ids):
             out[d].append((c, text))
         return out
 

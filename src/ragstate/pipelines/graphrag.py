@@ -37,6 +37,8 @@ from ragstate.artifacts.entities import entity_id
 from ragstate.compute.extractors import entity_key, make_extractor
 from ragstate.pipelines.base import Found, Hit, QueryContext, Retriever
 from ragstate.pipelines.colbert import chunk_texts
+from ragstate.stores import ledger, retrieval
+from ragstate.stores.base import VectorSearch
 
 #: longest run of query words looked up as an entity name
 MAX_NGRAM = 5
@@ -62,9 +64,7 @@ class Graphrag(Retriever):
         by_text = {entity_id(key): key for key in set(found) | grams if key}
         activation: dict[str, float] = {}
         names: dict[str, str] = {}
-        for eid, canonical in ctx.session.query(
-            "SELECT DISTINCT entity_id, canonical FROM {t} WHERE entity_id = ANY(?)", (sorted(by_text),), t=entities
-        ):
+        for eid, canonical in retrieval.entity_names(ctx.session, entities, sorted(by_text)):
             activation[eid] = 1.0
             names[eid] = canonical
         embedder = ctx.embedder("entity_embeddings")
@@ -73,7 +73,7 @@ class Graphrag(Retriever):
         vectors = embedder.embed([text for text, _ in probes])
         nearest: list[tuple[str, float]] = []
         for vector, (_, threshold) in zip(vectors, probes, strict=True):
-            rows = ctx.store.nearest_items(
+            rows = ctx.store.capability(VectorSearch).nearest_items(
                 ctx.session,
                 ctx.table("entity_embeddings"),
                 "embedding",
@@ -100,12 +100,7 @@ class Graphrag(Retriever):
                 break
             strength: dict[str, float] = defaultdict(float)
             reach: dict[str, float] = {}
-            for source, target, weight in ctx.session.query(
-                "SELECT source_id, target_id, sum(weight) FROM {t} WHERE source_id = ANY(?) OR target_id = ANY(?) "
-                "GROUP BY source_id, target_id",
-                (frontier, frontier),
-                t=relations,
-            ):
+            for source, target, weight in retrieval.relation_weights(ctx.session, relations, frontier):
                 for a, b in ((source, target), (target, source)):
                     if a in activation and b not in activation:
                         value = activation[a] * params.hop_decay
@@ -116,35 +111,20 @@ class Graphrag(Retriever):
         if not activation:
             return Found([], notes={"query_entities": found, "matched": {}})
         active = sorted(activation)
-        df = {
-            eid: int(n)
-            for eid, n in ctx.session.query(
-                "SELECT entity_id, count(DISTINCT doc_id) FROM {t} WHERE entity_id = ANY(?) GROUP BY entity_id",
-                (active,),
-                t=entities,
-            )
-        }
+        df = retrieval.entity_document_counts(ctx.session, entities, active)
         # Documents of the generation (those with no entity too): the N of the idf.
-        built = ("entities", ctx.generation("entities"))
-        total = int(ctx.session.scalar("SELECT count(*) FROM {ledger} WHERE kind = ? AND generation = ?", built) or 0)
+        total = ledger.documents_built(ctx.session, "entities", ctx.generation("entities"))
         weight = {e: activation[e] * math.log(1.0 + total / df[e]) for e in active if df.get(e)}
         score: dict[str, float] = defaultdict(float)
         per_chunk: dict[tuple[str, str], float] = defaultdict(float)
         shared: dict[str, set[str]] = defaultdict(set)
-        for doc_id, chunk_id, eid in ctx.session.query(
-            "SELECT doc_id, chunk_id, entity_id FROM {t} WHERE entity_id = ANY(?)", (sorted(weight),), t=entities
-        ):
+        for doc_id, chunk_id, eid in retrieval.entity_mentions(ctx.session, entities, sorted(weight)):
             if eid not in shared[doc_id]:
                 score[doc_id] += weight[eid]
                 shared[doc_id].add(eid)
             per_chunk[(doc_id, chunk_id)] += weight[eid]
         edges: dict[str, int] = defaultdict(int)
-        for doc_id, chunk_id, source, target in ctx.session.query(
-            "SELECT DISTINCT doc_id, chunk_id, source_id, target_id FROM {t} "
-            "WHERE source_id = ANY(?) AND target_id = ANY(?)",
-            (active, active),
-            t=relations,
-        ):
+        for doc_id, chunk_id, source, target in retrieval.relations_among(ctx.session, relations, active):
             value = activation[source] * activation[target]
             score[doc_id] += value
             per_chunk[(doc_id, chunk_id)] += value
@@ -157,13 +137,7 @@ class Graphrag(Retriever):
         best = {d: best[d] for d in ranked if d in best}
         texts = chunk_texts(ctx, list(best.items()))
         if len(names) < len(activation):
-            names.update(
-                ctx.session.query(
-                    "SELECT DISTINCT entity_id, canonical FROM {t} WHERE entity_id = ANY(?)",
-                    (sorted(set(activation) - set(names)),),
-                    t=entities,
-                )
-            )
+            names.update(retrieval.entity_names(ctx.session, entities, sorted(set(activation) - set(names))))
         gen = ctx.generation("entities")
         hits = [
             Hit(

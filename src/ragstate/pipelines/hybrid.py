@@ -12,6 +12,8 @@ the document's full text holding most of the query's keywords.
 from __future__ import annotations
 
 from ragstate.pipelines.base import Found, Hit, QueryContext, Retriever, best_window, reciprocal_rank_fusion
+from ragstate.stores import retrieval
+from ragstate.stores.base import FullTextSearch
 
 
 class Hybrid(Retriever):
@@ -21,13 +23,12 @@ class Hybrid(Retriever):
         params = ctx.spec.query.hybrid
         dense = [h.doc_id for h in ctx.nearest_documents(ctx.encode("doc_embeddings", query), params.candidates)]
         table = ctx.tables("fulltext")[0]
-        text = [d for d, _ in ctx.store.fulltext_search(ctx.session, table, query, params.candidates, any_word=True)]
+        search = ctx.store.capability(FullTextSearch)
+        text = [d for d, _ in search.fulltext_search(ctx.session, table, query, params.candidates, any_word=True)]
         fused = reciprocal_rank_fusion(((dense, params.vector_weight), (text, params.text_weight)), params.rrf_k)
         # A document only a zero-weight ranking found has no score: it is not a result.
         ranked = sorted((d for d in fused if fused[d] > 0), key=lambda d: -fused[d])[:k]
-        content = dict(
-            ctx.session.query("SELECT doc_id, content FROM {t} WHERE doc_id = ANY(?)", (ranked,), t=table.name)
-        )
+        content = retrieval.fulltext_contents(ctx.session, table.name, ranked)
         vector_rank = {d: r for r, d in enumerate(dense, start=1)}
         text_rank = {d: r for r, d in enumerate(text, start=1)}
         hits = []

@@ -12,10 +12,10 @@ back to the query alone, which would be ``basic`` under another name.
 
 from __future__ import annotations
 
+from ragstate.artifacts.requirements import HYDE_NEEDS_GENERATOR
 from ragstate.compute.generators import Generator, make_generator
 from ragstate.errors import GeneratorConfigError
 from ragstate.pipelines.base import Found, QueryContext, Retriever, unit
-from ragstate.pipelines.registry import HYDE_NEEDS_GENERATOR
 from ragstate.spec.model import Spec
 
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 from ragstate.pipelines.base import Found, Hit, QueryContext, Retriever
+from ragstate.stores import retrieval
+from ragstate.stores.base import VectorSearch
 
 
 class Noderag(Retriever):
@@ -24,7 +26,7 @@ class Noderag(Retriever):
 
     def retrieve(self, ctx: QueryContext, query: str, k: int) -> Found:
         params = ctx.spec.query.noderag
-        seeds = ctx.store.nearest_items(
+        seeds = ctx.store.capability(VectorSearch).nearest_items(
             ctx.session,
             ctx.table("chunk_embeddings"),
             "embedding",
@@ -39,11 +41,7 @@ class Noderag(Retriever):
         chunks = ctx.table("chunks")
         parents = {
             (d, c): p
-            for d, c, p in ctx.session.query(
-                "SELECT doc_id, chunk_id, parent_id FROM {t} WHERE doc_id = ANY(?) AND chunk_id = ANY(?)",
-                (docs, sorted({c for _, c in sims})),
-                t=chunks,
-            )
+            for d, c, p in retrieval.chunk_parents(ctx.session, chunks, docs, sorted({c for _, c in sims}))
             if (d, c) in sims
         }
         # The expansion: the seeds' sections (headings) and every chunk under them.
@@ -51,12 +49,7 @@ class Noderag(Retriever):
         section_ids = sorted({p for _, p in wanted})
         sections: dict[tuple[str, str], str] = {}
         members: dict[tuple[str, str], list[tuple[int, str, str]]] = defaultdict(list)
-        for d, c, p, level, seq, text in ctx.session.query(
-            "SELECT doc_id, chunk_id, parent_id, level, seq, text FROM {t} WHERE doc_id = ANY(?) "
-            "AND (chunk_id = ANY(?) OR parent_id = ANY(?))",
-            (docs, section_ids, section_ids),
-            t=chunks,
-        ):
+        for d, c, p, level, seq, text in retrieval.sections_and_members(ctx.session, chunks, docs, section_ids):
             if level == 0 and (d, c) in wanted:
                 sections[(d, c)] = text
             elif level == 1 and (d, p) in wanted:

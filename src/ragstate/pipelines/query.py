@@ -22,6 +22,7 @@ from dataclasses import replace
 from typing import Any
 
 from ragstate.apply.record import RunRecord
+from ragstate.artifacts.desired import Desired, desired_state, pin_holds
 from ragstate.errors import NotReady, QueryError, RagstateError
 from ragstate.pipelines import readiness
 from ragstate.pipelines.base import Found, Hit, QueryContext, Retrieval, Retriever, cut
@@ -32,11 +33,11 @@ from ragstate.pipelines.graphrag import Graphrag
 from ragstate.pipelines.hybrid import Hybrid
 from ragstate.pipelines.hyde import Hyde
 from ragstate.pipelines.noderag import Noderag
-from ragstate.plan.desired import Desired, desired_state, pin_holds
-from ragstate.sources.base import DocRef, InPlaceSource, Source
+from ragstate.sources.base import InPlaceSource, Source
 from ragstate.spec.model import Spec
-from ragstate.stores import ledger, registry
+from ragstate.stores import ledger, registry, retrieval
 from ragstate.stores.base import Session, Store
+from ragstate.stores.documents import DocRef
 from ragstate.stores.ledger import Generation
 
 log = logging.getLogger(__name__)
@@ -237,21 +238,11 @@ def _placed(ctx: QueryContext, hits: list[Hit]) -> list[Hit]:
         return hits
     table = ctx.table("chunks")
     # a generation built before chunks kept pages and sections (code version 1) has no such columns
-    if "section" in (ctx.store.columns(ctx.session, table) or {}):
-        statement = (
-            "SELECT doc_id, chunk_id, start_char, end_char, page_start, page_end, section FROM {t} "
-            "WHERE doc_id = ANY(?) AND chunk_id = ANY(?)"
-        )
-    else:
-        statement = (
-            "SELECT doc_id, chunk_id, start_char, end_char, NULL, NULL, NULL FROM {t} "
-            "WHERE doc_id = ANY(?) AND chunk_id = ANY(?)"
-        )
-    keys = (sorted({d for d, _ in wanted}), sorted({c for _, c in wanted}))
-    places = {
-        (d, c): (int(start), int(end), p0, p1, sec)
-        for d, c, start, end, p0, p1, sec in ctx.session.query(statement, keys, t=table)
-    }
+    sections = "section" in (ctx.store.columns(ctx.session, table) or {})
+    rows = retrieval.chunk_places(
+        ctx.session, table, sorted({d for d, _ in wanted}), sorted({c for _, c in wanted}), sections=sections
+    )
+    places = {(d, c): (int(start), int(end), p0, p1, sec) for d, c, start, end, p0, p1, sec in rows}
     out = []
     for h in hits:
         place = places.get((h.doc_id, h.details.get("chunk_id")))

@@ -29,8 +29,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from ragstate.artifacts.desired import Desired
 from ragstate.observe.observe import observe, pinned
-from ragstate.plan.desired import Desired
 from ragstate.plan.diff import diff
 from ragstate.reconcile import conditions
 from ragstate.reconcile.reports import pipeline_readiness

@@ -39,7 +39,7 @@ in one group with the kinds built from it that switch too (``switch_groups``: a
 chunking change switches ``chunks``, ``chunk_embeddings`` and ``token_embeddings``
 together). A kind held by a rollback (the spec still asks for the recipe rolled back
 from) is planned under the recipe it is held at, into its active generation
-(``plan.desired.pin_holds``); one whose recipe cannot be built again is left alone, and
+(``artifacts.desired.pin_holds``); one whose recipe cannot be built again is left alone, and
 so are the kinds built from it. Inactive generations beyond
 ``generations.keep`` are dropped (``gc``), never the active one, the one active before
 it, or the one being built.
@@ -61,8 +61,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
+from ragstate.artifacts.desired import Desired, DesiredKind
 from ragstate.observe.observe import KindObservation, Observed
-from ragstate.plan.desired import Desired, DesiredKind
 from ragstate.plan.model import (
     BUILD_CLASSES,
     DRIFT_CLASSES,

@@ -45,8 +45,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from ragstate.artifacts.desired import Desired
 from ragstate.observe.observe import Observed
-from ragstate.plan.desired import Desired
 from ragstate.plan.model import KindPlan, Plan
 from ragstate.reconcile.reports import live_progress, pipeline_readiness
 from ragstate.stores.records import RunRow

@@ -13,6 +13,9 @@ right or model stops the run before it records anything; the others load models.
 ``store.rights``      the role may create and write ragstate's tables (schema or
                       database CREATE, table SELECT/INSERT/UPDATE/DELETE, TEMPORARY,
                       not read-only); the SQLite file and its folder are writable
+``store.capabilities``  what the backend implements beyond the core store
+                      (``stores.base.CAPABILITIES``); ``fail`` when the spec needs
+                      one it lacks
 ``store.schema``      ragstate's migrations: current, pending (apply runs them), or
                       newer than this version of ragstate knows
 ``store.integrity``   the database's own check of its pages and indexes (SQLite's
@@ -40,7 +43,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,14 +51,22 @@ import numpy as np
 import psutil
 
 from ragstate.artifacts import ordered
+from ragstate.artifacts.desired import desired_state
+from ragstate.artifacts.requirements import kinds_for
 from ragstate.compute.embedders import Embedder, make_embedder, resolve_model_path
 from ragstate.errors import ModelError, RagstateError, StoreConfigError, StoreError, StoreUnavailable
-from ragstate.pipelines.registry import kinds_for
-from ragstate.plan.desired import desired_state
 from ragstate.redact import redact
-from ragstate.spec.model import Spec
+from ragstate.spec.model import Spec, TableSourceSpec
 from ragstate.stores import Store, open_store
-from ragstate.stores.base import Check, Session
+from ragstate.stores.base import (
+    CAPABILITIES,
+    Check,
+    FullTextSearch,
+    InPlaceTables,
+    ProcessLocks,
+    Session,
+    VectorSearch,
+)
 from ragstate.stores.migrations import CURRENT_VERSION, MIGRATIONS, applied_versions, schema_problems
 
 #: documents' characters assumed when the store has recorded none yet (the PMC articles
@@ -74,6 +85,8 @@ class DoctorReport:
     """Every check, in order; ``ok`` when none failed."""
 
     checks: list[Check]
+    #: the store's capabilities by name: implemented or not (empty when it was not reached)
+    capabilities: dict[str, bool] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -84,7 +97,7 @@ class DoctorReport:
         return [c for c in self.checks if c.failed]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"ok": self.ok, "checks": [asdict(c) for c in self.checks]}
+        return {"ok": self.ok, "checks": [asdict(c) for c in self.checks], "capabilities": self.capabilities}
 
 
 def doctor(spec: Spec, *, store: Store | None = None, cheap: bool = False) -> DoctorReport:
@@ -115,7 +128,7 @@ def doctor(spec: Spec, *, store: Store | None = None, cheap: bool = False) -> Do
     finally:
         if own and opened is not None:
             opened.close()
-    return DoctorReport(checks)
+    return DoctorReport(checks, opened.capabilities() if opened is not None else {})
 
 
 # --- store ----------------------------------------------------------------------------
@@ -143,6 +156,7 @@ def _store_checks(spec: Spec, store: Store, *, cheap: bool = False) -> list[Chec
     try:
         with store.session() as s:
             checks += store.diagnose(s, fulltext_languages=languages)
+            checks.append(_capability_check(spec, store, fulltext=bool(languages)))
             integrity = None if cheap else _integrity_check(spec, store, s)
             if integrity is not None:
                 checks.append(integrity)
@@ -153,6 +167,31 @@ def _store_checks(spec: Spec, store: Store, *, cheap: bool = False) -> list[Chec
     except StoreError as exc:  # a damaged store fails its first real read
         checks.append(Check("store.schema", "fail", redact(str(exc)), "run `ragstate doctor` (without --cheap)"))
     return checks
+
+
+def _capability_check(spec: Spec, store: Store, *, fulltext: bool) -> Check:
+    """What the backend implements, and whether the spec needs a capability it lacks."""
+    needs = {ProcessLocks: "apply's single-writer lock"}
+    if spec.pipelines:
+        needs[VectorSearch] = "every retrieval pipeline"
+    if fulltext:
+        needs[FullTextSearch] = "the fulltext kind of pipeline hybrid"
+    if isinstance(spec.source, TableSourceSpec):
+        needs[InPlaceTables] = "a table source"
+    has = store.capabilities()
+    detail = ", ".join(name for name, present in has.items() if present) or "none beyond the core store"
+    lacking = [f"{c.__name__} ({why})" for c, why in needs.items() if not has.get(c.__name__)]
+    if lacking:
+        return Check(
+            "store.capabilities",
+            "fail",
+            f"{store.description} implements {detail}; the spec needs " + "; ".join(lacking),
+            "use a backend that implements them (sqlite or postgresql), or disable what needs them",
+        )
+    missing = [f"{c.__name__}: {CAPABILITIES[c]}" for c in CAPABILITIES if not has.get(c.__name__)]
+    if missing:
+        detail += "; not implemented: " + "; ".join(missing)
+    return Check("store.capabilities", "ok", detail)
 
 
 #: rows the rebuild advice names: everything else ragstate keeps is derived from the source

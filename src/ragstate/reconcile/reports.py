@@ -6,8 +6,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ragstate.artifacts.desired import Desired
 from ragstate.observe.observe import KindObservation, Observed
-from ragstate.plan.desired import Desired
 from ragstate.plan.model import PAST_WINDOW, KindPlan, Plan
 from ragstate.stores.records import RunRow
 

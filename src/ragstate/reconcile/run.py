@@ -66,7 +66,7 @@ from ragstate.errors import (
 from ragstate.faults import FaultLog, Guard, classify
 from ragstate.observe.observe import Observed, observe, pinned
 from ragstate.observe.throughput import with_calibration
-from ragstate.plan.desired import Desired, desired_state
+from ragstate.artifacts.desired import Desired, desired_state
 from ragstate.plan.diff import diff, source_notes
 from ragstate.plan.model import Plan
 from ragstate.plan.render import format_cost

@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from ragstate.observe.observe import Observed
-from ragstate.plan.desired import Desired
+from ragstate.artifacts.desired import Desired
 from ragstate.plan.diff import diff
 from ragstate.plan.model import Plan
 from ragstate.reconcile import conditions as cond

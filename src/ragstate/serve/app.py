@@ -117,7 +117,7 @@ def create_app(project: Project, options: ServeOptions | None = None, *, token: 
     Raises:
         ServeError: ``options.readiness`` is neither fail nor warn.
     """
-    from ragstate import __version__
+    from ragstate.version import __version__
 
     options = options or ServeOptions()
     spec_mode = project.spec.query.readiness

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ragstate.sources.base import DocRef, Document, FileStat, InPlaceSource, Snapshot, Source, SourceProblem
+from ragstate.sources.base import Document, InPlaceSource, Source, SourceProblem
 from ragstate.sources.folder import FolderSource
 from ragstate.spec.model import Spec, TableSourceSpec
+from ragstate.stores.documents import DocRef, FileStat, Snapshot
 
 if TYPE_CHECKING:
     from ragstate.stores.base import Store

@@ -33,9 +33,10 @@ from ragstate.errors import (
     UnreadableDocument,
     VanishedDocument,
 )
-from ragstate.sources.base import DocRef, Document, DocumentProblem, FileStat, Snapshot, check_unique_ids
+from ragstate.sources.base import Document, check_unique_ids
 from ragstate.sources.loaders import Limits, RecordError, iter_jsonl, loader, parse_jsonl_record
 from ragstate.spec.model import SourceSpec
+from ragstate.stores.documents import DocRef, DocumentProblem, FileStat, Snapshot
 
 
 class FolderSource:

@@ -41,7 +41,6 @@ import defusedxml.ElementTree as SafeET
 import yaml
 from defusedxml import DefusedXmlException
 
-from ragstate.compute.plugins import load_plugin
 from ragstate.errors import (
     DocumentError,
     DocumentTooLarge,
@@ -50,6 +49,7 @@ from ragstate.errors import (
     PluginError,
     UndecodableDocument,
 )
+from ragstate.plugins import load_plugin
 from ragstate.sources.base import Document
 
 #: JSONL fields that are document text rather than metadata

@@ -25,11 +25,12 @@ from typing import Any
 from ragstate.errors import DocumentError, DocumentTooLarge, MappingError, SpecError, StoreError
 from ragstate.hashing import fingerprint
 from ragstate.redact import redact
-from ragstate.sources.base import DocRef, Document, SourceProblem
+from ragstate.sources.base import Document, SourceProblem
 from ragstate.spec.model import TableSourceSpec
 from ragstate.stores import registry, views
-from ragstate.stores.base import ColumnInfo, Session, Store
+from ragstate.stores.base import ColumnInfo, InPlaceTables, Session, Store
 from ragstate.stores.dialect import ViewLayout
+from ragstate.stores.documents import DocRef
 from ragstate.stores.migrations import migrate
 
 #: roles whose columns must read as text (binary data cannot)
@@ -129,7 +130,7 @@ class TableSource:
 
     def problems(self, session: Session) -> list[SourceProblem]:
         spec, store = self.spec, self.store
-        found = store.user_columns(session, spec.schema_name, spec.table_name)
+        found = store.capability(InPlaceTables).user_columns(session, spec.schema_name, spec.table_name)
         if found is None:
             return [
                 SourceProblem(
@@ -234,7 +235,7 @@ class TableSource:
         spec, store = self.spec, self.store
         layout = layout_of(spec, store)
         with store.session() as s:
-            found = store.user_columns(s, spec.schema_name, spec.table_name) or {}
+            found = store.capability(InPlaceTables).user_columns(s, spec.schema_name, spec.table_name) or {}
             id_info = _find(found, spec.id, store.dialect.fold_case)
             rows: dict[str, tuple[Any, ...]] = {}
             wanted = [r.doc_id for r in refs]
@@ -338,9 +339,9 @@ def check(store: Store, session: Session, spec: TableSourceSpec) -> MappingRepor
         view=view_display(store, spec.mapping_name),
         spec=spec.model_dump(mode="json", exclude_defaults=True),
     )
-    found = store.user_columns(session, spec.schema_name, spec.table_name)
+    found = store.capability(InPlaceTables).user_columns(session, spec.schema_name, spec.table_name)
     if found is None:
-        relations = store.user_relations(session, spec.schema_name)
+        relations = store.capability(InPlaceTables).user_relations(session, spec.schema_name)
         where = f"schema {spec.schema_name or 'public'}" if store.dialect.name == "postgresql" else "this database"
         report.problems.append(
             f"table {spec.table} does not exist in {where} (or this role cannot see it)"

@@ -28,7 +28,7 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSetti
 
 ENV_PREFIX = "RAGSTATE_"
 
-#: the seven retrieval techniques; ragstate.pipelines.registry maps each to the kinds it reads
+#: the seven retrieval techniques; ragstate.artifacts.requirements maps each to the kinds it reads
 PipelineName = Literal["basic", "crag", "hyde", "colbert", "noderag", "graphrag", "hybrid"]
 
 #: a format's name: a built-in (txt, md, xml, jsonl, pdf, html, docx) or a ``ragstate.loaders``
@@ -145,7 +145,7 @@ Scalar = str | int | float | bool
 
 def _ragstate_name(name: str, what: str) -> str:
     from ragstate.errors import IdentifierError
-    from ragstate.stores.schema import ident
+    from ragstate.identifiers import ident
 
     try:
         return ident(name, what=what)
@@ -157,7 +157,7 @@ def _user_name(name: str, what: str) -> str:
     # Validated by the same allow-list the dialect applies again when quoting. Imported
     # here, not at the top: ragstate.stores imports this module.
     from ragstate.errors import IdentifierError
-    from ragstate.stores.schema import user_ident
+    from ragstate.identifiers import user_ident
 
     try:
         return user_ident(name, what=what)
@@ -289,7 +289,7 @@ class TableSourceSpec(_Section):
     @model_validator(mode="after")
     def _name(self) -> TableSourceSpec:
         from ragstate.errors import IdentifierError
-        from ragstate.stores.schema import ident
+        from ragstate.identifiers import ident
 
         # the view is named src_<name>, its copy src_<name>_copy_doc (an index): ident's
         # 48 characters leave room for them

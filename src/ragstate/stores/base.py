@@ -1,9 +1,12 @@
-"""The store contract: sessions, transactions, schema, and the vector capabilities.
+"""The store contract: a small core, and the capabilities a backend may add.
 
 A backend is one folder (``sqlite/``, ``postgres/``) with a ``dialect.py`` and a
-``store.py`` implementing ``Store`` and ``Session``. Everything above this layer (ledger,
-registry, run records, artifact kinds) speaks through ``Session`` with statement
-templates, so a third backend (IRIS) is one more folder with the same two files.
+``store.py`` implementing ``Store`` and ``Session``, and declaring the capabilities it
+implements. Everything above this layer (ledger, registry, run records, artifact kinds,
+the retrieval reads) speaks through ``Session`` with statement templates, so a third
+backend (IRIS) is one more folder with the same two files.
+
+The core, which every backend implements:
 
 =====================  ===========================================================
 ``Store.session()``    one connection, for reads and temporary tables
@@ -11,12 +14,21 @@ templates, so a third backend (IRIS) is one more folder with the same two files.
                        are always written inside one
 ``Store.migrate()``    brings the universal tables to the current schema version
 ``copy_rows``          bulk insert (COPY on PostgreSQL, executemany on SQLite)
-``vector_quality``     rows whose vectors are unreadable, non-finite, zero, or not
-                       unit length when they should be
-``nearest_items``      rows nearest to a vector (sqlite-vec, or pgvector's HNSW index)
-``fulltext_search``    rows matching a text query through a table's fulltext index
-``process_lock``       a lock released by the OS or server when its holder dies
-                       (the single-writer lock of ``stores.locks`` is built on it)
+=====================  ===========================================================
+
+The capabilities (``CAPABILITIES``), asked for with ``store.capability(X)``:
+
+=====================  ===========================================================
+``VectorSearch``       ``nearest_items``: rows nearest to a vector (sqlite-vec, or
+                       pgvector's HNSW index); ``vector_quality``: rows whose vectors
+                       are unreadable, non-finite, zero, or not unit length when
+                       they should be
+``FullTextSearch``     ``fulltext_search``: rows matching a text query through a
+                       table's fulltext index
+``ProcessLocks``       ``process_lock``: a lock released by the OS or server when its
+                       holder dies (the single-writer lock of ``stores.locks``)
+``InPlaceTables``      ``user_columns``, ``user_relations``: a user's own tables,
+                       read through a view that hashes rows in the database
 =====================  ===========================================================
 """
 
@@ -29,11 +41,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
-from ragstate.errors import RagstateError
+from ragstate.errors import MissingCapability, RagstateError
 from ragstate.redact import redact_data
 from ragstate.stores.dialect import Dialect
 from ragstate.stores.schema import TableDef
@@ -205,9 +217,21 @@ class Store(ABC):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @abstractmethod
-    def process_lock(self, name: str) -> ProcessLock | None:
-        """Try once to take the store-wide lock ``name``; None if another process holds it."""
+    # --- capabilities -------------------------------------------------------------------
+
+    def capability(self, capability: type[C]) -> C:
+        """This store as ``capability`` (one of ``CAPABILITIES``), for code that needs it.
+
+        Raises:
+            MissingCapability: this backend does not implement it (named, with what it does).
+        """
+        if isinstance(self, capability):
+            return self
+        raise MissingCapability(self.description, capability.__name__, CAPABILITIES.get(capability, ""))
+
+    def capabilities(self) -> dict[str, bool]:
+        """Each capability of ``CAPABILITIES`` by name: whether this backend implements it."""
+        return {c.__name__: isinstance(self, c) for c in CAPABILITIES}
 
     # --- schema -----------------------------------------------------------------------
 
@@ -256,18 +280,6 @@ class Store(ABC):
     @abstractmethod
     def indexes(self, session: Session, table: str) -> set[str] | None:
         """Physical index names on ragstate table ``table``, or None if it is absent."""
-
-    # --- the user's own tables (in-place sources) ----------------------------------------
-
-    def user_columns(self, session: Session, schema: str | None, table: str) -> dict[str, ColumnInfo] | None:
-        """Columns of the user's table or view ``schema.table`` in this database, in order;
-        None when there is none (or this role cannot see it). Types as the database spells them.
-        """
-        raise NotImplementedError(f"{self.description}: in-place sources are not supported")
-
-    def user_relations(self, session: Session, schema: str | None) -> list[str]:
-        """Names of the tables and views in the user's ``schema`` (for "did you mean")."""
-        raise NotImplementedError(f"{self.description}: in-place sources are not supported")
 
     # --- doctor -----------------------------------------------------------------------
 
@@ -348,50 +360,6 @@ class Store(ABC):
             return value
         return json.loads(value)
 
-    # --- vector capabilities ----------------------------------------------------------
-
-    @abstractmethod
-    def vector_quality(
-        self, session: Session, table: str, column: str, dimension: int, normalized: bool, key: str = "doc_id"
-    ) -> list[tuple[str, str]]:
-        """``(key, reason)`` for every row whose vector fails the quality checks.
-
-        Reasons: ``unreadable``, ``dimension N``, ``non-finite``, ``zero norm``,
-        ``norm X (expected 1)``.
-        """
-
-    def nearest(
-        self, session: Session, table: str, column: str, query: np.ndarray, k: int, key: str = "doc_id"
-    ) -> list[tuple[str, float]]:
-        """The ``k`` rows nearest to ``query`` by cosine distance: ``(key, distance)``, nearest first."""
-        return [(item, d) for _, item, d in self.nearest_items(session, table, column, query, k, key)]
-
-    @abstractmethod
-    def nearest_items(
-        self, session: Session, table: str, column: str, query: np.ndarray, k: int, key: str = "doc_id"
-    ) -> list[tuple[str, str, float]]:
-        """The ``k`` rows nearest to ``query`` by cosine distance: ``(doc_id, key, distance)``,
-        nearest first (exhaustive on SQLite; through the HNSW index on PostgreSQL, approximate).
-        ``key`` names the item column of tables with several rows a document (``chunk_id``)."""
-
-    @abstractmethod
-    def fulltext_search(
-        self, session: Session, table: TableDef, query: str, k: int, *, any_word: bool = False
-    ) -> list[tuple[str, float]]:
-        """``(doc_id, score)`` of the ``k`` best rows of ``table`` matching ``query`` (every
-        word must occur, or with ``any_word`` at least one), best first, through the table's
-        fulltext index; scores are ``ts_rank`` on PostgreSQL (higher is better) and bm25 on
-        SQLite (lower is better), so compare ranks, not scores, across backends."""
-
-    def vector_index(self, session: Session, table: TableDef) -> None:
-        """Create the approximate-nearest-neighbour indexes of ``table`` (if supported).
-
-        Called when a generation is complete, because building an index over a full
-        table is much faster than maintaining it row by row during a bulk load.
-        SQLite has no such index (sqlite-vec searches exhaustively), hence no-op here.
-        """
-        return None
-
 
 def now() -> float:
     """Wall-clock time as stored in ragstate's tables (seconds since the epoch)."""
@@ -422,3 +390,103 @@ def check_vector(vector: np.ndarray, dimension: int, normalized: bool) -> str | 
     if normalized and abs(norm - 1.0) > 1e-3:
         return f"norm {norm:.4f} (expected 1)"
     return None
+
+
+# --- capabilities ----------------------------------------------------------------------
+#
+# What a backend may implement beyond the core ``Store``. A backend declares each one it
+# implements by subclassing it (``class SQLiteStore(Store, VectorSearch, …)``), which also
+# makes its abstract methods binding; code that needs one asks ``store.capability(X)``,
+# which raises ``MissingCapability`` naming the backend and the capability when it is not
+# there. The protocols are runtime-checkable, so a backend that implements the methods
+# without subclassing is recognised too.
+
+C = TypeVar("C")
+
+
+@runtime_checkable
+class VectorSearch(Protocol):
+    """Vectors in a column: the rows nearest to a query vector, and the vectors' quality."""
+
+    @abstractmethod
+    def vector_quality(
+        self, session: Session, table: str, column: str, dimension: int, normalized: bool, key: str = "doc_id"
+    ) -> list[tuple[str, str]]:
+        """``(key, reason)`` for every row whose vector fails the quality checks.
+
+        Reasons: ``unreadable``, ``dimension N``, ``non-finite``, ``zero norm``,
+        ``norm X (expected 1)``.
+        """
+
+    def nearest(
+        self, session: Session, table: str, column: str, query: np.ndarray, k: int, key: str = "doc_id"
+    ) -> list[tuple[str, float]]:
+        """The ``k`` rows nearest to ``query`` by cosine distance: ``(key, distance)``, nearest first."""
+        return [(item, d) for _, item, d in self.nearest_items(session, table, column, query, k, key)]
+
+    @abstractmethod
+    def nearest_items(
+        self, session: Session, table: str, column: str, query: np.ndarray, k: int, key: str = "doc_id"
+    ) -> list[tuple[str, str, float]]:
+        """The ``k`` rows nearest to ``query`` by cosine distance: ``(doc_id, key, distance)``,
+        nearest first (exhaustive on SQLite; through the HNSW index on PostgreSQL, approximate).
+        ``key`` names the item column of tables with several rows a document (``chunk_id``)."""
+
+    def vector_index(self, session: Session, table: TableDef) -> None:
+        """Create the approximate-nearest-neighbour indexes of ``table`` (if supported).
+
+        Called when a generation is complete, because building an index over a full
+        table is much faster than maintaining it row by row during a bulk load.
+        SQLite has no such index (sqlite-vec searches exhaustively), hence no-op here.
+        """
+        return None
+
+
+@runtime_checkable
+class FullTextSearch(Protocol):
+    """Rows matching a text query through a table's full-text index."""
+
+    @abstractmethod
+    def fulltext_search(
+        self, session: Session, table: TableDef, query: str, k: int, *, any_word: bool = False
+    ) -> list[tuple[str, float]]:
+        """``(doc_id, score)`` of the ``k`` best rows of ``table`` matching ``query`` (every
+        word must occur, or with ``any_word`` at least one), best first, through the table's
+        fulltext index; scores are ``ts_rank`` on PostgreSQL (higher is better) and bm25 on
+        SQLite (lower is better), so compare ranks, not scores, across backends."""
+
+
+@runtime_checkable
+class ProcessLocks(Protocol):
+    """Store-wide locks released by the OS or the server when their holder dies (advisory
+    locks on PostgreSQL, a lock file beside the database on SQLite); ``stores.locks``
+    builds the single-writer lock on them."""
+
+    @abstractmethod
+    def process_lock(self, name: str) -> ProcessLock | None:
+        """Try once to take the store-wide lock ``name``; None if another process holds it."""
+
+
+@runtime_checkable
+class InPlaceTables(Protocol):
+    """A user's own tables in this database, read in place through a view that hashes each
+    row's content in the database (``sources.table``, ``Dialect.view_sql``)."""
+
+    @abstractmethod
+    def user_columns(self, session: Session, schema: str | None, table: str) -> dict[str, ColumnInfo] | None:
+        """Columns of the user's table or view ``schema.table`` in this database, in order;
+        None when there is none (or this role cannot see it). Types as the database spells them.
+        """
+
+    @abstractmethod
+    def user_relations(self, session: Session, schema: str | None) -> list[str]:
+        """Names of the tables and views in the user's ``schema`` (for "did you mean")."""
+
+
+#: every capability a backend may implement, with what it gives (``doctor`` lists them)
+CAPABILITIES: dict[type, str] = {
+    VectorSearch: "the rows nearest to a vector, and vector quality checks",
+    FullTextSearch: "rows matching words through a full-text index",
+    ProcessLocks: "locks released when their holder dies, under the single-writer lock",
+    InPlaceTables: "a user's tables read through a view, rows hashed in the database",
+}

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from ragstate.errors import IdentifierError
-from ragstate.stores.schema import Column, ColumnType, Index, TableDef, ident, user_ident
+from ragstate.identifiers import ident, user_ident
+from ragstate.stores.schema import Column, ColumnType, Index, TableDef
 
 _PLACEHOLDER = re.compile(r"\{([a-z_][a-z0-9_]*)\}")
 #: rendered statements a dialect keeps (templates are few; table names grow with generations)

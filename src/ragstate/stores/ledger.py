@@ -511,6 +511,13 @@ def built_among(session: Session, kind: str, generation: int, doc_ids: Sequence[
     )
 
 
+def documents_built(session: Session, kind: str, generation: int) -> int:
+    """How many documents the ledger records in ``kind``'s ``generation`` (those with no rows too)."""
+    return int(
+        session.scalar("SELECT count(*) FROM {ledger} WHERE kind = ? AND generation = ?", (kind, generation)) or 0
+    )
+
+
 def counts(session: Session) -> dict[tuple[str, int], int]:
     """Ledger rows per (kind, generation)."""
     rows = session.query("SELECT kind, generation, count(*) FROM {ledger} GROUP BY kind, generation")

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ragstate.errors import StoreLocked, WriterLockLost
-from ragstate.stores.base import ProcessLock, Session, Store, now
+from ragstate.stores.base import ProcessLock, ProcessLocks, Session, Store, now
 from ragstate.stores.migrations import migrate
 from ragstate.stores.schema import LOCKS, RUNS
 
@@ -113,10 +113,11 @@ def acquire(
             the holder.
     """
     retry = retry or _once
+    locks = store.capability(ProcessLocks)
     started = time.monotonic()
     announced = False
     while True:
-        plock = retry(lambda: store.process_lock(name))
+        plock = retry(lambda: locks.process_lock(name))
         if plock is not None:
             break
         holder = current_holder(store, name)

@@ -16,8 +16,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from ragstate.errors import DuplicateDocumentId
-from ragstate.sources.base import DocRef, FileStat, Snapshot
 from ragstate.stores.base import Session, Store, now
+from ragstate.stores.documents import DocRef, FileStat, Snapshot
 from ragstate.stores.schema import DOCUMENTS, SCOPE, SOURCE_FILES, STALE_PATHS
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from ragstate.identifiers import ident
 from ragstate.stores.dialect import Dialect
-from ragstate.stores.schema import Column, ColumnType, Index, TableDef, ident
+from ragstate.stores.schema import Column, ColumnType, Index, TableDef
 
 _TYPES = {
     ColumnType.TEXT: "TEXT",

@@ -32,7 +32,17 @@ from ragstate.errors import StoreConfigError, StoreError, StoreTimeout, StoreUna
 from ragstate.hashing import lock_key
 from ragstate.redact import redact, register_secret, secret_from_file
 from ragstate.spec.model import StoreSpec
-from ragstate.stores.base import Check, ColumnInfo, ProcessLock, Session, Store
+from ragstate.stores.base import (
+    Check,
+    ColumnInfo,
+    FullTextSearch,
+    InPlaceTables,
+    ProcessLock,
+    ProcessLocks,
+    Session,
+    Store,
+    VectorSearch,
+)
 from ragstate.stores.dialect import Col
 from ragstate.stores.postgres.dialect import PostgresDialect
 from ragstate.stores.schema import ColumnType, TableDef
@@ -365,7 +375,7 @@ def _lacks(privileges: str, on: str) -> str:
     return f"{privileges} on {on}"
 
 
-class PostgresStore(Store):
+class PostgresStore(Store, VectorSearch, FullTextSearch, ProcessLocks, InPlaceTables):
     """ragstate's tables in one schema (``ragstate`` by default) of a PostgreSQL database.
 
     ``prepare=False`` only connects: nothing is created (``doctor`` diagnoses a store

@@ -6,8 +6,9 @@ import json
 import re
 from typing import Any
 
+from ragstate.identifiers import ident
 from ragstate.stores.dialect import Dialect
-from ragstate.stores.schema import Column, ColumnType, Index, TableDef, fulltext_table, ident
+from ragstate.stores.schema import Column, ColumnType, Index, TableDef, fulltext_table
 
 _ANY = re.compile(r"=\s*ANY\(\?\)")
 

@@ -27,9 +27,22 @@ import sqlite_vec
 
 from ragstate.errors import StoreConfigError, StoreError, StoreUnavailable
 from ragstate.hashing import content_hash
-from ragstate.stores.base import Check, ColumnInfo, ProcessLock, Session, Store, check_vector, norms
+from ragstate.identifiers import ident
+from ragstate.stores.base import (
+    Check,
+    ColumnInfo,
+    FullTextSearch,
+    InPlaceTables,
+    ProcessLock,
+    ProcessLocks,
+    Session,
+    Store,
+    VectorSearch,
+    check_vector,
+    norms,
+)
 from ragstate.stores.dialect import Col
-from ragstate.stores.schema import TableDef, ident
+from ragstate.stores.schema import TableDef
 from ragstate.stores.sqlite.dialect import SQLiteDialect
 
 BUSY_TIMEOUT_MS = 30_000
@@ -192,7 +205,7 @@ def _unlock_file(fd: int) -> None:
     fcntl.flock(fd, fcntl.LOCK_UN)
 
 
-class SQLiteStore(Store):
+class SQLiteStore(Store, VectorSearch, FullTextSearch, ProcessLocks, InPlaceTables):
     """ragstate's tables in one SQLite file (prefix ``rs_`` by default)."""
 
     def __init__(self, path: Path, *, prefix: str = "rs_"):

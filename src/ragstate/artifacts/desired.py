@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from ragstate.artifacts import ArtifactKind, Recipe, ordered
-from ragstate.pipelines.registry import REQUIREMENTS, kinds_for, unusable
+from ragstate.artifacts.requirements import REQUIREMENTS, kinds_for, unusable
 from ragstate.spec.model import ModelSpec, Spec
 from ragstate.stores.ledger import ACTIVE, Generation
 

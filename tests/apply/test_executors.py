@@ -11,7 +11,7 @@ import pytest
 
 from conftest import write_short_corpus
 from ragstate import Project, spec_from_dict
-from ragstate.compute.executors import LocalExecutor, RayExecutor, open_executor
+from ragstate.apply.executors import LocalExecutor, RayExecutor, open_executor
 from ragstate.stores import ledger
 
 #: every kind of basic, noderag and hybrid: document and chunk vectors, chunks, full text
