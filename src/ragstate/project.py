@@ -72,6 +72,7 @@ from ragstate.errors import (
 )
 from ragstate.faults import FaultLog, Guard, classify
 from ragstate.observe.duplicates import duplicate_groups
+from ragstate.observe.narrow import narrowed
 from ragstate.observe.observe import Observed, observe, pinned
 from ragstate.observe.throughput import with_calibration
 from ragstate.pipelines.base import Retrieval
@@ -125,6 +126,9 @@ class Project:
         self.origin: tuple[Path, str | None] | None = None
         #: when the project took its current spec (``reload`` moves it when the file changed)
         self.spec_since = time.time()
+        #: live mode: the source paths a change notification named; while set, observations
+        #: look at them alone (``observe.narrow``; the daemon sets it for one cycle)
+        self.hinted_paths: frozenset[str] | None = None
 
     @classmethod
     def from_file(cls, path: str | Path, *, profile: str | None = None) -> Project:
@@ -169,7 +173,7 @@ class Project:
         return self._store
 
     def source(self) -> Source:
-        return open_source(self.spec, self.store)
+        return narrowed(open_source(self.spec, self.store), self.hinted_paths)
 
     def desired(self, pipelines: tuple[str, ...] | None = None) -> Desired:
         """The desired state of every enabled pipeline, or of ``pipelines`` alone."""
@@ -607,7 +611,14 @@ class Project:
 
     # --- the daemon and the report ------------------------------------------------------
 
-    def daemon(self, *, once: bool = False, metrics_port: int | None = None, allow_destructive: bool = False) -> int:
+    def daemon(
+        self,
+        *,
+        once: bool = False,
+        metrics_port: int | None = None,
+        allow_destructive: bool = False,
+        live: bool | None = None,
+    ) -> int:
         """Reconcile on the spec's ``daemon`` schedule until SIGTERM/SIGINT (``reconcile.daemon``).
 
         Args:
@@ -615,6 +626,8 @@ class Project:
             metrics_port: serve metrics and health here (overrides ``daemon.metrics_port``).
             allow_destructive: carry out destructive plans (else they are refused, and the
                 kinds concerned are Stalled).
+            live: react to the source's change notifications (``reconcile.live``); None:
+                ``daemon.live``.
 
         Returns:
             The exit code (``Daemon.run``).
@@ -625,7 +638,12 @@ class Project:
         from ragstate import __version__
 
         return Daemon(
-            self, once=once, metrics_port=metrics_port, allow_destructive=allow_destructive, version=__version__
+            self,
+            once=once,
+            metrics_port=metrics_port,
+            allow_destructive=allow_destructive,
+            version=__version__,
+            live=live,
         ).run()
 
     def report(self, *, runs: int = 30) -> Report:
