@@ -61,9 +61,7 @@ def install_notify(session: Session, spec: TableSourceSpec, schema: str) -> None
     """
     with session.transaction():
         session.execute(_CREATE_FUNCTION)
-        session.execute(
-            _CREATE_TRIGGER, trigger=Col(trigger_name(schema)), source_table=UserName(spec.table)
-        )
+        session.execute(_CREATE_TRIGGER, trigger=Col(trigger_name(schema)), source_table=UserName(spec.table))
 
 
 def remove_notify(session: Session, spec: TableSourceSpec, schema: str) -> None:
@@ -79,5 +77,7 @@ def data_version(session: Session) -> int:
 def table_signature(session: Session, spec: TableSourceSpec) -> tuple[Any, ...]:
     """The table's row count and the largest value of its change column (default: rowid)."""
     column = UserName(spec.change_column or "rowid")
-    rows = session.query("SELECT count(*), max({column}) FROM {source_table}", column=column, source_table=UserName(spec.table))
+    rows = session.query(
+        "SELECT count(*), max({column}) FROM {source_table}", column=column, source_table=UserName(spec.table)
+    )
     return tuple(rows[0]) if rows else ()

@@ -1,0 +1,284 @@
+"""Live mode (``reconcile.live``): change notifications as hints on top of the daemon's interval.
+
+The daemon runs in a thread of this process (``Running``), its interval long (an hour) so
+that what heals a change within the bounded wait is the live path; the tests that heal a
+lost hint set a short interval instead. Every wait polls the store or the daemon with a
+generous timeout: nothing here is a timed assertion.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from helpers import HASH_MODELS, check_store, ledger_ids, metrics_of, write_tiny_corpus
+from ragstate.reconcile.daemon import Daemon
+from ragstate.reconcile.live import ChangeQueue, stamp
+from reconcile.test_daemon import Running, daemon_runs
+from sources.conftest import UserTable
+
+SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+POSTGRES_ONLY = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+#: an hour between full cycles: within a test, only a live cycle can heal a change
+LIVE = {"interval_s": 3600, "jitter": 0, "verify_interval_s": None, "live": True, "live_debounce_s": 0.2}
+
+
+def live_runs(project: Any) -> list[Any]:
+    return [r for r in daemon_runs(project) if r.counts["daemon"]["trigger"] == "live"]
+
+
+def built(run: Any, kind: str = "doc_embeddings") -> tuple[int, int]:
+    """(documents built, documents deleted) by ``run`` for ``kind``."""
+    k = run.counts["kinds"].get(kind, {})
+    return k.get("built", 0), k.get("deleted", 0) + k.get("purged", 0)
+
+
+def wait_for(predicate: Any, what: str, running: Running, timeout: float = 120) -> None:
+    running.until(lambda _d: predicate(), what, timeout)
+
+
+# --- the queue --------------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_queue_coalesces_waits_for_stable_files_and_overflows_into_a_full_observation(tmp_path: Path) -> None:
+    clock = Clock()
+    queue = ChangeQueue(capacity=3, batch=2, settle_s=1.0, stamp_of=lambda p: stamp(str(tmp_path / p)), clock=clock)
+    for name in ("a.txt", "b.txt", "c.txt"):
+        (tmp_path / name).write_text("one")
+    queue.put(["a.txt", "b.txt"])
+    clock.now += 0.5
+    queue.put(["a.txt", "c.txt"])  # a.txt again: coalesced into the change waiting
+    assert (queue.counts.received, queue.counts.coalesced, queue.counts.dropped) == (4, 1, 0)
+    assert queue.take() is None, "no path is quiet for the debounce yet"
+    clock.now += 0.6
+    hint = queue.take()
+    assert hint is not None and hint.paths == frozenset({"b.txt"}), "a.txt had an event 0.6 s ago"
+    # c.txt is written to without a new event reaching the queue: its size moved, so it is
+    # not stable and waits another debounce; a.txt is
+    (tmp_path / "c.txt").write_text("one two three")
+    clock.now += 1.0
+    hint = queue.take()
+    assert hint is not None and hint.paths == frozenset({"a.txt"})
+    assert queue.take() is None, "c.txt changed since its event"
+    clock.now += 1.0
+    hint = queue.take()
+    assert hint is not None and hint.paths == frozenset({"c.txt"}) and len(queue) == 0
+
+    # a batch is bounded; a burst over the capacity is dropped for one full observation
+    queue.put(["a.txt", "b.txt", "c.txt"])
+    clock.now += 1.0
+    first = queue.take()
+    assert first is not None and first.paths is not None and len(first.paths) == 2, "batch: 2 paths at most"
+    queue.put(["d.txt", "e.txt", "f.txt"])
+    assert queue.counts.dropped == 4 and len(queue) == 1, "4 paths waited: all dropped"
+    full = queue.take()
+    assert full is not None and full.paths is None and "daemon.live_queue" in full.reason
+    assert len(full.since) == 1 and queue.take() is None
+
+
+# --- folders ----------------------------------------------------------------------------
+
+
+def test_edit_add_delete_rename_reach_the_index_while_the_daemon_runs_live(make_project, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    write_tiny_corpus(docs, 6, jsonl_share=0)
+    project = make_project(source={"path": str(docs)}, models=HASH_MODELS, daemon={**LIVE, "metrics_port": 0})
+    running = Running(Daemon(project))
+    running.until(lambda d: d.state == "idle", "the first cycle")
+    assert len(ledger_ids(project)) == 6
+
+    steps = [
+        ("edit", lambda: (docs / "txt/d0001.txt").write_text("Kiwifruit germination\n\nWarm seeds sprout.\n")),
+        ("add", lambda: (docs / "txt/new.txt").write_text("Cold storage of apples\n\nApples keep in the cold.\n")),
+        ("delete", lambda: (docs / "txt/d0002.txt").unlink()),
+        ("rename", lambda: (docs / "txt/d0003.txt").rename(docs / "txt/moved.txt")),
+    ]
+    expected = {"edit": (1, 0), "add": (1, 0), "delete": (0, 1), "rename": (1, 1)}
+    for n, (what, change) in enumerate(steps, start=1):
+        change()
+        wait_for(lambda n=n: len(live_runs(project)) >= n and running.daemon.state == "idle", what, running)
+        run = live_runs(project)[n - 1]
+        assert run.status == "converged", (what, run.status)
+        assert built(run) == expected[what], (what, run.counts["kinds"])
+    assert sorted(ledger_ids(project)) == [
+        "txt/d0000.txt",
+        "txt/d0001.txt",
+        "txt/d0004.txt",
+        "txt/d0005.txt",
+        "txt/moved.txt",
+        "txt/new.txt",
+    ]
+    assert project.plan().in_sync and running.daemon.last_status is not None
+    assert running.daemon.last_status.ready, "/readyz answers for the changed paths"
+    metrics = metrics_of(running.daemon.metrics_url or "")
+    assert metrics[("ragstate_live_events_total", ())] >= 5  # the rename is two paths
+    assert metrics[("ragstate_live_event_to_ready_seconds_count", ())] >= 5
+    assert metrics[("ragstate_live_events_dropped_total", ())] == 0
+    assert running.stop() == 0
+    assert [r.counts["daemon"]["trigger"] for r in daemon_runs(project)] == ["start", "live", "live", "live", "live"]
+    check_store(project)
+
+
+def test_a_file_still_being_written_is_built_once_it_is_stable(make_project, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    write_tiny_corpus(docs, 2, jsonl_share=0)
+    project = make_project(source={"path": str(docs)}, models=HASH_MODELS, daemon={**LIVE, "live_debounce_s": 1.0})
+    running = Running(Daemon(project))
+    running.until(lambda d: d.state == "idle", "the first cycle")
+    with open(docs / "txt/slow.txt", "w", encoding="utf-8") as f:
+        f.write("A slow writer\n\n")
+        for i in range(8):  # writes 0.3 s apart, each well inside the debounce
+            f.write(f"part {i} of a long body. ")
+            f.flush()
+            time.sleep(0.3)
+    wait_for(lambda: len(live_runs(project)) >= 1 and running.daemon.state == "idle", "the live cycle", running)
+    assert running.stop() == 0
+    (run,) = live_runs(project)
+    assert built(run) == (1, 0) and "txt/slow.txt" in ledger_ids(project), "built once, when complete"
+    assert project.plan().in_sync, "what was built is the whole file"
+
+
+@SQLITE_ONLY
+def test_a_burst_over_the_queue_is_one_full_observation(make_project, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    write_tiny_corpus(docs, 2, jsonl_share=0)
+    project = make_project(
+        source={"path": str(docs)}, models=HASH_MODELS, daemon={**LIVE, "live_queue": 3, "metrics_port": 0}
+    )
+    running = Running(Daemon(project))
+    running.until(lambda d: d.state == "idle", "the first cycle")
+    write_tiny_corpus(docs / "burst", 12, jsonl_share=0)  # a checkout: 12 new files at once
+    wait_for(lambda: len(ledger_ids(project)) == 14 and running.daemon.state == "idle", "the burst built", running)
+    metrics = metrics_of(running.daemon.metrics_url or "")
+    assert running.stop() == 0
+    assert metrics[("ragstate_live_events_dropped_total", ())] >= 4
+    assert sum(built(r)[0] for r in live_runs(project)) == 12, "every file built once"
+
+
+def test_lost_events_and_a_restart_are_healed_by_the_full_observation(make_project, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    write_tiny_corpus(docs, 4, jsonl_share=0)
+    settings = {**LIVE, "interval_s": 1.0}
+    project = make_project(source={"path": str(docs)}, models=HASH_MODELS, daemon=settings)
+    running = Running(Daemon(project))
+    running.until(lambda d: d.state == "idle" and d.live is not None, "the first cycle")
+    running.daemon.live.stop()  # the watcher's events are lost from now on
+    (docs / "txt/d0000.txt").write_text("Lost event\n\nNo one heard this edit.\n")
+    cycles = running.daemon.cycle
+    wait_for(lambda: running.daemon.cycle >= cycles + 2 and running.daemon.state == "idle", "two cycles", running)
+    assert running.stop() == 0
+    healed = [r for r in daemon_runs(project) if built(r)[0]]
+    assert [r.counts["daemon"]["trigger"] for r in healed] == ["start", "interval"] and built(healed[1]) == (1, 0)
+    assert not live_runs(project)
+
+    # a change while no daemon runs: the next daemon's first cycle observes everything
+    (docs / "txt/d0001.txt").write_text("Changed while stopped\n\nThe daemon was down.\n")
+    again = Running(Daemon(make_project(source={"path": str(docs)}, models=HASH_MODELS, daemon=LIVE)))
+    again.until(lambda d: d.state == "idle", "the restarted daemon's first cycle")
+    assert again.stop() == 0
+    first = [r for r in daemon_runs(project) if r.counts["daemon"]["trigger"] == "start"][-1]
+    assert built(first) == (1, 0) and project.plan().in_sync
+
+
+# --- tables -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def user_table(backend: str, store_spec: dict[str, Any], request: pytest.FixtureRequest) -> UserTable:
+    """A table of the user's in the store's database (``sources.conftest``)."""
+    return UserTable(backend, store_spec, request.getfixturevalue("pg_url") if backend == "postgres" else None)
+
+
+def table_spec(user_table: Any, **extra: Any) -> dict[str, Any]:
+    return {
+        "table": user_table.qualified,
+        "id": "id",
+        "title": "title",
+        "abstract": "abstract",
+        "text": "body",
+        **extra,
+    }
+
+
+@SQLITE_ONLY
+def test_a_sqlite_table_is_polled_for_changes(make_project, user_table) -> None:
+    user_table.create()
+    user_table.fill()
+    project = make_project(source=table_spec(user_table), models=HASH_MODELS, daemon={**LIVE, "live_poll_s": 0.2})
+    running = Running(Daemon(project))
+    running.until(lambda d: d.state == "idle", "the first cycle")
+    before = len(ledger_ids(project))
+    user_table.run("INSERT INTO {t} (id, title, abstract, body) VALUES (100, 'Kiwifruit', 'Warm seeds.', 'Sprout.')")
+    wait_for(lambda: len(live_runs(project)) >= 1 and running.daemon.state == "idle", "the insert", running)
+    user_table.run("DELETE FROM {t} WHERE id = 1")
+    wait_for(lambda: len(live_runs(project)) >= 2 and running.daemon.state == "idle", "the delete", running)
+    assert running.stop() == 0
+    assert [built(r) for r in live_runs(project)] == [(1, 0), (0, 1)]
+    ids = ledger_ids(project)
+    assert len(ids) == before and "100" in ids and "1" not in ids
+
+
+@POSTGRES_ONLY
+def test_a_postgres_table_notifies_through_the_trigger_ragstate_installs(make_project, user_table) -> None:
+    user_table.create()
+    user_table.fill()
+    project = make_project(source=table_spec(user_table, notify=True), models=HASH_MODELS, daemon=LIVE)
+    running = Running(Daemon(project))
+    running.until(lambda d: d.state == "idle" and d.live is not None, "the first cycle")
+    assert running.daemon.live.kind == "notify"
+    triggers = user_table.run(
+        "SELECT tgname FROM pg_trigger WHERE tgrelid = ?::regclass AND NOT tgisinternal", (user_table.qualified,)
+    )
+    assert triggers == [("ragstate_notify_" + project.spec.store.schema_name,)]
+    user_table.run("UPDATE {t} SET title = 'A new title' WHERE id = 1")
+    wait_for(lambda: len(live_runs(project)) >= 1 and running.daemon.state == "idle", "the update", running)
+    assert running.stop() == 0
+    (run,) = live_runs(project)
+    assert run.status == "converged" and built(run) == (1, 0)
+
+
+@POSTGRES_ONLY
+def test_a_refused_trigger_falls_back_to_the_interval_with_a_warning(
+    make_project, user_table, pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import uuid
+
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    user_table.create()
+    user_table.fill()
+    role = "rs_live_" + uuid.uuid4().hex[:8]
+    schema = "rag_" + uuid.uuid4().hex[:8]
+    with psycopg.connect(pg_url, autocommit=True) as admin:  # a role that may read the table, not trigger it
+        admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw'")
+        admin.execute(f'CREATE SCHEMA "{schema}" AUTHORIZATION {role}')
+        admin.execute(f'GRANT USAGE ON SCHEMA "{user_table.schema}" TO {role}')
+        admin.execute(f"GRANT SELECT ON {user_table.qualified} TO {role}")
+    info = {**conninfo_to_dict(pg_url), "user": role, "password": "pw"}
+    url = "postgresql://?" + "&".join(f"{k}={v}" for k, v in info.items())
+    project = make_project(
+        store={"url": url, "schema": schema},
+        source=table_spec(user_table, notify=True),
+        models=HASH_MODELS,
+        daemon=LIVE,
+    )
+    caplog.set_level("WARNING", logger="ragstate.reconcile.live")
+    running = Running(Daemon(project))
+    running.until(lambda d: d.state == "idle" and d.live is not None, "the first cycle")
+    assert running.daemon.live.kind == "interval"
+    assert running.stop() == 0
+    (warning,) = [r.getMessage() for r in caplog.records if "could not install the change trigger" in r.getMessage()]
+    assert user_table.qualified in warning and "owner" in warning and "daemon.interval_s" in warning
+    assert "permission denied" in warning or "must be owner" in warning
