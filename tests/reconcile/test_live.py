@@ -282,3 +282,22 @@ def test_a_refused_trigger_falls_back_to_the_interval_with_a_warning(
     (warning,) = [r.getMessage() for r in caplog.records if "could not install the change trigger" in r.getMessage()]
     assert user_table.qualified in warning and "owner" in warning and "daemon.interval_s" in warning
     assert "permission denied" in warning or "must be owner" in warning
+
+
+@SQLITE_ONLY
+@pytest.mark.slow
+def test_with_the_real_model_a_saved_document_is_answered_by_query(make_project, tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "tea.txt").write_text("Green tea catechins\n\nCatechins in green tea act as antioxidants.\n")
+    (docs / "bridges.txt").write_text("Suspension bridges\n\nCables carry the deck of a suspension bridge.\n")
+    project = make_project(source={"path": str(docs)}, daemon=LIVE, query={"readiness": "warn"})
+    running = Running(Daemon(project))
+    running.until(lambda d: d.state == "idle", "the first cycle")
+    (docs / "kiwi.txt").write_text("Kiwifruit seed germination\n\nWarm kiwifruit seeds germinate within days.\n")
+    wait_for(lambda: len(live_runs(project)) >= 1 and running.daemon.state == "idle", "the live cycle", running)
+    assert running.stop() == 0
+    (run,) = live_runs(project)
+    assert run.status == "converged" and built(run) == (1, 0)
+    hits = project.query("basic", "how fast do kiwifruit seeds sprout", k=3)
+    assert hits[0].doc_id == "kiwi.txt", [h.doc_id for h in hits]

@@ -166,12 +166,12 @@ class ChangeQueue:
         """The next hint, or None while nothing is ready (paths not yet stable)."""
         now = self._clock()
         with self._lock:
+            self.wake.clear()  # set again by the next put; the caller sleeps until then or next_ready_s
             if self._all is not None:
                 first, reason = self._all
                 since = (first, *(p.first for p in self._pending.values()))
                 self._all = None
                 self._pending.clear()  # the full observation covers them
-                self.wake.clear()
                 return Hint(None, since, reason)
             quiet = [(path, p) for path, p in self._pending.items() if now - p.last >= self.settle_s]
         # Stamped outside the lock (a stat may be slow); a path whose size or mtime moved since
@@ -189,9 +189,6 @@ class ChangeQueue:
                 if len(ready) < self.batch:
                     ready.append((path, p.first))
                     del self._pending[path]
-        with self._lock:
-            if not self._pending and self._all is None:
-                self.wake.clear()
         if not ready:
             return None
         return Hint(frozenset(p for p, _ in ready), tuple(t for _, t in ready), "changed paths")
@@ -362,7 +359,8 @@ def _start_poller(project: Project, spec: Any, queue: ChangeQueue, every_s: floa
 def narrowing(project: Project, hint: Hint | None) -> Iterator[None]:
     """Observations inside look at ``hint``'s paths alone (``observe.narrow``); nothing changes
     without a hint, or for a hint that asks for everything."""
-    if hint is None or hint.paths is None:
+    if hint is None or hint.paths is None or project.spec.scope_limit is not None:
+        # a scope of the first N documents depends on every file's place: observed whole
         yield
         return
     project.hinted_paths = hint.paths

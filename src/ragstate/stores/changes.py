@@ -38,7 +38,6 @@ _CREATE_TRIGGER = (
     "CREATE OR REPLACE TRIGGER {trigger} AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {source_table} "
     "FOR EACH STATEMENT EXECUTE FUNCTION {notify_changes}()"
 )
-_DROP_TRIGGER = "DROP TRIGGER IF EXISTS {trigger} ON {source_table}"
 
 
 def trigger_name(schema: str) -> str:
@@ -62,11 +61,6 @@ def install_notify(session: Session, spec: TableSourceSpec, schema: str) -> None
     with session.transaction():
         session.execute(_CREATE_FUNCTION)
         session.execute(_CREATE_TRIGGER, trigger=Col(trigger_name(schema)), source_table=UserName(spec.table))
-
-
-def remove_notify(session: Session, spec: TableSourceSpec, schema: str) -> None:
-    """Drop the trigger from the user's table (the function stays in ragstate's schema)."""
-    session.execute(_DROP_TRIGGER, trigger=Col(trigger_name(schema)), source_table=UserName(spec.table))
 
 
 def data_version(session: Session) -> int:
