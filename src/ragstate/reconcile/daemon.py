@@ -438,7 +438,9 @@ class Daemon:
         self.metrics.record_live(counts.received, counts.dropped, counts.coalesced, latencies)
         if hint is None:
             return False
-        if not done and cycle.outcome != FAILED:  # partial: the rest waits for the next live cycle
+        # stopped by its budget, or the source moved meanwhile: the next live cycle goes on (a
+        # failed, refused or superseded cycle does not: the interval's full cycle looks again)
+        if cycle.outcome in (PARTIAL, NOT_CONVERGED):
             if hint.paths is None:
                 self.live.queue.put_all(hint.reason)
             else:
