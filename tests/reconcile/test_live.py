@@ -230,20 +230,28 @@ def table_spec(user_table: Any, **extra: Any) -> dict[str, Any]:
 
 @SQLITE_ONLY
 def test_a_sqlite_table_is_polled_for_changes(make_project, user_table) -> None:
-    user_table.create()
+    user_table.create(
+        "id INTEGER PRIMARY KEY, title TEXT, abstract TEXT, body TEXT, status TEXT, pmcid TEXT, "
+        "updated INTEGER DEFAULT 0"
+    )
     user_table.fill()
-    project = make_project(source=table_spec(user_table), models=HASH_MODELS, daemon={**LIVE, "live_poll_s": 0.2})
+    source = table_spec(user_table, change_column="updated")
+    project = make_project(source=source, models=HASH_MODELS, daemon={**LIVE, "live_poll_s": 0.2})
     running = Running(Daemon(project))
     running.until(lambda d: d.state == "idle", "the first cycle")
     before = len(ledger_ids(project))
-    user_table.run("INSERT INTO {t} (id, title, abstract, body) VALUES (100, 'Kiwifruit', 'Warm seeds.', 'Sprout.')")
-    wait_for(lambda: len(live_runs(project)) >= 1 and running.daemon.state == "idle", "the insert", running)
-    user_table.run("DELETE FROM {t} WHERE id = 1")
-    wait_for(lambda: len(live_runs(project)) >= 2 and running.daemon.state == "idle", "the delete", running)
+    changes = [
+        ("insert", "INSERT INTO {t} (id, title, abstract, body) VALUES (100, 'Kiwifruit', 'Warm seeds.', 'Sprout.')"),
+        ("delete", "DELETE FROM {t} WHERE id = 1"),
+        ("update", "UPDATE {t} SET title = 'A new title', updated = 1 WHERE id = 2"),  # seen through updated
+    ]
+    for n, (what, statement) in enumerate(changes, start=1):
+        user_table.run(statement)
+        wait_for(lambda n=n: len(live_runs(project)) >= n and running.daemon.state == "idle", what, running)
     assert running.stop() == 0
-    assert [built(r) for r in live_runs(project)] == [(1, 0), (0, 1)]
+    assert [built(r) for r in live_runs(project)] == [(1, 0), (0, 1), (1, 0)]
     ids = ledger_ids(project)
-    assert len(ids) == before and "100" in ids and "1" not in ids
+    assert len(ids) == before and "100" in ids and "1" not in ids and project.plan().in_sync
 
 
 @POSTGRES_ONLY
