@@ -678,17 +678,26 @@ def daemon(
     ] = None,
     log_format: LogFormatOpt = None,
     allow_destructive: DestructiveOpt = False,
+    live: Annotated[
+        bool | None,
+        typer.Option(
+            "--live/--no-live",
+            help="React to the source's change notifications within seconds (default: daemon.live).",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Reconcile on an interval until SIGTERM/SIGINT.
 
     SIGTERM or SIGINT stops it after the current batch (a second one interrupts the batch);
-    SIGHUP, SIGUSR1 or POST /reconcile on the metrics port runs a cycle now.
+    SIGHUP, SIGUSR1 or POST /reconcile on the metrics port runs a cycle now; with --live, a
+    change to the source does too (the interval's full observation stays).
     """
     options = ctx.obj or {}
     _configure_logs(options.get("log_level") or "info", log_format or options.get("log_format") or "text")
     with _handled(as_json), _project(config, profile) as project:
-        raise typer.Exit(project.daemon(once=once, metrics_port=metrics_port, allow_destructive=allow_destructive))
+        code = project.daemon(once=once, metrics_port=metrics_port, allow_destructive=allow_destructive, live=live)
+        raise typer.Exit(code)
 
 
 @app.command()

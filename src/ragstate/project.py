@@ -35,6 +35,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +81,9 @@ class Project:
         self.origin: tuple[Path, str | None] | None = None
         #: when the project took its current spec (``reload`` moves it when the file changed)
         self.spec_since = time.time()
+        #: live mode: the source paths a change notification named; while set, observations
+        #: look at them alone (``observe.narrow``; the daemon sets it for one cycle)
+        self.hinted_paths: frozenset[str] | None = None
 
     @classmethod
     def from_file(cls, path: str | Path, *, profile: str | None = None) -> Project:
@@ -125,9 +129,12 @@ class Project:
         return self._store
 
     def context(self) -> RunContext:
-        """What a run works over (``reconcile.run``): built once per spec and store."""
+        """What a run works over (``reconcile.run``): built once per spec and store, narrowed
+        to ``hinted_paths`` while the daemon's live mode sets them."""
         if self._context is None or self._context.store is not self.store:
             self._context = RunContext(self.spec, self.spec_hash, self.store, self.guard, self._held)
+        if self.hinted_paths is not None:
+            return replace(self._context, hinted_paths=self.hinted_paths)
         return self._context
 
     def source(self) -> Source:
@@ -232,7 +239,14 @@ class Project:
 
     # --- the daemon and the report ------------------------------------------------------
 
-    def daemon(self, *, once: bool = False, metrics_port: int | None = None, allow_destructive: bool = False) -> int:
+    def daemon(
+        self,
+        *,
+        once: bool = False,
+        metrics_port: int | None = None,
+        allow_destructive: bool = False,
+        live: bool | None = None,
+    ) -> int:
         """Reconcile on the spec's ``daemon`` schedule until SIGTERM/SIGINT (``reconcile.daemon``).
 
         Args:
@@ -240,6 +254,8 @@ class Project:
             metrics_port: serve metrics and health here (overrides ``daemon.metrics_port``).
             allow_destructive: carry out destructive plans (else they are refused, and the
                 kinds concerned are Stalled).
+            live: react to the source's change notifications (``reconcile.live``); None:
+                ``daemon.live``.
 
         Returns:
             The exit code (``Daemon.run``).
@@ -250,7 +266,12 @@ class Project:
         from ragstate.version import __version__
 
         return Daemon(
-            self, once=once, metrics_port=metrics_port, allow_destructive=allow_destructive, version=__version__
+            self,
+            once=once,
+            metrics_port=metrics_port,
+            allow_destructive=allow_destructive,
+            version=__version__,
+            live=live,
         ).run()
 
     def report(self, *, runs: int = 30) -> Report:

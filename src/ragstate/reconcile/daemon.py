@@ -16,6 +16,9 @@ in a row               failure is what the retries inside a run could not overco
                        fail brings back the interval
 a trigger              at once: SIGHUP or SIGUSR1, or ``POST /reconcile`` on the metrics
                        server (a trigger during a cycle starts the next one right after it)
+a change notification  live mode (``daemon.live``, ``reconcile.live``): as soon as the
+                       change is stable, a cycle observing just the changed paths (a
+                       table: the table); it does not move the interval's full cycle
 =====================  ====================================================================
 
 Every wait changes by up to ``jitter`` of itself at random. Each run records, in its
@@ -73,7 +76,7 @@ from ragstate.errors import (
     WriterLockLost,
 )
 from ragstate.faults.taxonomy import classify, is_transient
-from ragstate.reconcile import run
+from ragstate.reconcile import live, run
 from ragstate.reconcile.metrics import Metrics
 from ragstate.reconcile.reports import StatusReport
 from ragstate.reconcile.run import Contexts
@@ -142,8 +145,11 @@ class Daemon:
         allow_destructive: bool = False,
         version: str = "",
         rng: random.Random | None = None,
+        live: bool | None = None,
     ):
         self.project = project
+        #: live mode (``reconcile.live``): None takes ``daemon.live`` from the spec
+        self.live_mode = live
         self.once = once
         self.allow_destructive = allow_destructive
         self.metrics = Metrics(version)
@@ -165,6 +171,9 @@ class Daemon:
         self._trigger: str | None = None
         self._budget: Budget | None = None
         self._unrecorded: list[RunRecord] = []
+        # --- live mode hook: the hint feed, and the hint the next cycle observes ---
+        self.live: live.Live | None = None
+        self._hint: live.Hint | None = None
 
     @property
     def settings(self) -> DaemonSpec:
@@ -225,6 +234,8 @@ class Daemon:
             self.project.spec_since = time.time()
             self._start_server()
             self._load_state()
+            if self.live_mode if self.live_mode is not None else self.settings.live:
+                self.live = live.start(self.project, self.settings)  # before the first cycle: no change unheard
             log.info(
                 "daemon started on %s: every %g s, full verify every %s, budget %s%s",
                 self.project.context().store.description,
@@ -244,12 +255,20 @@ class Daemon:
 
     def _loop(self) -> int:
         trigger, waited, scheduled = "start", 0.0, 0.0
+        full_at = 0.0  # when the interval's full cycle is due (monotonic)
         while True:
-            cycle = self._cycle(trigger, waited, scheduled)
+            hint, self._hint = self._hint, None
+            with live.narrowing(self.project, hint):
+                cycle = self._cycle(trigger, waited, scheduled)
+            narrowed = self._after_hint(hint, cycle)
             if self.once or self.stopping:
                 self._log_cycle(cycle, None)
                 return _once_exit(cycle) if self.once else 0
-            scheduled = self._delay()
+            if narrowed:  # a live cycle: the interval's full observation keeps its time
+                scheduled = max(0.0, full_at - time.monotonic())
+            else:
+                scheduled = self._delay()
+                full_at = time.monotonic() + scheduled
             self.next_cycle_at = time.time() + scheduled
             self.state = BACKOFF if self.failures else IDLE
             self.metrics.record_schedule(self.failures, scheduled)
@@ -403,7 +422,36 @@ class Daemon:
             left = deadline - time.monotonic()
             if left <= 0:
                 return "backoff" if self.failures else "interval"
+            if self.live is not None and not self.failures:  # hints wait out a backoff
+                self._hint = self.live.queue.take()
+                if self._hint is not None:
+                    return "live"
+                soon = self.live.queue.next_ready_s()
+                self.live.queue.wake.wait(min(TICK_S, left, soon if soon is not None else TICK_S))
+                continue
             time.sleep(min(TICK_S, left))
+
+    def _after_hint(self, hint: live.Hint | None, cycle: Cycle) -> bool:
+        """Live mode: count the queue's events, and the latency of the changes the cycle made
+        ready; a change a live cycle did not converge goes back to the queue. True when the
+        cycle was narrowed to changed paths (the interval's full cycle keeps its time)."""
+        if self.live is None:
+            return False
+        done = hint is not None and cycle.outcome == CONVERGED
+        now = time.monotonic()
+        counts = self.live.queue.counts
+        latencies = tuple(now - t for t in hint.since) if done and hint is not None else ()
+        self.metrics.record_live(counts.received, counts.dropped, counts.coalesced, latencies)
+        if hint is None:
+            return False
+        # stopped by its budget, or the source moved meanwhile: the next live cycle goes on (a
+        # failed, refused or superseded cycle does not: the interval's full cycle looks again)
+        if cycle.outcome in (PARTIAL, NOT_CONVERGED):
+            if hint.paths is None:
+                self.live.queue.put_all(hint.reason)
+            else:
+                self.live.queue.put(hint.paths)
+        return hint.paths is not None and cycle.ok
 
     def _install_signals(self):
         if threading.current_thread() is not threading.main_thread():
@@ -624,6 +672,9 @@ class Daemon:
         return (200 if status.ready else 503), {"ready": status.ready, "pipelines": pipelines}
 
     def _shutdown(self) -> None:
+        if self.live is not None:
+            self.live.stop()
+            self.live = None
         if self._lease is not None:
             self.state = STOPPED
             self.next_cycle_at = None

@@ -36,6 +36,16 @@ name                                           labels     what
 ``ragstate_last_success_timestamp_seconds``               end of the last converged cycle
 ``ragstate_last_run_timestamp_seconds``                   end of the last cycle
 ``ragstate_last_verify_timestamp_seconds``                end of the last full verify
+``ragstate_live_events_total``                            change notifications received
+                                                          (live mode)
+``ragstate_live_events_dropped_total``                    events dropped: a burst over
+                                                          ``daemon.live_queue`` (a full
+                                                          observation follows)
+``ragstate_live_events_coalesced_total``                  events merged into a change
+                                                          already waiting
+``ragstate_live_event_to_ready_seconds``                  histogram: from a change's first
+                                                          event to the end of the converged
+                                                          cycle that built it
 ``ragstate_build_info``                        version    1
 =============================================  =========  ===================================
 """
@@ -55,6 +65,8 @@ from ragstate.reconcile.reports import StatusReport
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 #: cycle durations: a no-op cycle takes well under a second, a backlog hours
 BUCKETS = (0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 10800)
+#: event-to-ready latency of live mode: seconds when quiet, minutes behind a backlog
+LIVE_BUCKETS = (0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 900)
 
 
 class Metrics:
@@ -98,6 +110,20 @@ class Metrics:
         )
         self.last_run = Gauge("ragstate_last_run_timestamp_seconds", "End of the last cycle.", registry=r)
         self.last_verify = Gauge("ragstate_last_verify_timestamp_seconds", "End of the last full verify.", registry=r)
+        self.live_events = Counter("ragstate_live_events", "Change notifications received (live mode).", registry=r)
+        self.live_dropped = Counter(
+            "ragstate_live_events_dropped", "Change events dropped for a full observation (a burst).", registry=r
+        )
+        self.live_coalesced = Counter(
+            "ragstate_live_events_coalesced", "Change events merged into a change already waiting.", registry=r
+        )
+        self.live_latency = Histogram(
+            "ragstate_live_event_to_ready_seconds",
+            "From a change's first event to the end of the converged cycle that built it.",
+            buckets=LIVE_BUCKETS,
+            registry=r,
+        )
+        self._live_seen = (0, 0, 0)
         Info("ragstate_build", "ragstate's version.", registry=r).info({"version": version})
 
     def record_run(
@@ -156,6 +182,16 @@ class Metrics:
     def record_schedule(self, failures: int, next_cycle_s: float) -> None:
         self.failures.set(failures)
         self.next_cycle.set(next_cycle_s)
+
+    def record_live(self, received: int, dropped: int, coalesced: int, latencies: tuple[float, ...] = ()) -> None:
+        """Live mode: the change queue's running totals, and the latencies of changes now ready."""
+        seen = self._live_seen
+        self.live_events.inc(received - seen[0])
+        self.live_dropped.inc(dropped - seen[1])
+        self.live_coalesced.inc(coalesced - seen[2])
+        self._live_seen = (received, dropped, coalesced)
+        for seconds in latencies:
+            self.live_latency.observe(seconds)
 
     def exposition(self) -> bytes:
         """The metrics in Prometheus' text format."""

@@ -64,6 +64,7 @@ from ragstate.errors import (
     StalePlanError,
 )
 from ragstate.faults import FaultLog, Guard, classify
+from ragstate.observe.narrow import narrowed
 from ragstate.observe.observe import Observed, observe, pinned
 from ragstate.observe.throughput import with_calibration
 from ragstate.artifacts.desired import Desired, desired_state
@@ -129,9 +130,12 @@ class RunContext:
     #: retries and circuit breakers, kept for a project's life (a daemon's cycles share them)
     guard: Guard
     held: Held = field(default_factory=Held, compare=False, repr=False)
+    #: live mode: the source paths a change notification named; observations look at them
+    #: alone (``observe.narrow``); None: the whole source
+    hinted_paths: frozenset[str] | None = None
 
     def source(self) -> Source:
-        return open_source(self.spec, self.store)
+        return narrowed(open_source(self.spec, self.store), self.hinted_paths)
 
     def desired(self, pipelines: tuple[str, ...] | None = None) -> Desired:
         """The desired state of every enabled pipeline, or of ``pipelines`` alone."""
@@ -154,6 +158,9 @@ class Contexts(Protocol):
     origin: tuple[Path, str | None] | None
     #: when the current spec was taken
     spec_since: float
+    #: live mode: the paths the next contexts narrow their observations to (the daemon sets
+    #: them for one cycle, ``live.narrowing``)
+    hinted_paths: frozenset[str] | None
 
     def context(self) -> RunContext: ...
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter, defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ragstate.errors import (
@@ -93,6 +93,50 @@ class FolderSource:
             problems=tuple(problems),
             skipped=tuple(sorted(skipped.items(), key=lambda item: (-item[1], item[0]))),
         )
+
+    def snapshot_paths(self, known: Mapping[str, FileStat], paths: Iterable[str]) -> Snapshot | None:
+        """A snapshot that looks at ``paths`` alone (live mode's change hints, relative POSIX
+        paths) and takes every other recorded file as unchanged, with its recorded stat.
+
+        A hinted path that is gone leaves the source (with the recorded files under it, when
+        it was a folder). None when the hint cannot be narrowed: a single-file source, or a
+        hinted path that is a folder now (moved in whole: observe the source).
+        """
+        if self._single is not None:
+            return None
+        wanted: set[str] = set()
+        for rel in paths:
+            full = self.root / rel
+            if full.is_dir():
+                return None
+            wanted.add(rel)
+            if rel not in known and not full.exists():  # a removed folder: its recorded files
+                prefix = rel + "/"
+                wanted.update(path for path in known if path.startswith(prefix))
+        found: list[tuple[FileStat, DocumentError | None]] = []
+        for rel in sorted(wanted):
+            if any(part.startswith(".") for part in rel.split("/")) or self._format(rel) is None:
+                continue
+            stat = self._stat(rel)
+            if stat is not None:
+                found.append(stat)
+        stats = {stat.path: stat for stat, _ in found}
+        kept = [stat for path, stat in known.items() if path not in wanted]
+        files = tuple(sorted([*kept, *stats.values()], key=lambda f: f.path))
+        unchanged = frozenset([f.path for f in kept] + [p for p, stat in stats.items() if known.get(p) == stat])
+        fresh: list[DocRef] = []
+        problems: list[DocumentProblem] = []
+        for stat, refused in found:
+            if stat.path in unchanged:
+                continue
+            if refused is not None:
+                problems.append(DocumentProblem.of(stat.path, refused, stat))
+            else:
+                docs, errors = self._parse(stat.path)
+                fresh.extend(doc.ref() for doc in docs)
+                problems.extend(DocumentProblem.of(key, error, stat) for key, error in errors)
+        check_unique_ids(fresh)
+        return Snapshot(files=files, unchanged=unchanged, fresh=tuple(fresh), problems=tuple(problems))
 
     def load(self, refs: Sequence[DocRef]) -> Iterator[Document]:
         by_path: dict[str, list[DocRef]] = defaultdict(list)

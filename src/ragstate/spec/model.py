@@ -250,6 +250,16 @@ class TableSourceSpec(_Section):
         "ragstate keeps in step with the view at each observation (copy); or from a materialised view refreshed "
         "before each observation (materialized, PostgreSQL)",
     )
+    notify: bool = Field(
+        False,
+        description="live mode on PostgreSQL: install a statement trigger on the table that sends NOTIFY on each "
+        "change (needs the right to create it: else a warning, and the daemon's interval)",
+    )
+    change_column: str | None = Field(
+        None,
+        description="live mode on SQLite: a column whose largest value grows with each change (an updated-at "
+        "column); default: the rowid (sees rows added and deleted, not edited in place)",
+    )
 
     @field_validator("where", mode="before")
     @classmethod
@@ -274,7 +284,7 @@ class TableSourceSpec(_Section):
             _user_name(part, "table name" if part == parts[-1] else "schema name")
         return table
 
-    @field_validator("id", "text", "title", "abstract")
+    @field_validator("id", "text", "title", "abstract", "change_column")
     @classmethod
     def _column(cls, column: str | None) -> str | None:
         return None if column is None else _user_name(column, "column name")
@@ -317,7 +327,8 @@ class TableSourceSpec(_Section):
 
     def definition(self) -> dict[str, Any]:
         """The mapping as data (what the view-mappings table records)."""
-        return self.model_dump(mode="json", exclude={"name", "max_document_bytes"})
+        # how changes are noticed (live mode) is not part of what the view reads
+        return self.model_dump(mode="json", exclude={"name", "max_document_bytes", "notify", "change_column"})
 
 
 def _source_kind(value: Any) -> str:
@@ -639,6 +650,29 @@ class DaemonSpec(_Section):
         None, ge=0, le=65_535, description="serve /metrics, /healthz, /readyz and POST /reconcile here (0: any free)"
     )
     metrics_host: str = Field("127.0.0.1", description="address the metrics server listens on")
+    # live mode (reconcile.live): change notifications are hints that make the next cycle come
+    # sooner and narrower; the interval's full observation stays the truth
+    live: bool = Field(
+        False,
+        description="react to the source's change notifications (file events; a table's NOTIFY trigger or change "
+        "counter) within seconds, between the interval's full observations",
+    )
+    live_debounce_s: float = Field(
+        0.5,
+        ge=0,
+        le=600,
+        description="a changed path is observed once no event came for it this long and its size and mtime held",
+    )
+    live_batch: int = Field(256, ge=1, le=100_000, description="changed paths observed by one live cycle at most")
+    live_queue: int = Field(
+        10_000,
+        ge=1,
+        le=10_000_000,
+        description="changed paths waiting at most; a larger burst is dropped for one full observation",
+    )
+    live_poll_s: float = Field(
+        1.0, gt=0, le=3600, description="how often a table source's change counter is read (SQLite tables)"
+    )
 
 
 class GoldenSpec(_Section):
