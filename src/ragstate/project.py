@@ -40,10 +40,10 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-from ragstate.apply.apply import apply_plan
+from ragstate.apply.apply import ApplyContext, apply_plan
 from ragstate.apply.budget import Budget
 from ragstate.apply.generations import rollback as rollback_generations
-from ragstate.apply.progress import Progress
+from ragstate.apply.progress import NullProgress, Progress
 from ragstate.apply.record import (
     CONVERGED,
     FAILED,
@@ -394,15 +394,8 @@ class Project:
         try:
             apply_plan(
                 fresh,
-                observed,
-                spec=self.spec,
-                desired=desired,
-                store=self.store,
-                source=self.source(),
-                record=record,
-                progress=progress,
-                safety=safety,
-                budget=budget,
+                ApplyContext(self.spec, self.store, self.source(), safety, progress or NullProgress(), budget),
+                record,
             )
             t1 = time.perf_counter()
             if fresh.in_sync:  # nothing was to be done: the plan is what a new look would see
