@@ -42,13 +42,13 @@ from typing import Any
 from ragstate.apply.budget import Budget
 from ragstate.apply.progress import Progress
 from ragstate.apply.record import RunRecord
+from ragstate.artifacts.desired import Desired
 from ragstate.errors import SpecError
 from ragstate.faults import Guard
 from ragstate.observe.duplicates import duplicate_groups
 from ragstate.observe.observe import Observed
 from ragstate.pipelines.base import Retrieval
 from ragstate.pipelines.query import Pipeline
-from ragstate.artifacts.desired import Desired
 from ragstate.plan.model import Plan
 from ragstate.reconcile import cache, quarantine, run
 from ragstate.reconcile import status as status_report

@@ -25,7 +25,7 @@ upstream rows. Either way one writer thread commits the batches.
 
 Apply is idempotent: a batch re-run after a crash rewrites the same rows. Builds are
 computed by the executor while the writer thread commits earlier batches: on the kinds'
-threads, or on the actors of a Ray cluster (``compute.executors``; kinds then go one at
+threads, or on the actors of a Ray cluster (``apply.executors``; kinds then go one at
 a time, the actors being the parallelism); results come back in batch order, so the
 write order is the same whatever computes them. A batch that fails on an actor is built
 again here, with the retries and isolation below.
@@ -68,9 +68,21 @@ from ragstate.artifacts.base import BuildContext
 from ragstate.artifacts.cache import EmbeddingCache, evict
 from ragstate.artifacts.desired import Desired, DesiredKind
 from ragstate.compute.embedders import make_embedder
+from ragstate.errors import PlanError
 from ragstate.observe.golden import load_queries
-from ragstate.observe.observe import Observed, observe
-from ragstate.plan.model import PAST_WINDOW, KindPlan, Plan
+from ragstate.observe.observe import observe
+from ragstate.plan.model import (
+    BUILD,
+    DELETE,
+    PAST_WINDOW,
+    PURGE,
+    REBUILD,
+    REPAIR,
+    SWITCH,
+    ApplyInputs,
+    KindPlan,
+    Plan,
+)
 from ragstate.sources.base import Source
 from ragstate.spec.model import Spec
 from ragstate.stores import embedding_cache, ledger, quarantine, records, registry
@@ -102,49 +114,47 @@ def _warn_if_long(plan: Plan, spec: Spec) -> None:
     )
 
 
-def apply_plan(
-    plan: Plan,
-    observed: Observed,
-    *,
-    spec: Spec,
-    desired: Desired,
-    store: Store,
-    source: Source,
-    record: RunRecord,
-    progress: Progress | None = None,
-    safety: Safety | None = None,
-    budget: Budget | None = None,
-) -> RunRecord:
-    """Carry out ``plan`` (computed from ``observed``), filling ``record`` as it goes.
+@dataclass(frozen=True)
+class ApplyContext:
+    """What apply writes with: the spec it runs under, the store and source, ``safety``
+    (fences writes by the writer lock, retries transient failures), ``progress``, and a
+    ``budget`` that may stop the work at a batch boundary (``budget.stopped`` says why)."""
 
-    The run row must already exist (``records.start``). ``safety`` fences and retries
-    writes (default: retries only, no writer lock). ``budget`` may stop the work at a
-    batch boundary (then ``budget.stopped`` says why). Raises whatever stops the work;
-    everything committed before that stays committed.
+    spec: Spec
+    store: Store
+    source: Source
+    safety: Safety
+    progress: Progress = field(default_factory=NullProgress)
+    budget: Budget = field(default_factory=Budget)
+
+
+def apply_plan(plan: Plan, ctx: ApplyContext, record: RunRecord) -> RunRecord:
+    """Carry out ``plan``'s actions, filling ``record`` as it goes.
+
+    Args:
+        plan: a plan computed by ``diff`` in this process (it holds what apply needs of
+            the observation, ``Plan.inputs``); a saved plan is applied by computing it
+            again and comparing fingerprints.
+        ctx: the spec, store, source, safety, progress and budget it runs with.
+        record: the run's record; its run row must already exist (``records.start``).
+
+    Returns:
+        ``record``, filled.
+
+    Raises:
+        PlanError: ``plan`` holds no inputs (it was read back from JSON).
+        Whatever stops the work; everything committed before that stays committed.
     """
-    progress = progress or NullProgress()
-    safety = safety or Safety.unlocked(spec)
-    budget = budget or Budget()
-    tracker = _Tracker(total=sum(len(k.build_ids) for k in plan.kinds))
+    if plan.inputs is None:
+        raise PlanError("a plan read back from JSON is applied by computing it again (its fingerprint is compared)")
+    spec = ctx.spec
     _warn_if_long(plan, spec)
-    planned = getattr(progress, "planned", None)  # optional: an overall bar with the plan's ETA
+    planned = getattr(ctx.progress, "planned", None)  # optional: an overall bar with the plan's ETA
     if planned is not None:
         planned(plan.estimate)
     t0 = time.perf_counter()
-    registry_changed = observed.snapshot is not None and observed.registry_changed
-    view = observed.quarantine
-    if registry_changed or view.writes:
-
-        def record_source(s: Session) -> None:
-            # The registry and the quarantine of unreadable documents change together: a
-            # file recorded as seen is never re-read, so its problem must be kept now.
-            if registry_changed and observed.snapshot is not None:
-                record.documents_recorded = registry.sync(s, observed.snapshot, observed.known)
-            quarantine.remove(s, view.stale)
-            quarantine.record(s, view.new, record.run_id)
-
-        safety.commit(store, record_source)
-    _forget_holds(observed, store, safety)
+    _record_source(plan.inputs, ctx, record)
+    _release_holds(plan.inputs, ctx)
     if plan.switch_groups and spec.generations.golden.file is not None:
         load_queries(spec.generations.golden.file)  # a bad file stops the run before the build, not after
     if plan.cache_purge:
@@ -152,17 +162,58 @@ def apply_plan(
         def purge(s: Session) -> None:
             record.cache["purged"] = embedding_cache.delete(s, plan.cache_purge)
 
-        safety.commit(store, purge)
-    cache = EmbeddingCache(store, enabled=spec.cache.enabled, run_id=record.run_id)
-    # The generation each kind's work went into, for the dependent kinds that read it.
-    targets: dict[str, int] = {k.kind: k.target_generation for k in plan.kinds if k.target_generation is not None}
-    executor = open_executor(spec)
-    record.executor = executor.description
+        ctx.safety.commit(ctx.store, purge)
     run = _Run(
-        observed, spec, desired, targets, store, source, record, progress, safety, budget, tracker, cache, executor
+        plan,
+        ctx,
+        record,
+        # The generation each kind's work went into, for the dependent kinds that read it.
+        targets={k.kind: k.target_generation for k in plan.kinds if k.target_generation is not None},
+        tracker=_Tracker(total=sum(len(k.documents(BUILD, REBUILD)) for k in plan.kinds)),
+        cache=EmbeddingCache(ctx.store, enabled=spec.cache.enabled, run_id=record.run_id),
+        executor=open_executor(spec),
     )
+    _build_kinds(run)
+    # Stopped early by the budget, the new generations are not complete: the run that
+    # finishes their build verifies and switches them (and collects garbage).
+    if not ctx.budget.stopped:
+        _verify_and_switch(run)
+    _count_cache(record, ctx)
+    record.timings["apply_s"] = round(time.perf_counter() - t0, 4)
+    return record
+
+
+def _record_source(inputs: ApplyInputs, ctx: ApplyContext, record: RunRecord) -> None:
+    """Record the source as read in the document registry, and the quarantine's writes."""
+    view = inputs.quarantine
+    if inputs.snapshot is None and not view.writes:
+        return
+
+    def record_source(s: Session) -> None:
+        # The registry and the quarantine of unreadable documents change together: a
+        # file recorded as seen is never re-read, so its problem must be kept now.
+        if inputs.snapshot is not None:
+            record.documents_recorded = registry.sync(s, inputs.snapshot, inputs.known)
+        quarantine.remove(s, view.stale)
+        quarantine.record(s, view.new, record.run_id)
+
+    ctx.safety.commit(ctx.store, record_source)
+
+
+def _release_holds(inputs: ApplyInputs, ctx: ApplyContext) -> None:
+    """Clear the rollback hold of each kind whose spec changed since the rollback: the
+    hold only stops apply from switching back to the recipe rolled back from."""
+    for kind in inputs.release_holds:
+        ctx.safety.commit(ctx.store, lambda s, kind=kind: ledger.clear_hold(s, kind))
+
+
+def _build_kinds(run: _Run) -> None:
+    """Prepare and build every kind with work, one at a time or concurrently, on the
+    run's executor (closed here)."""
+    plan, store, safety, budget, executor = run.plan, run.store, run.safety, run.budget, run.executor
+    run.record.executor = executor.description
     # Kinds at once only with the local executor: on a cluster, the actors are the parallelism.
-    n = concurrent_kinds(spec, store, plan.kinds) if isinstance(executor, LocalExecutor) else 1
+    n = concurrent_kinds(run.spec, store, plan.kinds) if isinstance(executor, LocalExecutor) else 1
     try:
         if n <= 1:
             for kp in plan.kinds:
@@ -185,30 +236,34 @@ def apply_plan(
     finally:
         executor.close()
         if executor.startup_seconds:
-            record.timings["executor_start_s"] = round(executor.startup_seconds, 4)
-    # Stopped early by the budget, the new generations are not complete: the run that
-    # finishes their build verifies and switches them (and collects garbage).
-    if not budget.stopped:
-        settle(
-            plan,
-            targets,
-            spec=spec,
-            desired=desired,
-            store=store,
-            record=record,
-            progress=progress,
-            safety=safety,
-            observe_now=lambda titles: safety.read(
-                lambda: observe(spec, _switching(plan, desired), store, source, depth="audit", titles=titles)
-            ),
-        )
+            run.record.timings["executor_start_s"] = round(executor.startup_seconds, 4)
+
+
+def _verify_and_switch(run: _Run) -> None:
+    """Verify and switch the new generations by switch group, then collect garbage."""
+    plan, spec, store, source, safety = run.plan, run.spec, run.store, run.source, run.safety
+    settle(
+        plan,
+        run.targets,
+        spec=spec,
+        desired=run.desired,
+        store=store,
+        record=run.record,
+        progress=run.progress,
+        safety=safety,
+        observe_now=lambda titles: safety.read(
+            lambda: observe(spec, _switching(plan, run.desired), store, source, depth="audit", titles=titles)
+        ),
+    )
+
+
+def _count_cache(record: RunRecord, ctx: ApplyContext) -> None:
+    """The embedding cache's hits and misses of the run; evict beyond ``cache.max_mb``."""
     record.cache["hits"] = sum(k.cache_hits for k in record.kinds.values())
     record.cache["misses"] = sum(k.cache_misses for k in record.kinds.values())
-    if spec.cache.enabled and not budget.stopped:  # a stopped run leaves it to the next
-        evicted, freed = safety.read(lambda: evict(store, spec.cache.max_mb))
+    if ctx.spec.cache.enabled and not ctx.budget.stopped:  # a stopped run leaves it to the next
+        evicted, freed = ctx.safety.read(lambda: evict(ctx.store, ctx.spec.cache.max_mb))
         record.cache["evicted"], record.cache["evicted_bytes"] = evicted, freed
-    record.timings["apply_s"] = round(time.perf_counter() - t0, 4)
-    return record
 
 
 def _switching(plan: Plan, desired: Desired) -> Desired:
@@ -221,19 +276,11 @@ def _switching(plan: Plan, desired: Desired) -> Desired:
     return Desired(kinds=tuple(d for d in desired.kinds if d.name in wanted), pipelines={})
 
 
-def _forget_holds(observed: Observed, store: Store, safety: Safety) -> None:
-    """Clear the rollback hold of each kind whose spec changed since the rollback: the
-    hold only stops apply from switching back to the recipe rolled back from."""
-    for k in observed.kinds.values():
-        if k.active is not None and k.active.hold and not k.held and k.active.hold.get("recipe_fp") != k.recipe_fp:
-            safety.commit(store, lambda s, kind=k.kind: ledger.clear_hold(s, kind))
-
-
 def concurrent_kinds(spec: Spec, store: Store, kinds: Sequence[KindPlan]) -> int:
     """Batches of different kinds computed at once: ``reconcile.concurrent_kinds``, at most
     one per kind with documents to build, and, on a pooled store, one connection fewer than
     the pool (the writer holds one)."""
-    building = sum(1 for k in kinds if k.has_work and k.build_ids)
+    building = sum(1 for k in kinds if k.documents(BUILD, REBUILD))
     n = min(spec.reconcile.concurrent_kinds, building)
     if store.max_sessions is not None:
         n = min(n, max(1, store.max_sessions - 1))
@@ -317,16 +364,10 @@ class _KindJob:
 class _Run:
     """One apply's kinds: prepare (generation, repair, deletes), build, finish (switch)."""
 
-    observed: Observed
-    spec: Spec
-    desired: Desired
-    targets: dict[str, int]
-    store: Store
-    source: Source
+    plan: Plan
+    ctx: ApplyContext
     record: RunRecord
-    progress: Progress
-    safety: Safety
-    budget: Budget
+    targets: dict[str, int]
     tracker: _Tracker
     cache: EmbeddingCache
     executor: Executor
@@ -341,6 +382,39 @@ class _Run:
     #: guards the budget and the tracker, shared by the kinds' threads
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    @property
+    def inputs(self) -> ApplyInputs:
+        assert self.plan.inputs is not None
+        return self.plan.inputs
+
+    @property
+    def desired(self) -> Desired:
+        return self.inputs.desired
+
+    @property
+    def spec(self) -> Spec:
+        return self.ctx.spec
+
+    @property
+    def store(self) -> Store:
+        return self.ctx.store
+
+    @property
+    def source(self) -> Source:
+        return self.ctx.source
+
+    @property
+    def progress(self) -> Progress:
+        return self.ctx.progress
+
+    @property
+    def safety(self) -> Safety:
+        return self.ctx.safety
+
+    @property
+    def budget(self) -> Budget:
+        return self.ctx.budget
+
     def blocked(self, kind: str) -> set[str]:
         """Documents set aside in this run by the kinds ``kind`` is built from."""
         return {d for u in self.desired.kind(kind).kind.depends_on for d in self.set_aside.get(u, ())}
@@ -353,7 +427,7 @@ class _Run:
         this = self.desired.kind(kp.kind)
         kind, recipe = this.kind, this.recipe
         counts = record.kinds.setdefault(kp.kind, KindCounts(recipe_fp=recipe.fingerprint))
-        counts.past_window = len(kp.build.get(PAST_WINDOW, ()))
+        counts.past_window = len(kp.build.get(PAST_WINDOW, ()))  # recorded for display, not acted on
         counts.estimate_tokens, counts.estimate_seconds = kp.estimate.tokens, kp.estimate.seconds
         counts.estimate_basis, counts.model_fp = kp.basis, kind.embedding_fp(recipe.params)
         generation = kp.target_generation
@@ -382,7 +456,8 @@ class _Run:
         tables = kind.tables(recipe, generation)
         names = [t.name for t in tables]
         counts.generation = generation
-        if kp.repair:
+        repairs = kp.action(REPAIR)
+        if repairs is not None:
 
             def repair(s: Session) -> None:
                 for t in tables:
@@ -390,8 +465,8 @@ class _Run:
                     add_missing_columns(store, s, t)
 
             safety.commit(store, repair)
-            counts.repaired.extend(kp.repair)
-        for ids, what in ((kp.purge, "purged"), (kp.delete, "deleted")):
+            counts.repaired.extend(repairs.problems)
+        for ids, what in ((kp.documents(PURGE), "purged"), (kp.documents(DELETE), "deleted")):
             for chunk in _chunks(ids, spec.reconcile.batch_size):
                 if self.budget.exhausted():
                     self.partial.add(kp.kind)
@@ -406,7 +481,10 @@ class _Run:
                 setattr(counts, what, getattr(counts, what) + len(chunk))
         self.generations[kp.kind] = self.targets[kp.kind] = generation
         blocked = self.blocked(kp.kind)
-        refs = sorted((self.observed.refs[d] for d in kp.build_ids if d not in blocked), key=lambda r: (r.path, r.pos))
+        refs = sorted(
+            (self.inputs.refs[d] for d in kp.documents(BUILD, REBUILD) if d not in blocked),
+            key=lambda r: (r.path, r.pos),
+        )
         if share <= 1:
             # one kind at a time: the item cap cuts its documents now (batches computed
             # ahead on a cluster could not be cut); concurrent kinds cut batches (``build``)
@@ -430,7 +508,7 @@ class _Run:
             tables={kind.name: tables}
             | {u: d.kind.tables(d.recipe, self.targets[u]) for u, d in upstream.items() if u in self.targets},
             kinds={kind.name: kind} | {u: d.kind for u, d in upstream.items()},
-            fresh=frozenset(kp.build.get("corrupt", ()) + kp.build.get("mock", ())),
+            fresh=frozenset(kp.documents(REBUILD)),
             cache=self.cache,
         )
         sizer = BatchSizer.from_spec(spec.reconcile.batch_size, spec.reconcile.memory_budget_mb)
@@ -445,7 +523,7 @@ class _Run:
             sizer=sizer,
             max_streak=spec.reconcile.max_failure_streak,
         )
-        clear = kind.name in self.observed.quarantine.recorded_kinds
+        clear = kind.name in self.inputs.quarantine.recorded_kinds
         return _KindJob(kp, this, generation, tables, ctx, counts, refs, sizer, isolator, clear)
 
     def build(
@@ -540,7 +618,7 @@ class _Run:
         """Build the vector indexes of repaired tables. A new generation is switched in
         later, with its switch group, once built and verified (``generations.settle``); a
         kind the budget stopped is left as it is (the next run continues it)."""
-        if kp.kind in self.partial or not kp.repair or kp.switch:
+        if kp.kind in self.partial or kp.action(REPAIR) is None or kp.action(SWITCH) is not None:
             return
         this = self.desired.kind(kp.kind)
         tables = this.kind.tables(this.recipe, self.generations[kp.kind])

@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from ragstate.sources.base import DocRef, Document, FileStat, Snapshot, Source
+from ragstate.sources.base import Document, Source
+from ragstate.stores.documents import DocRef, FileStat, Snapshot
 
 
 class NarrowedSource:

@@ -67,6 +67,7 @@ from ragstate.plan.model import (
     BUILD_CLASSES,
     DRIFT_CLASSES,
     PAST_WINDOW,
+    ApplyInputs,
     Estimate,
     GcDrop,
     KindPlan,
@@ -150,8 +151,27 @@ def diff(spec: Spec, spec_hash: str, desired: Desired, observed: Observed, *, no
         gc=gc,
         cache_purge=tuple(sorted({k for k, _ in cache.corrupt} | set(cache.mock))) if cache is not None else (),
         cache_drift=cache_drift,
+        inputs=_apply_inputs(desired, observed),
     )
     return replace(plan, fingerprint=action_fingerprint(plan))
+
+
+def _apply_inputs(desired: Desired, observed: Observed) -> ApplyInputs:
+    """What apply needs of ``observed`` besides the actions, handed over with the plan."""
+    return ApplyInputs(
+        desired=desired,
+        refs=observed.refs,
+        snapshot=observed.snapshot if observed.registry_changed else None,
+        known=observed.known,
+        quarantine=observed.quarantine,
+        # the hold only stops apply from switching back to the recipe rolled back from:
+        # once the spec asks for another recipe, it is cleared
+        release_holds=tuple(
+            k.kind
+            for k in observed.kinds.values()
+            if k.active is not None and k.active.hold and not k.held and k.active.hold.get("recipe_fp") != k.recipe_fp
+        ),
+    )
 
 
 def switch_groups(desired: Desired, switching: set[str]) -> tuple[tuple[str, ...], ...]:

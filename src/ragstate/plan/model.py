@@ -5,19 +5,33 @@ plan saved by ``ragstate plan --out plan.json`` can be reviewed and applied late
 (``apply`` refuses it if the store or source has moved on since: its ``fingerprint``
 no longer matches a fresh plan's).
 
-Drift classes (the *reason*, for display) are separate from actions (what apply does):
-every reason but ``orphaned`` leads to a rebuild of the document's rows, ``orphaned``
-to their deletion, ``schema`` to a repair or a new generation.
+Drift classes (the *reason*, for display) are separate from actions (what apply does,
+``ACTIONS``): every reason but ``orphaned`` leads to a build of the document's rows
+(``corrupt`` and ``mock`` to a rebuild that trusts nothing stored), ``orphaned`` to their
+deletion, ``schema`` to a repair or a new generation. Apply reads the actions alone.
+
+A plan computed here also holds what apply needs of the observation it was computed
+from (``ApplyInputs``: the desired kinds and recipes, where each document to build is,
+the source as read, quarantine writes). That part stays in memory: a saved plan is
+applied by computing it again and comparing fingerprints (``apply`` refuses it when
+they differ).
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from ragstate.errors import PlanError
 from ragstate.hashing import fingerprint
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from ragstate.observe.quarantine import QuarantineView
+    from ragstate.artifacts.desired import Desired
+    from ragstate.stores.documents import DocRef, FileStat, Snapshot
 
 #: every drift class, in the order plans list them
 DRIFT_CLASSES = ("missing", "stale", "orphaned", "recipe", "corrupt", "mock", "incomplete", "schema")
@@ -28,7 +42,41 @@ PAST_WINDOW = "past_window"
 #: the classes whose remedy is to (re)build the document's rows, and the restamp above
 BUILD_CLASSES = ("missing", "stale", "recipe", "corrupt", "mock", "incomplete", "schema", PAST_WINDOW)
 
+#: What apply does, by action kind (``KindPlan.actions``, ``Plan.gc``). Apply acts on
+#: these alone; the drift class of a document (why it is built) is for display.
+#:
+#: =======  ======================================================================
+#: build    compute the documents' rows and write them with their ledger rows; stored
+#:          vectors of unchanged items and the embedding cache are reused
+#: rebuild  the same, trusting nothing stored of them: their vectors were found
+#:          corrupt or placeholders (embedded afresh, never served from a cache)
+#: delete   delete the documents' rows and ledger rows (out of scope)
+#: purge    delete the documents' rows, which have no ledger row (out of scope)
+#: repair   create what the target generation's tables lack (``problems``)
+#: switch   verify the target generation, then make it active with its switch group
+#: drop     drop an inactive generation's tables and ledger rows (``Plan.gc``)
+#: =======  ======================================================================
+BUILD, REBUILD, DELETE, PURGE, REPAIR, SWITCH, DROP = "build", "rebuild", "delete", "purge", "repair", "switch", "drop"
+ACTIONS = (BUILD, REBUILD, DELETE, PURGE, REPAIR, SWITCH, DROP)
+#: the action each build reason leads to: the one place reasons turn into actions
+ACTION_OF = {cls: REBUILD if cls in ("corrupt", "mock") else BUILD for cls in BUILD_CLASSES}
+
 PLAN_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class Action:
+    """One action of a plan on one artifact kind (see ``ACTIONS``)."""
+
+    #: the action kind: build, rebuild, delete, purge, repair, switch or drop
+    what: str
+    #: the artifact kind acted on
+    kind: str
+    #: the generation acted on (None: the new one apply creates first)
+    generation: int | None
+    documents: tuple[str, ...] = ()
+    #: repair: the problems of the tables that apply repairs
+    problems: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -98,8 +146,31 @@ class KindPlan:
         return tuple(d for cls in BUILD_CLASSES for d in self.build.get(cls, ()))
 
     @property
+    def actions(self) -> tuple[Action, ...]:
+        """What apply does for this kind, in the order it does it: repair, purge, delete,
+        build, rebuild, switch (only those with something to do; none for a frozen kind)."""
+        g = self.target_generation
+        out = [Action(REPAIR, self.kind, g, problems=self.repair)] if self.repair else []
+        out += [Action(what, self.kind, g, ids) for what, ids in ((PURGE, self.purge), (DELETE, self.delete)) if ids]
+        for what in (BUILD, REBUILD):
+            ids = tuple(d for cls in BUILD_CLASSES if ACTION_OF[cls] == what for d in self.build.get(cls, ()))
+            if ids:
+                out.append(Action(what, self.kind, g, ids))
+        if self.switch:
+            out.append(Action(SWITCH, self.kind, g))
+        return tuple(out)
+
+    def documents(self, *what: str) -> tuple[str, ...]:
+        """The documents of this kind's actions of kinds ``what``."""
+        return tuple(d for a in self.actions if a.what in what for d in a.documents)
+
+    def action(self, what: str) -> Action | None:
+        """This kind's action of kind ``what``, if the plan has one."""
+        return next((a for a in self.actions if a.what == what), None)
+
+    @property
     def has_work(self) -> bool:
-        return bool(self.build_ids or self.delete or self.purge or self.repair or self.switch)
+        return bool(self.actions)
 
 
 @dataclass(frozen=True)
@@ -112,6 +183,26 @@ class GcDrop:
     documents: int
     items: int
     reason: str = ""
+
+
+@dataclass(frozen=True)
+class ApplyInputs:
+    """What apply needs of the state a plan was computed from, besides its actions. In
+    memory only (never in the plan's JSON nor its fingerprint): a plan read back from JSON
+    has none, and is applied by computing it again."""
+
+    #: the kinds to build and their recipes (held kinds pinned), in build order
+    desired: Desired
+    #: place and size of every document some kind builds
+    refs: Mapping[str, DocRef]
+    #: the source as read, when the document registry must record it (else None)
+    snapshot: Snapshot | None
+    #: the files the registry held when the source was read
+    known: Mapping[str, FileStat]
+    #: quarantine entries to record and to remove, and the kinds with entries
+    quarantine: QuarantineView
+    #: kinds whose rollback hold the spec has moved past: apply clears the hold
+    release_holds: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -149,6 +240,8 @@ class Plan:
     cache_purge: tuple[str, ...] = ()
     #: drift of the embedding cache by class (``corrupt``, ``mock``), non-zero only
     cache_drift: dict[str, int] = field(default_factory=dict)
+    #: what apply needs of the observation (set by ``diff``; None once read from JSON)
+    inputs: ApplyInputs | None = field(default=None, compare=False, repr=False)
 
     @property
     def in_sync(self) -> bool:
@@ -183,7 +276,8 @@ class Plan:
     # --- JSON -------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
+        data = asdict(replace(self, inputs=None))
+        del data["inputs"]
         data["format"] = PLAN_FORMAT
         data["in_sync"] = self.in_sync
         data["drift"] = self.drift

@@ -40,9 +40,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ragstate import exits
-from ragstate.apply.apply import apply_plan
+from ragstate.apply.apply import ApplyContext, apply_plan
 from ragstate.apply.budget import Budget
-from ragstate.apply.progress import Progress
+from ragstate.apply.progress import NullProgress, Progress
 from ragstate.apply.record import (
     CONVERGED,
     FAILED,
@@ -495,18 +495,8 @@ def _carry_out(ctx: RunContext, run: Run, desired: Desired, observed: Observed, 
     before the error goes on. Returns what was observed after, and the plan left."""
     record, budget = run.record, run.budget
     try:
-        apply_plan(
-            fresh,
-            observed,
-            spec=ctx.spec,
-            desired=desired,
-            store=ctx.store,
-            source=ctx.source(),
-            record=record,
-            progress=run.progress,
-            safety=run.safety,
-            budget=budget,
-        )
+        progress = run.progress or NullProgress()
+        apply_plan(fresh, ApplyContext(ctx.spec, ctx.store, ctx.source(), run.safety, progress, budget), record)
         return _settle(ctx, run, desired, observed, fresh)
     except KeyboardInterrupt:
         record.status, record.error, record.error_type = INTERRUPTED, "interrupted", "KeyboardInterrupt"
