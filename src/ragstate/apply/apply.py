@@ -25,7 +25,7 @@ upstream rows. Either way one writer thread commits the batches.
 
 Apply is idempotent: a batch re-run after a crash rewrites the same rows. Builds are
 computed by the executor while the writer thread commits earlier batches: on the kinds'
-threads, or on the actors of a Ray cluster (``compute.executors``; kinds then go one at
+threads, or on the actors of a Ray cluster (``apply.executors``; kinds then go one at
 a time, the actors being the parallelism); results come back in batch order, so the
 write order is the same whatever computes them. A batch that fails on an actor is built
 again here, with the retries and isolation below.
