@@ -27,8 +27,8 @@ from typing import Any
 import pytest
 import yaml
 
-from ragstate import Project, spec_from_dict
-from ragstate.compute import embedders, plugins
+from ragstate import Project, plugins, spec_from_dict
+from ragstate.compute import embedders
 from ragstate.stores import ledger
 
 N = 160

@@ -26,6 +26,9 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from ragstate.errors import IdentifierError
+from ragstate.identifiers import ident, user_ident
+
 ENV_PREFIX = "RAGSTATE_"
 
 #: the seven retrieval techniques; ragstate.artifacts.requirements maps each to the kinds it reads
@@ -144,9 +147,6 @@ Scalar = str | int | float | bool
 
 
 def _ragstate_name(name: str, what: str) -> str:
-    from ragstate.errors import IdentifierError
-    from ragstate.identifiers import ident
-
     try:
         return ident(name, what=what)
     except IdentifierError as exc:  # reported by pydantic with the field's path
@@ -154,11 +154,7 @@ def _ragstate_name(name: str, what: str) -> str:
 
 
 def _user_name(name: str, what: str) -> str:
-    # Validated by the same allow-list the dialect applies again when quoting. Imported
-    # here, not at the top: ragstate.stores imports this module.
-    from ragstate.errors import IdentifierError
-    from ragstate.identifiers import user_ident
-
+    # Validated by the same allow-list the dialect applies again when quoting.
     try:
         return user_ident(name, what=what)
     except IdentifierError as exc:  # reported by pydantic with the field's path
@@ -298,9 +294,6 @@ class TableSourceSpec(_Section):
 
     @model_validator(mode="after")
     def _name(self) -> TableSourceSpec:
-        from ragstate.errors import IdentifierError
-        from ragstate.identifiers import ident
-
         # the view is named src_<name>, its copy src_<name>_copy_doc (an index): ident's
         # 48 characters leave room for them
         room = 44 if self.mode == "view" else 35
