@@ -1,6 +1,11 @@
 """Apply a plan: record the source, then per kind delete and build in batches; then
 verify and switch new generations, and collect garbage (``apply.generations``).
 
+Apply consumes the plan alone (with the ``ApplyContext`` it writes with): it acts on the
+plan's action kinds (``plan.model.ACTIONS``: repair, purge, delete, build, rebuild,
+switch, drop), never on the drift reasons, and takes what it needs of the observation
+from ``Plan.inputs``.
+
 Write order, the invariant everything else relies on:
 
 1. The document registry (what the source holds) is recorded first. A crash after it
@@ -423,63 +428,87 @@ class _Run:
         """Create the target generation if needed, repair its tables, delete orphaned rows;
         return what building it needs (None when it has nothing to build). ``share``:
         how many kinds build at once (each gets that share of the memory budget)."""
-        spec, store, record, progress, safety = self.spec, self.store, self.record, self.progress, self.safety
         this = self.desired.kind(kp.kind)
         kind, recipe = this.kind, this.recipe
-        counts = record.kinds.setdefault(kp.kind, KindCounts(recipe_fp=recipe.fingerprint))
+        counts = self.record.kinds.setdefault(kp.kind, KindCounts(recipe_fp=recipe.fingerprint))
         counts.past_window = len(kp.build.get(PAST_WINDOW, ()))  # recorded for display, not acted on
         counts.estimate_tokens, counts.estimate_seconds = kp.estimate.tokens, kp.estimate.seconds
         counts.estimate_basis, counts.model_fp = kp.basis, kind.embedding_fp(recipe.params)
         generation = kp.target_generation
         if generation is None:
-            created: list[int] = []
-
-            def create(s: Session) -> None:
-                gen = ledger.create_generation(
-                    store,
-                    s,
-                    kind.name,
-                    recipe.fingerprint,
-                    recipe.params,
-                    record.run_id,
-                    upstream={u: self.targets[u] for u in kind.depends_on if u in self.targets},
-                    models={recipe.model: this.model_spec(spec).model_dump(mode="json")} if recipe.model else {},
-                )
-                for t in kind.tables(recipe, gen.generation):
-                    store.ensure_table(s, t)
-                created[:] = [gen.generation]
-
-            safety.commit(store, create)
-            generation = created[0]
+            generation = self._create_generation(this)
             counts.created_generation = True
-            progress.note(f"{kind.name}: building generation {generation} (recipe {recipe.fingerprint})")
+            self.progress.note(f"{kind.name}: building generation {generation} (recipe {recipe.fingerprint})")
         tables = kind.tables(recipe, generation)
-        names = [t.name for t in tables]
         counts.generation = generation
         repairs = kp.action(REPAIR)
         if repairs is not None:
-
-            def repair(s: Session) -> None:
-                for t in tables:
-                    store.ensure_table(s, t)
-                    add_missing_columns(store, s, t)
-
-            safety.commit(store, repair)
+            self._repair(tables)
             counts.repaired.extend(repairs.problems)
+        if not self._delete(kp, generation, tables, counts):
+            self.partial.add(kp.kind)
+            return None
+        self.generations[kp.kind] = self.targets[kp.kind] = generation
+        refs = self._refs(kp, share)
+        if not refs:
+            return None
+        return self._job(kp, this, generation, tables, counts, refs, share)
+
+    def _create_generation(self, this: DesiredKind) -> int:
+        """Create a new generation of ``this`` kind and its tables (one transaction)."""
+        kind, recipe, store, record = this.kind, this.recipe, self.store, self.record
+        created: list[int] = []
+
+        def create(s: Session) -> None:
+            gen = ledger.create_generation(
+                store,
+                s,
+                kind.name,
+                recipe.fingerprint,
+                recipe.params,
+                record.run_id,
+                upstream={u: self.targets[u] for u in kind.depends_on if u in self.targets},
+                models={recipe.model: this.model_spec(self.spec).model_dump(mode="json")} if recipe.model else {},
+            )
+            for t in kind.tables(recipe, gen.generation):
+                store.ensure_table(s, t)
+            created[:] = [gen.generation]
+
+        self.safety.commit(store, create)
+        return created[0]
+
+    def _repair(self, tables: tuple[TableDef, ...]) -> None:
+        """Create what ``tables`` lack (tables, columns; indexes in ``finish``)."""
+        store = self.store
+
+        def repair(s: Session) -> None:
+            for t in tables:
+                store.ensure_table(s, t)
+                add_missing_columns(store, s, t)
+
+        self.safety.commit(store, repair)
+
+    def _delete(self, kp: KindPlan, generation: int, tables: tuple[TableDef, ...], counts: KindCounts) -> bool:
+        """Carry out the purge and delete actions of ``kp`` in batches; False when the
+        budget stopped them."""
+        names = [t.name for t in tables]
         for ids, what in ((kp.documents(PURGE), "purged"), (kp.documents(DELETE), "deleted")):
-            for chunk in _chunks(ids, spec.reconcile.batch_size):
+            for chunk in _chunks(ids, self.spec.reconcile.batch_size):
                 if self.budget.exhausted():
-                    self.partial.add(kp.kind)
-                    return None
+                    return False
 
                 def delete(s: Session, chunk: Sequence[str] = chunk, what: str = what) -> None:
                     ledger.delete_rows(s, names, chunk)
                     if what == "deleted":
-                        ledger.delete(s, kind.name, generation, chunk)
+                        ledger.delete(s, kp.kind, generation, chunk)
 
-                safety.commit(store, delete)
+                self.safety.commit(self.store, delete)
                 setattr(counts, what, getattr(counts, what) + len(chunk))
-        self.generations[kp.kind] = self.targets[kp.kind] = generation
+        return True
+
+    def _refs(self, kp: KindPlan, share: int) -> list[DocRef]:
+        """The documents ``kp`` builds and rebuilds, in source order, but those an upstream
+        kind set aside; cut to the budget's item cap when one kind builds at a time."""
         blocked = self.blocked(kp.kind)
         refs = sorted(
             (self.inputs.refs[d] for d in kp.documents(BUILD, REBUILD) if d not in blocked),
@@ -493,8 +522,22 @@ class _Run:
                 refs = refs[:allowed]
                 self.budget.stopped = self.budget.stopped or ITEMS
                 self.partial.add(kp.kind)
-        if not refs:
-            return None
+        return refs
+
+    def _job(
+        self,
+        kp: KindPlan,
+        this: DesiredKind,
+        generation: int,
+        tables: tuple[TableDef, ...],
+        counts: KindCounts,
+        refs: list[DocRef],
+        share: int,
+    ) -> _KindJob:
+        """What building ``refs`` into ``generation`` needs: the build context, a batch
+        sizer with its share of the memory budget, an isolator."""
+        spec, store = self.spec, self.store
+        kind, recipe = this.kind, this.recipe
         upstream = {u: self.desired.kind(u) for u in kind.depends_on}
         # A kind held by a rollback builds with the models its generation was built with.
         build_spec = this.spec or spec
@@ -502,7 +545,7 @@ class _Run:
             spec=build_spec,
             embedder=lambda name: make_embedder(name, build_spec.models[name]),
             encode_vector=store.encode_vector,
-            run_id=record.run_id,
+            run_id=self.record.run_id,
             now=now(),
             store=store,
             tables={kind.name: tables}
@@ -519,7 +562,7 @@ class _Run:
             ctx=ctx,
             tables=tables,
             store=store,
-            guard=safety.guard,
+            guard=self.safety.guard,
             sizer=sizer,
             max_streak=spec.reconcile.max_failure_streak,
         )

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from ragstate.artifacts.base import Inspection, disagreeing
+from ragstate.artifacts.base import Findings, Inspection, disagreeing
 from ragstate.artifacts.cache import identical_rows
 from ragstate.artifacts.desired import Desired, DesiredKind, pin_holds
 from ragstate.compute.embedders import make_embedder, model_inputs
@@ -167,7 +167,6 @@ def observe(
             snapshot = source.snapshot(known, rehash=depth == "deep")
         else:
             in_place.sync(s)  # a copy or materialised view: refreshed before the snapshot
-        cache: CacheFindings | None = None
         with s.read_transaction(), store.catalog_snapshot(s):
             try:
                 if in_place is not None:
@@ -180,36 +179,15 @@ def observe(
                 view = quarantine_view(
                     s, quarantine.entries(s), snapshot, {d.name: d.recipe.fingerprint for d in desired.kinds}
                 )
-                held = held_downstream(view.held, {d.name: d.kind.depends_on for d in desired.kinds})
-                kinds: dict[str, KindObservation] = {}
-                sizes = ledger.sizes(s)
-                for d in desired.kinds:  # upstream first: checks read upstream tables
-                    upstream = {u: kinds[u].tables for u in d.kind.depends_on if u in kinds}
-                    held_upstream = [u for u in d.kind.depends_on if u in kinds and kinds[u].held]
-                    found = _observe_kind(
-                        spec,
-                        store, s, d, upstream, sizes, held_upstream, depth=depth, scope_size=scope_size
-                    )
-                    kinds[d.name] = _held(found, held.get(d.name, frozenset()), view.kept)
+                kinds = _observe_kinds(spec, desired, store, s, view, depth=depth, scope_size=scope_size)
                 staged_titles = registry.scope_titles(s) if titles else ()
-                need = {doc for k in kinds.values() for doc in _to_build(k)}
-                # Documents read just now are in hand already; only the others are looked up
-                # (a first build of a large corpus would otherwise hold every ref twice).
-                fresh = {r.doc_id: r for r in snapshot.fresh if r.doc_id in need} if snapshot is not None else {}
-                rest = sorted(need.difference(fresh))
-                refs = {**fresh, **registry.scope_refs(s, rest)} if rest else fresh
+                refs = _refs_to_build(s, kinds, snapshot)
                 kinds = {
-                    name: _past_window(spec, store, s, source, desired.kind(name), k, refs)
-                    for name, k in kinds.items()
+                    name: _past_window(spec, store, s, source, desired.kind(name), k, refs) for name, k in kinds.items()
                 }
+                cache: CacheFindings | None = None
                 if depth == "deep":
-                    kinds = {
-                        name: _with_recheck(spec, store, s, source, desired.kind(name), k) for name, k in kinds.items()
-                    }
-                    extra = {doc for k in kinds.values() for doc in k.mock} - set(refs)
-                    if extra:
-                        refs = {**refs, **registry.scope_refs(s, sorted(extra))}
-                    cache = observe_cache(spec, desired, s)
+                    kinds, refs, cache = _deep(spec, desired, store, s, source, kinds, refs)
             finally:
                 registry.drop_scope(s)
     return Observed(
@@ -221,9 +199,52 @@ def observe(
         depth=depth,
         quarantine=view,
         titles=staged_titles,
-        cache=cache if depth == "deep" else None,
+        cache=cache,
         source_timing=timing,
     )
+
+
+def _observe_kinds(
+    spec: Spec, desired: Desired, store: Store, s: Session, view: QuarantineView, *, depth: str, scope_size: int
+) -> dict[str, KindObservation]:
+    """Every desired kind observed, in build order, without what quarantine holds back."""
+    held = held_downstream(view.held, {d.name: d.kind.depends_on for d in desired.kinds})
+    kinds: dict[str, KindObservation] = {}
+    sizes = ledger.sizes(s)
+    for d in desired.kinds:  # upstream first: checks read upstream tables
+        upstream = {u: kinds[u].tables for u in d.kind.depends_on if u in kinds}
+        held_upstream = [u for u in d.kind.depends_on if u in kinds and kinds[u].held]
+        found = _observe_kind(spec, store, s, d, upstream, sizes, held_upstream, depth=depth, scope_size=scope_size)
+        kinds[d.name] = _held(found, held.get(d.name, frozenset()), view.kept)
+    return kinds
+
+
+def _refs_to_build(s: Session, kinds: Mapping[str, KindObservation], snapshot: Snapshot | None) -> Mapping[str, DocRef]:
+    """The place and size of every document some kind must build."""
+    need = {doc for k in kinds.values() for doc in _to_build(k)}
+    # Documents read just now are in hand already; only the others are looked up
+    # (a first build of a large corpus would otherwise hold every ref twice).
+    fresh = {r.doc_id: r for r in snapshot.fresh if r.doc_id in need} if snapshot is not None else {}
+    rest = sorted(need.difference(fresh))
+    return {**fresh, **registry.scope_refs(s, rest)} if rest else fresh
+
+
+def _deep(
+    spec: Spec,
+    desired: Desired,
+    store: Store,
+    s: Session,
+    source: Source,
+    kinds: dict[str, KindObservation],
+    refs: Mapping[str, DocRef],
+) -> tuple[dict[str, KindObservation], Mapping[str, DocRef], CacheFindings]:
+    """What a deep observation adds: a sample of stored vectors re-embedded (disagreeing
+    ones are placeholders, built again: their refs added), and the embedding cache's audit."""
+    kinds = {name: _with_recheck(spec, store, s, source, desired.kind(name), k) for name, k in kinds.items()}
+    extra = {doc for k in kinds.values() for doc in k.mock} - set(refs)
+    if extra:
+        refs = {**refs, **registry.scope_refs(s, sorted(extra))}
+    return kinds, refs, observe_cache(spec, desired, s)
 
 
 def pinned(spec: Spec, desired: Desired, store: Store) -> Desired:
@@ -269,28 +290,9 @@ def _observe_kind(
             held=held,
             frozen=True,
         )
-    if active is not None and active.recipe_fp == recipe.fingerprint:
-        target: Generation | None = active
-    else:
-        # A dropped generation has no tables left to build into.
-        target = next((g for g in reversed(gens) if g.recipe_fp == recipe.fingerprint and g.state != DROPPED), None)
-    table_problems: list[SchemaProblem] = []
-    replaced: tuple[SchemaProblem, ...] = ()
+    target, table_problems, replaced = _target(store, s, desired, gens, active)
     incompatible = False
     tables: tuple[TableDef, ...] | None = None
-    if target is not None:
-        table_problems = _table_problems(store, s, desired, target)
-        if target is active and any(not p.repairable for p in table_problems):
-            # The active table cannot be repaired in place (a column of another type or
-            # dimension): the recipe is built again into a generation of its own (resumed
-            # when one is under way), which verification judges on its own table before
-            # the switch. Judging the active table again would reject every rebuild.
-            replaced = tuple(table_problems)
-            target = next(
-                (g for g in reversed(gens) if g.recipe_fp == recipe.fingerprint and g.state in (BUILDING, REJECTED)),
-                None,
-            )
-            table_problems = _table_problems(store, s, desired, target) if target is not None else []
     if target is not None:
         defs = kind.tables(recipe, target.generation)
         incompatible = any(not p.repairable for p in table_problems)
@@ -305,6 +307,68 @@ def _observe_kind(
         multi_row=kind.multi_row,
         scope_size=scope_size,
     )
+    found = _audit(spec, store, s, desired, tables, upstream, rows, depth)
+    bad = {d for d, _ in found.corrupt}
+    return KindObservation(
+        kind=kind.name,
+        recipe_fp=recipe.fingerprint,
+        active=active,
+        target=target,
+        rows=rows,
+        table_problems=tuple(table_problems),
+        table_incompatible=incompatible,
+        replaced=replaced,
+        corrupt=tuple(sorted(set(found.corrupt))),
+        mock=tuple(sorted(set(found.mock) - bad)),
+        incomplete=tuple(sorted(set(found.incomplete) - bad)),
+        duplicates=tuple(sorted(set(found.duplicates))),
+        rate=records.measured_rate(store, s, kind.name, kind.embedding_fp(recipe.params)),
+        tables=tables,
+        upstream={u: t for u, t in upstream.items() if t is not None},
+        generations=tuple(gens),
+        sizes=own_sizes,
+        held=desired.held,
+    )
+
+
+def _target(
+    store: Store, s: Session, desired: DesiredKind, gens: list[Generation], active: Generation | None
+) -> tuple[Generation | None, list[SchemaProblem], tuple[SchemaProblem, ...]]:
+    """The generation holding the desired recipe (None: a new one is needed), the problems
+    of its tables, and those of the active table when it cannot be repaired in place."""
+    fp = desired.recipe.fingerprint
+    if active is not None and active.recipe_fp == fp:
+        target: Generation | None = active
+    else:
+        # A dropped generation has no tables left to build into.
+        target = next((g for g in reversed(gens) if g.recipe_fp == fp and g.state != DROPPED), None)
+    if target is None:
+        return None, [], ()
+    table_problems = _table_problems(store, s, desired, target)
+    if target is not active or all(p.repairable for p in table_problems):
+        return target, table_problems, ()
+    # The active table cannot be repaired in place (a column of another type or
+    # dimension): the recipe is built again into a generation of its own (resumed
+    # when one is under way), which verification judges on its own table before
+    # the switch. Judging the active table again would reject every rebuild.
+    replaced = tuple(table_problems)
+    target = next((g for g in reversed(gens) if g.recipe_fp == fp and g.state in (BUILDING, REJECTED)), None)
+    return target, _table_problems(store, s, desired, target) if target is not None else [], replaced
+
+
+def _audit(
+    spec: Spec,
+    store: Store,
+    s: Session,
+    desired: DesiredKind,
+    tables: tuple[TableDef, ...] | None,
+    upstream: Mapping[str, tuple[TableDef, ...] | None],
+    rows: DriftRows,
+    depth: str,
+) -> Findings:
+    """What the vector audit (audit and deep depths) and the kind's consistency checks
+    find in ``tables``, for documents that are in scope and not rebuilt anyway."""
+    kind, recipe = desired.kind, desired.recipe
     corrupt: list[tuple[str, str]] = []
     mock: list[str] = []
     duplicates: list[tuple[str, ...]] = []
@@ -332,29 +396,11 @@ def _observe_kind(
     # Documents out of scope are deleted, never rebuilt: what their rows look like does not
     # matter (apply has no source ref to rebuild them from: the KeyError of issue 23).
     gone = set(rows.out_of_scope) | set(rows.strays)
-    corrupt = [(d, r) for d, r in corrupt if d not in gone]
-    mock = [d for d in mock if d not in gone]
-    incomplete = tuple(d for d in incomplete if d not in gone)
-    bad = {d for d, _ in corrupt}
-    return KindObservation(
-        kind=kind.name,
-        recipe_fp=recipe.fingerprint,
-        active=active,
-        target=target,
-        rows=rows,
-        table_problems=tuple(table_problems),
-        table_incompatible=incompatible,
-        replaced=replaced,
-        corrupt=tuple(sorted(set(corrupt))),
-        mock=tuple(sorted(set(mock) - bad)),
-        incomplete=tuple(sorted(set(incomplete) - bad)),
-        duplicates=tuple(sorted(set(duplicates))),
-        rate=records.measured_rate(store, s, kind.name, kind.embedding_fp(recipe.params)),
-        tables=tables,
-        upstream={u: t for u, t in upstream.items() if t is not None},
-        generations=tuple(gens),
-        sizes=own_sizes,
-        held=desired.held,
+    return Findings(
+        corrupt=tuple((d, r) for d, r in corrupt if d not in gone),
+        mock=tuple(d for d in mock if d not in gone),
+        incomplete=tuple(d for d in incomplete if d not in gone),
+        duplicates=tuple(duplicates),
     )
 
 

@@ -204,47 +204,12 @@ def _kind_plan(
 ) -> KindPlan:
     kind, recipe = desired.kind, desired.recipe
     if k.frozen:
-        assert k.active is not None
-        return KindPlan(
-            kind=kind.name,
-            recipe_fp=recipe.fingerprint,
-            active_generation=k.active.generation,
-            target_generation=k.active.generation,
-            switch=False,
-            drift=dict.fromkeys(DRIFT_CLASSES, 0),
-            build={},
-            changes=recipe_changes(k.active.recipe, recipe.params),
-            held=k.held,
-            frozen=True,
-        )
+        return _frozen_plan(desired, k)
     rows = k.rows
     target = k.target
     new_generation = target is None or k.table_incompatible
     drift = dict.fromkeys(DRIFT_CLASSES, 0)
-    build: dict[str, list[str]] = {c: [] for c in BUILD_CLASSES}
-    seen: set[str] = set(k.quarantined)  # held back: not even when upstream rebuilds them
-
-    def add(cls: str, ids: tuple[str, ...] | list[str]) -> None:
-        for d in ids:
-            if d not in seen:
-                seen.add(d)
-                build[cls].append(d)
-
-    if new_generation:
-        # Nothing usable holds the desired recipe: every document in scope is built
-        # into a fresh generation. Observation against "generation 0" listed them all.
-        cls = "missing" if k.active is None else "schema" if k.replaced else "recipe"
-        add(cls, rows.unbuilt + rows.rows_absent + rows.changed)
-    else:
-        add("missing", rows.unbuilt)
-        add("incomplete" if kind.multi_row else "missing", rows.rows_absent)
-        add("stale", rows.changed)
-        add("recipe", rows.foreign_recipe)
-        add("corrupt", tuple(d for d, _ in k.corrupt))
-        add("mock", k.mock)
-        add("incomplete", k.incomplete)
-        add("stale", sorted(upstream))
-        add(PAST_WINDOW, k.past_window)
+    build = _to_build(k, kind.multi_row, new_generation, upstream)
     recipe_change = k.active is not None and k.active.recipe_fp != k.recipe_fp
     if recipe_change or k.replaced:
         # The work goes into another generation than the one queries use, so every
@@ -264,23 +229,9 @@ def _kind_plan(
     schema = tuple(str(p) for p in k.replaced + k.table_problems)
     drift["schema"] = len(schema)
     switch = new_generation or (target is not None and target.state != "active")
-
     # Documents changed past the model's window cost no model time: not in the estimate.
     ids = [d for cls in BUILD_CLASSES if cls != PAST_WINDOW for d in build.get(cls, ())]
-    tokens = sum(kind.estimate_tokens(observed.refs[d], recipe, recipe.max_tokens) for d in ids if d in observed.refs)
-    rate = k.rate
-    if rate is not None and rate.unit == "tokens" and rate.value > 0:
-        seconds, basis = tokens / rate.value, f"~{rate.value:,.0f} tokens/s, {rate.basis}"
-    elif rate is not None and rate.value > 0:
-        seconds, basis = len(ids) / rate.value, f"~{rate.value:,.1f} documents/s, {rate.basis}"
-    else:
-        default = recipe.default_rate
-        seconds = len(ids) / default if default else 0.0
-        basis = f"~{default:,.0f} documents/s, a default (nothing measured yet)"
-    price = spec.models[recipe.model].price_per_million_tokens if recipe.model in spec.models else None
-    # at least 0.01 s for work to do: a fast measured rate must not round a real build to nothing
-    seconds = max(round(seconds, 2), 0.01) if ids and seconds > 0 else round(seconds, 2)
-    estimate = Estimate(items=len(ids), tokens=tokens, seconds=seconds, cost=cost_of(tokens, price))
+    estimate, basis = _estimate(spec, desired, k, observed, ids)
     return KindPlan(
         kind=kind.name,
         recipe_fp=recipe.fingerprint,
@@ -294,12 +245,82 @@ def _kind_plan(
         repair=repair,
         schema=schema,
         estimate=estimate,
-        basis=basis if ids else "",
+        basis=basis,
         quarantined=k.quarantined,
         changes=_changes(desired, k, recipe_change),
         verification=_verification(spec, desired, k, None if new_generation else target) if switch else {},
         held=k.held,
     )
+
+
+def _frozen_plan(desired: DesiredKind, k: KindObservation) -> KindPlan:
+    """The plan of a kind a rollback holds and leaves alone: no actions."""
+    assert k.active is not None
+    return KindPlan(
+        kind=desired.kind.name,
+        recipe_fp=desired.recipe.fingerprint,
+        active_generation=k.active.generation,
+        target_generation=k.active.generation,
+        switch=False,
+        drift=dict.fromkeys(DRIFT_CLASSES, 0),
+        build={},
+        changes=recipe_changes(k.active.recipe, desired.recipe.params),
+        held=k.held,
+        frozen=True,
+    )
+
+
+def _to_build(k: KindObservation, multi_row: bool, new_generation: bool, upstream: set[str]) -> dict[str, list[str]]:
+    """The documents of ``k`` to build, each under the first reason that applies (in the
+    order of the module's table); documents held back by quarantine under none."""
+    rows = k.rows
+    build: dict[str, list[str]] = {c: [] for c in BUILD_CLASSES}
+    seen: set[str] = set(k.quarantined)  # held back: not even when upstream rebuilds them
+
+    def add(cls: str, ids: tuple[str, ...] | list[str]) -> None:
+        for d in ids:
+            if d not in seen:
+                seen.add(d)
+                build[cls].append(d)
+
+    if new_generation:
+        # Nothing usable holds the desired recipe: every document in scope is built
+        # into a fresh generation. Observation against "generation 0" listed them all.
+        cls = "missing" if k.active is None else "schema" if k.replaced else "recipe"
+        add(cls, rows.unbuilt + rows.rows_absent + rows.changed)
+    else:
+        add("missing", rows.unbuilt)
+        add("incomplete" if multi_row else "missing", rows.rows_absent)
+        add("stale", rows.changed)
+        add("recipe", rows.foreign_recipe)
+        add("corrupt", tuple(d for d, _ in k.corrupt))
+        add("mock", k.mock)
+        add("incomplete", k.incomplete)
+        add("stale", sorted(upstream))
+        add(PAST_WINDOW, k.past_window)
+    return build
+
+
+def _estimate(
+    spec: Spec, desired: DesiredKind, k: KindObservation, observed: Observed, ids: list[str]
+) -> tuple[Estimate, str]:
+    """What building ``ids`` costs (tokens, seconds, money), and where its rate comes from
+    ("" when there is nothing to build)."""
+    kind, recipe = desired.kind, desired.recipe
+    tokens = sum(kind.estimate_tokens(observed.refs[d], recipe, recipe.max_tokens) for d in ids if d in observed.refs)
+    rate = k.rate
+    if rate is not None and rate.unit == "tokens" and rate.value > 0:
+        seconds, basis = tokens / rate.value, f"~{rate.value:,.0f} tokens/s, {rate.basis}"
+    elif rate is not None and rate.value > 0:
+        seconds, basis = len(ids) / rate.value, f"~{rate.value:,.1f} documents/s, {rate.basis}"
+    else:
+        default = recipe.default_rate
+        seconds = len(ids) / default if default else 0.0
+        basis = f"~{default:,.0f} documents/s, a default (nothing measured yet)"
+    price = spec.models[recipe.model].price_per_million_tokens if recipe.model in spec.models else None
+    # at least 0.01 s for work to do: a fast measured rate must not round a real build to nothing
+    seconds = max(round(seconds, 2), 0.01) if ids and seconds > 0 else round(seconds, 2)
+    return Estimate(items=len(ids), tokens=tokens, seconds=seconds, cost=cost_of(tokens, price)), basis if ids else ""
 
 
 def _changes(desired: DesiredKind, k: KindObservation, recipe_change: bool) -> tuple[str, ...]:
