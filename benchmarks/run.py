@@ -368,7 +368,7 @@ def _all_refs(s):
 def bench_write(args, backends: Backends, work: Path) -> None:
     import numpy as np
 
-    n, batch = args.write_n, 512
+    n, batch = args.write_n, args.write_batch
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((n, 384), dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -500,6 +500,7 @@ def main() -> None:
         ("ray-n", "documents healed per executor (ray)"),
     ):
         parser.add_argument(f"--{name}", type=int, default=None, help=what)
+    parser.add_argument("--write-batch", type=int, default=512, help="rows per transaction, both sides (write)")
     parser.add_argument("--memory-sizes", default=None, help="SMALL,LARGE documents healed (memory)")
     args = parser.parse_args()
     full = args.full
