@@ -368,7 +368,7 @@ def _all_refs(s):
 def bench_write(args, backends: Backends, work: Path) -> None:
     import numpy as np
 
-    n, batch = args.write_n, 512
+    n, batch = args.write_n, args.write_batch
     rng = np.random.default_rng(0)
     vectors = rng.standard_normal((n, 384), dtype=np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
@@ -420,14 +420,42 @@ def _bench_write_one(args, backend: str, store_spec: dict[str, Any], work: Path,
                 with store.transaction() as s:
                     s.copy_rows(bare, rows[i : i + batch])
 
+        def split_path() -> dict[str, float]:
+            """The same transactions on one thread, each step timed (the commit: leaving the block)."""
+            spent = dict.fromkeys(("delete", "copy", "ledger", "progress", "commit"), 0.0)
+            for i in range(0, n, batch):
+                part = rows[i : i + batch]
+                ids = [r[0] for r in part]
+                with store.transaction() as s:
+                    t = [time.perf_counter()]
+                    ledger.delete_rows(s, [table.name], ids)
+                    t.append(time.perf_counter())
+                    s.copy_rows(table, part)
+                    t.append(time.perf_counter())
+                    ledger.write(s, "doc_embeddings", 1, [(d, "h" * 32, recipe.fingerprint, 1) for d in ids], "b")
+                    t.append(time.perf_counter())
+                    records.progress(store, s, "bench", {"done": i + len(part)})
+                    t.append(time.perf_counter())
+                t.append(time.perf_counter())
+                for step, (t0, t1) in zip(spent, zip(t, t[1:], strict=False), strict=True):
+                    spent[step] += t1 - t0
+            return spent
+
         ours, base = [], []
         for _ in range(args.repeats):
             base.append(median_time(bare_path, 1)[0])
             ours.append(median_time(ragstate_path, 1)[0])
+        split = split_path()
+        total = sum(split.values())
+        say(
+            f"RESULT write_split backend={backend} one thread: {n / total:,.0f} vectors/s; "
+            + ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in split.items())
+        )
         a, b = statistics.median(ours), statistics.median(base)
         say(
             f"RESULT write backend={backend} vectors={n} dim=384 batch={batch} ragstate_vectors_per_s={n / a:,.0f} "
-            f"bare_insert_vectors_per_s={n / b:,.0f} ratio_time={a / b:.2f} target>=20,000/s "
+            f"bare_insert_vectors_per_s={n / b:,.0f} ratio_time={a / b:.2f} throughput_of_bare={b / a:.2f} "
+            f"target>=20,000/s and >=0.8 of bare "
             f"(encoding excluded on both sides)"
         )
 
@@ -500,6 +528,7 @@ def main() -> None:
         ("ray-n", "documents healed per executor (ray)"),
     ):
         parser.add_argument(f"--{name}", type=int, default=None, help=what)
+    parser.add_argument("--write-batch", type=int, default=512, help="rows per transaction, both sides (write)")
     parser.add_argument("--memory-sizes", default=None, help="SMALL,LARGE documents healed (memory)")
     args = parser.parse_args()
     full = args.full

@@ -544,16 +544,27 @@ def _recheck_from_source(
     """The recheck of kinds with one vector per document: re-read a sample of documents."""
     kind, recipe = desired.kind, desired.recipe
     vc = kind.vector_columns(recipe)[0]
-    rows = s.query(
-        "SELECT {key}, text_hash, {col} FROM {t} WHERE {key} IN (SELECT doc_id FROM {tmp_scope})",
+    # Keys first, vectors only for the sample: reading every vector to keep n of them held
+    # the whole table in memory (1.5 KB a document at 384 dimensions).
+    keys = s.query(
+        "SELECT {key} FROM {t} WHERE {key} IN (SELECT doc_id FROM {tmp_scope})",
+        key=Col(vc.key),
+        t=tables[vc.table].name,
+    )
+    keys = [r for r in keys if r[0] not in skip]
+    picked = [r[0] for r in random.Random(0x5EED).sample(keys, min(n, len(keys)))]
+    del keys
+    if not picked:
+        return []
+    found = s.query(
+        "SELECT {key}, text_hash, {col} FROM {t} WHERE {key} = ANY(?)",
+        (picked,),
         key=Col(vc.key),
         col=Col(vc.column),
         t=tables[vc.table].name,
     )
-    rows = [r for r in rows if r[0] not in skip]
-    sample = random.Random(0x5EED).sample(rows, min(n, len(rows)))
-    if not sample:
-        return []
+    by_key = {r[0]: r for r in found}
+    sample = [by_key[d] for d in picked if d in by_key]
     refs = registry.scope_refs(s, [r[0] for r in sample])
     docs = list(source.load([refs[r[0]] for r in sample if r[0] in refs]))
     texts = kind.recheck_texts(docs, recipe)
