@@ -34,9 +34,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("entry points", ("__init__", "cli")),
 ]
 
-#: upward edges tolerated for now, each with why. TEMPORARY: the daemon stops importing
-#: ``Project`` in helper A's branch (s15-a, issue 19: the daemon takes the run context);
-#: delete this entry when that branch is merged (the test then fails until it is deleted).
+
+
 def module_name(path: Path) -> str:
     parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)

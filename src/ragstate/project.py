@@ -63,6 +63,7 @@ from ragstate.sources.table import MappingReport, check_recorded, map_table
 from ragstate.spec import Spec, TableSourceSpec, load_spec, spec_hash, table_source_from
 from ragstate.stores import Store, locks, open_store
 from ragstate.stores.quarantine import Entry
+from ragstate.version import __version__
 
 
 class Project:
@@ -247,32 +248,11 @@ class Project:
         allow_destructive: bool = False,
         live: bool | None = None,
     ) -> int:
-        """Reconcile on the spec's ``daemon`` schedule until SIGTERM/SIGINT (``reconcile.daemon``).
-
-        Args:
-            once: run one cycle and return.
-            metrics_port: serve metrics and health here (overrides ``daemon.metrics_port``).
-            allow_destructive: carry out destructive plans (else they are refused, and the
-                kinds concerned are Stalled).
-            live: react to the source's change notifications (``reconcile.live``); None:
-                ``daemon.live``.
-
-        Returns:
-            The exit code (``Daemon.run``).
-
-        Raises:
-            DaemonRunning: another daemon runs on the store (``daemon.on_conflict: fail``).
-        """
-        from ragstate.version import __version__
-
-        return Daemon(
-            self,
-            once=once,
-            metrics_port=metrics_port,
-            allow_destructive=allow_destructive,
-            version=__version__,
-            live=live,
-        ).run()
+        """Reconcile on the spec's ``daemon`` schedule until SIGTERM/SIGINT: ``once`` runs one
+        cycle; ``live`` reacts to the source's change notifications (None: ``daemon.live``).
+        The other arguments, the exit code and the errors: ``reconcile.daemon.Daemon``."""
+        options = dict(once=once, metrics_port=metrics_port, allow_destructive=allow_destructive, live=live)
+        return Daemon(self, version=__version__, **options).run()
 
     def report(self, *, runs: int = 30) -> Report:
         """Status (with conditions) and the last ``runs`` runs, oldest first, for ``ragstate report``."""

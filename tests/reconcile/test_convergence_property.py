@@ -11,6 +11,7 @@ runs with the real model, whose window is what makes an edit "past the window" r
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import uuid
@@ -177,7 +178,12 @@ def fresh_store(backend: str, root: Path, pg_url: str | None) -> dict[str, Any]:
 def test_every_converged_apply_leaves_nothing_to_do(backend: str, request: pytest.FixtureRequest) -> None:
     pg_url = request.getfixturevalue("pg_url") if backend == "postgres" else None
 
-    @settings(max_examples=int(__import__("os").environ.get("PROP_N", "12")), deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+    @settings(
+        max_examples=int(os.environ.get("PROP_N", "12")),
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+    )
     @given(st.lists(st.tuples(OPS, st.integers(0, 50)), min_size=1, max_size=7))
     def sequences(ops: list[tuple[str, int]]) -> None:
         root = Path(tempfile.mkdtemp(prefix="ragstate-prop-"))
