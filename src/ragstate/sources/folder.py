@@ -74,23 +74,12 @@ class FolderSource:
         walked = list(self._walk(skipped))
         files = tuple(stat for stat, _ in walked)
         unchanged = frozenset(f.path for f in files if not rehash and known.get(f.path) == f)
-        fresh: list[DocRef] = []
-        problems: list[DocumentProblem] = []
-        for stat, refused in walked:
-            if stat.path in unchanged:
-                continue
-            if refused is not None:
-                problems.append(DocumentProblem.of(stat.path, refused, stat))
-            else:
-                docs, errors = self._parse(stat.path)
-                fresh.extend(doc.ref() for doc in docs)
-                problems.extend(DocumentProblem.of(key, error, stat) for key, error in errors)
-        check_unique_ids(fresh)
+        fresh, problems = self._parse_changed(walked, unchanged)
         return Snapshot(
             files=files,
             unchanged=unchanged,
-            fresh=tuple(fresh),
-            problems=tuple(problems),
+            fresh=fresh,
+            problems=problems,
             skipped=tuple(sorted(skipped.items(), key=lambda item: (-item[1], item[0]))),
         )
 
@@ -124,6 +113,14 @@ class FolderSource:
         kept = [stat for path, stat in known.items() if path not in wanted]
         files = tuple(sorted([*kept, *stats.values()], key=lambda f: f.path))
         unchanged = frozenset([f.path for f in kept] + [p for p, stat in stats.items() if known.get(p) == stat])
+        fresh, problems = self._parse_changed(found, unchanged)
+        return Snapshot(files=files, unchanged=unchanged, fresh=fresh, problems=problems)
+
+    def _parse_changed(
+        self, found: Iterable[tuple[FileStat, DocumentError | None]], unchanged: frozenset[str]
+    ) -> tuple[tuple[DocRef, ...], tuple[DocumentProblem, ...]]:
+        """Parse the files found that changed: their documents' refs, and the problems of
+        files refused or documents that would not parse (ids checked unique across them)."""
         fresh: list[DocRef] = []
         problems: list[DocumentProblem] = []
         for stat, refused in found:
@@ -136,7 +133,7 @@ class FolderSource:
                 fresh.extend(doc.ref() for doc in docs)
                 problems.extend(DocumentProblem.of(key, error, stat) for key, error in errors)
         check_unique_ids(fresh)
-        return Snapshot(files=files, unchanged=unchanged, fresh=tuple(fresh), problems=tuple(problems))
+        return tuple(fresh), tuple(problems)
 
     def load(self, refs: Sequence[DocRef]) -> Iterator[Document]:
         by_path: dict[str, list[DocRef]] = defaultdict(list)
