@@ -11,7 +11,7 @@ from ragstate.artifacts.base import Recipe
 from ragstate.artifacts.doc_embeddings import DocEmbeddings
 from ragstate.errors import PlanError
 from ragstate.observe.observe import KindObservation, Observed
-from ragstate.plan.desired import Desired, DesiredKind
+from ragstate.artifacts.desired import Desired, DesiredKind
 from ragstate.plan.diff import diff
 from ragstate.plan.model import (
     ACTIONS,
