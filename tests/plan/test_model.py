@@ -27,7 +27,7 @@ from ragstate.plan.model import (
     KindPlan,
     Plan,
 )
-from ragstate.sources.base import DocRef
+from ragstate.stores.documents import DocRef
 from ragstate.spec import spec_from_dict
 from ragstate.stores.ledger import DriftRows
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ragstate.errors import DuplicateDocumentId
-from ragstate.sources.base import DocRef, FileStat, Snapshot
+from ragstate.stores.documents import DocRef, FileStat, Snapshot
 from ragstate.stores import registry
 from ragstate.stores.base import Store
 
