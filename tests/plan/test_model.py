@@ -27,8 +27,8 @@ from ragstate.plan.model import (
     KindPlan,
     Plan,
 )
-from ragstate.stores.documents import DocRef
 from ragstate.spec import spec_from_dict
+from ragstate.stores.documents import DocRef
 from ragstate.stores.ledger import DriftRows
 
 
