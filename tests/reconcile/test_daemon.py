@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +33,12 @@ FAST = {"interval_s": 0.2, "jitter": 0, "backoff_multiplier": 2, "max_backoff_s"
 class Running:
     """A daemon run in a thread (signals stay with the main thread: ``stop`` ends it)."""
 
+    #: every daemon started in this module, stopped after its test even when the test failed
+    started: list[Running] = []
+
     def __init__(self, daemon: Daemon):
         self.daemon = daemon
+        Running.started.append(self)
         self.code: int | None = None
         self.error: BaseException | None = None
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -59,6 +63,18 @@ class Running:
         self.thread.join(120)
         assert not self.thread.is_alive() and self.error is None, self.error
         return self.code
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_outlives_its_test() -> Iterator[None]:
+    # A daemon left running after a failed assertion keeps cycling (and logging) into the
+    # tests that follow.
+    yield
+    while Running.started:
+        running = Running.started.pop()
+        if running.thread.is_alive():
+            running.daemon.stop("the test is over")
+            running.thread.join(120)
 
 
 def daemon_runs(project: Any) -> list[records.RunRow]:

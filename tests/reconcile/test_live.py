@@ -19,6 +19,7 @@ from helpers import HASH_MODELS, check_store, http_json, ledger_ids, metrics_of,
 from ragstate.reconcile.daemon import Daemon
 from ragstate.reconcile.live import ChangeQueue, stamp
 from reconcile.test_daemon import Running, daemon_runs
+from reconcile.test_daemon import _no_daemon_outlives_its_test  # noqa: F401  (autouse here too)
 from sources.conftest import UserTable
 
 SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
